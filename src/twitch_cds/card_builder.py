@@ -1,0 +1,187 @@
+"""Conclusions -> CDS Hooks cards, with every text taken from ``rulesets/cards.yaml`` and the
+rule files, and the evidence behind each card named in it."""
+
+from __future__ import annotations
+
+import string
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from twitch_cds.cds_hooks import INDICATOR_ORDER, Action, Card, Coding, Source, Suggestion
+from twitch_cds.engine import Conclusion
+from twitch_cds.facts import Evidence
+from twitch_cds.knowledge.bundle import Knowledge
+from twitch_cds.knowledge.cardtexts import CardKind, Lang
+
+CARD_NAMESPACE = uuid.UUID("5b0c3f4e-6f1e-4c51-9d43-1f6b1c2a7e10")
+"""uuid5 namespace: a card's uuid derives from patient, rules, versions and evidence."""
+SUMMARY_LIMIT = 139
+
+
+class _FactFormatter(string.Formatter):
+    """``{bind.field}`` placeholders in rule messages, read from the facts a rule fired on."""
+
+    def get_field(self, field_name: str, args: Any, kwargs: Any) -> tuple[Any, str]:
+        bind, _, name = field_name.partition(".")
+        value = kwargs.get(bind, {}).get(name)  # {subject} reads kwargs["subject"][""]
+        return ("?" if value is None else value), field_name
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if value == "?" or (format_spec and not isinstance(value, int | float)):
+            return str(value)
+        return format(value, format_spec)
+
+
+_FORMATTER = _FactFormatter()
+
+
+@dataclass
+class _Group:
+    kind: str
+    texts: CardKind
+    conclusions: list[Conclusion] = field(default_factory=list)
+
+    def subjects(self) -> list[str]:
+        return list(dict.fromkeys(c.subject for c in self.conclusions))
+
+
+class CardBuilder:
+    def __init__(self, knowledge: Knowledge, lang: Lang):
+        self.k = knowledge
+        self.lang: Lang = lang
+        self._kind_order = {kind: i for i, kind in enumerate(knowledge.cards.kinds)}
+
+    def build(self, conclusions: Iterable[Conclusion], evidence: Mapping[str, Evidence],
+              basis: Mapping[str, list[str]], patient: str | None) -> list[Card]:
+        groups: dict[tuple[str, str], _Group] = {}
+        for conclusion in conclusions:
+            texts = self.k.cards.kinds[conclusion.card]
+            key = (conclusion.card, conclusion.subject if texts.group == "subject" else "")
+            groups.setdefault(key, _Group(conclusion.card, texts)).conclusions.append(conclusion)
+        cards = [self._card(g, evidence, basis, patient) for g in groups.values()]
+        cards.sort(key=lambda c: (INDICATOR_ORDER[c.indicator],
+                                  self._kind_order[c.kind or ""], c.summary))
+        return cards
+
+    # -- pieces --------------------------------------------------------------------------
+    def _evidence_ids(self, conclusion: Conclusion, basis: Mapping[str, list[str]]) -> list[str]:
+        """Input fact ids behind a conclusion, following derived facts to their basis."""
+        out: list[str] = []
+        stack = [f["id"] for f in conclusion.facts.values()]
+        while stack:
+            fact_id = stack.pop(0)
+            if fact_id in basis:
+                stack[:0] = basis[fact_id]
+            elif fact_id not in out:
+                out.append(fact_id)
+        return out
+
+    def _summary(self, group: _Group) -> str:
+        labels = [self._subject_label(group.texts, s) for s in group.subjects()]
+        template = group.texts.summary(self.lang)
+        for shown in range(len(labels), 0, -1):
+            listed = ", ".join(labels[:shown])
+            if shown < len(labels):
+                listed += f" +{len(labels) - shown}"
+            summary = template.format(subjects=listed)
+            if len(summary) <= SUMMARY_LIMIT:
+                return summary
+        return template.format(subjects=f"{len(labels)}")[:SUMMARY_LIMIT]
+
+    def _subject_label(self, texts: CardKind, subject: str) -> str:
+        text = texts.subjects.get(subject)
+        return text(self.lang) if text else subject
+
+    def _card(self, group: _Group, evidence: Mapping[str, Evidence],
+              basis: Mapping[str, list[str]], patient: str | None) -> Card:
+        labels = self.k.cards.labels
+        lines = [f"**{labels['why'](self.lang)}**", ""]
+        references: list[str] = []
+        dates: list[str] = []
+        citations: dict[str, tuple[str, str]] = {}
+        rule_versions: list[str] = []
+        by_message: dict[str, list[str]] = {}
+        for conclusion in group.conclusions:
+            rule = self.k.rules_by_id[conclusion.rule_id].rule
+            message = getattr(rule.knowledge.message, self.lang)
+            subject = self._subject_label(group.texts, conclusion.subject)
+            text = _FORMATTER.format(message, **conclusion.facts, subject={"": subject})
+            fact_ids = by_message.setdefault(text, [])
+            fact_ids += [i for i in self._evidence_ids(conclusion, basis) if i not in fact_ids]
+            citation = rule.library.citation
+            citations.setdefault(citation.text, (citation.section, citation.gloss))
+            rule_versions.append(f"{rule.id} {rule.maintenance.version}")
+        for message, fact_ids in by_message.items():
+            lines.append(f"- {message}")
+            for fact_id in fact_ids:
+                item = evidence.get(fact_id)
+                if item is None:
+                    continue
+                note = f" ({labels['matched_by_name'](self.lang)})" if item.match == "name" else ""
+                lines.append(f"  - {labels['evidence'](self.lang)}: `{item.reference}`: "
+                             f"{item.text}{note}")
+                if item.reference not in references:
+                    references.append(item.reference)
+                if item.date:
+                    dates.append(item.date)
+        lines += ["", f"**{labels['article'](self.lang)}**", ""]
+        for text, (section, gloss) in citations.items():
+            lines.append(f"> {text}")
+            if self.lang == "en":
+                lines.append(f"> — *{gloss}*")
+            lines.append(f"> ({section})")
+            lines.append("")
+        if dates:
+            lines.append(f"**{labels['data_age'](self.lang)}**: {labels['newest'](self.lang)} "
+                         f"{max(dates)}, {labels['oldest'](self.lang)} {min(dates)}")
+            lines.append("")
+        lines.append(f"{labels['rules'](self.lang)}: {', '.join(sorted(set(rule_versions)))}")
+        identity = "|".join([patient or "-", group.kind, ",".join(sorted(group.subjects())),
+                             *sorted(set(rule_versions)), *sorted(references)])
+        source = self.k.cards.source
+        suggestions = self._suggestions(group, patient, references)
+        return Card(
+            uuid=str(uuid.uuid5(CARD_NAMESPACE, identity)),
+            summary=self._summary(group),
+            detail="\n".join(lines),
+            indicator=group.texts.indicator,
+            source=Source(
+                label=source.label(self.lang),
+                topic=Coding(system=source.topic_system, code=group.kind,
+                             display=group.texts.display(self.lang)),
+            ),
+            suggestions=suggestions or None,
+            selectionBehavior="any" if suggestions else None,
+            overrideReasons=[
+                Coding(system=source.topic_system, code=r.code, display=r.display(self.lang))
+                for r in self.k.cards.override_reasons
+            ] or None,
+        )
+
+    def _suggestions(self, group: _Group, patient: str | None,
+                     references: list[str]) -> list[Suggestion]:
+        if patient is None:
+            return []  # a ServiceRequest needs a subject
+        wanted = list(group.texts.suggestions)
+        wanted += [c.suggest for c in group.conclusions if c.suggest and c.suggest not in wanted]
+        out = []
+        for key in wanted:
+            texts = self.k.cards.suggestions[key]
+            actions = []
+            for template in texts.resources:
+                resource = dict(template)
+                resource["subject"] = {"reference": patient}
+                reasons = [{"reference": r} for r in references
+                           if " " not in r and not r.startswith("Patient/")]
+                if reasons:
+                    resource["reasonReference"] = reasons
+                actions.append(Action(type="create", description=texts.label(self.lang),
+                                      resource=resource))
+            out.append(Suggestion(
+                label=texts.label(self.lang),
+                uuid=str(uuid.uuid5(CARD_NAMESPACE, f"{patient}|{group.kind}|{key}")),
+                actions=actions,
+            ))
+        return out

@@ -1,0 +1,111 @@
+"""The ``twitch-cds`` command: evaluate a file of FHIR data, or list the rule catalogue."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from twitch_cds.errors import TwitchCdsError
+from twitch_cds.evaluate import evaluate
+from twitch_cds.knowledge.bundle import default_knowledge
+from twitch_cds.result import EvaluationResult
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="twitch-cds",
+        description="Clinical decision support for leg-muscle twitching after walking.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("evaluate", help="evaluate one patient's FHIR data, print cards")
+    run.add_argument("file", help="FHIR JSON (Bundle, resource, list, CDS Hooks request) or -")
+    run.add_argument("--lang", choices=("en", "id"), default="en")
+    run.add_argument("--now", help="evaluate as of this ISO 8601 date-time (default: now)")
+    run.add_argument("--format", choices=("json", "text"), default="text")
+    run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                     help="override a parameter from rulesets/parameters.yaml (repeatable)")
+    rules = commands.add_parser("rules", help="print the rule catalogue")
+    rules.add_argument("--format", choices=("json", "text"), default="text")
+    return parser
+
+
+def _parameters(pairs: Sequence[str]) -> dict[str, float]:
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--param {pair!r}: expected NAME=VALUE")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError as exc:
+            raise ValueError(f"--param {pair!r}: {value!r} is not a number") from exc
+    return out
+
+
+def _text(result: EvaluationResult) -> str:
+    lines = []
+    for card in result.cards:
+        lines.append(f"[{card.indicator.upper()}] {card.summary}  ({card.kind})")
+        lines += [f"    {line}" for line in (card.detail or "").splitlines()]
+        for suggestion in card.suggestions or ():
+            lines.append(f"    -> suggestion: {suggestion.label}")
+        lines.append("")
+    if not result.cards:
+        lines.append("No cards: nothing in this data calls for one (no current twitching).")
+    if result.issues:
+        lines.append(f"Input issues ({len(result.issues)}):")
+        lines += [f"  - {issue}" for issue in result.issues]
+    return "\n".join(lines)
+
+
+def _catalogue(fmt: str) -> str:
+    entries: list[dict[str, Any]] = []
+    for compiled in default_knowledge().rules:
+        rule = compiled.rule
+        entries.append({
+            "id": rule.id,
+            "version": rule.maintenance.version,
+            "title": rule.library.title,
+            "concludes": (f"card {rule.knowledge.conclude.card}" if rule.knowledge.conclude
+                          else f"derived {rule.knowledge.derive.name}"
+                          if rule.knowledge.derive else ""),
+            "section": rule.library.citation.section,
+            "sentence": rule.library.citation.text,
+            "gloss": rule.library.citation.gloss,
+            "file": str(compiled.path.relative_to(default_knowledge().directory)),
+        })
+    if fmt == "json":
+        return json.dumps(entries, indent=2, ensure_ascii=False)
+    return "\n\n".join(
+        f"{e['id']} {e['version']}  {e['title']}\n  -> {e['concludes']}\n"
+        f"  [{e['section']}] {e['sentence']}\n  ({e['gloss']})" for e in entries
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "rules":
+            print(_catalogue(args.format))
+            return 0
+        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+        result = evaluate(data, now=args.now, lang=args.lang,
+                          parameters=_parameters(args.param))
+    except (TwitchCdsError, ValueError, OSError) as exc:
+        print(f"twitch-cds: error: {exc}", file=sys.stderr)
+        return 2
+    if args.format == "json":
+        print(json.dumps(result.to_cds_hooks(), indent=2, ensure_ascii=False))
+        for issue in result.issues:  # stdout stays a pure CDS Hooks response
+            print(f"twitch-cds: input issue: {issue}", file=sys.stderr)
+    else:
+        print(_text(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,126 @@
+"""``evaluate()``: one patient's FHIR data in, CDS Hooks cards out.
+
+FHIR in -> validated resources -> trusted facts -> durable-rules session -> conclusions ->
+cards. The ruleset is compiled once per process; each call gets its own engine session.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from twitch_cds.card_builder import CardBuilder
+from twitch_cds.engine import RuleEngine
+from twitch_cds.fhir_in.normalise import Normaliser
+from twitch_cds.fhir_in.reader import FhirVersion, read_input
+from twitch_cds.fhir_in.validate import USED_TYPES, preferred_version, validate
+from twitch_cds.knowledge.bundle import Knowledge, default_knowledge
+from twitch_cds.knowledge.cardtexts import Lang
+from twitch_cds.result import DerivedFinding, EvaluationResult, FactRef, RuleFiring, Trace
+
+_engines: dict[int, tuple[Knowledge, RuleEngine]] = {}
+_engines_lock = threading.Lock()
+_process_parameters: dict[str, float] = {}
+
+
+def engine_for(knowledge: Knowledge) -> RuleEngine:
+    """The process's engine for a ruleset, compiled on first use and then reused."""
+    with _engines_lock:
+        entry = _engines.get(id(knowledge))
+        if entry is None:
+            entry = (knowledge, RuleEngine(knowledge))
+            _engines[id(knowledge)] = entry
+        return entry[1]
+
+
+def set_default_parameters(parameters: Mapping[str, float] | None) -> None:
+    """Override parameter defaults for every later call in this process (None resets)."""
+    default_knowledge().parameters.resolve(parameters)  # validate before storing
+    _process_parameters.clear()
+    _process_parameters.update(parameters or {})
+
+
+def _now(now: dt.datetime | str | None) -> dt.datetime:
+    if now is None:
+        return dt.datetime.now(dt.UTC)
+    if isinstance(now, str):
+        try:
+            now = dt.datetime.fromisoformat(now.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ValueError(f"now={now!r} is not an ISO 8601 date-time") from exc
+    return now if now.tzinfo else now.replace(tzinfo=dt.UTC)
+
+
+def evaluate(
+    data: Any,
+    *,
+    now: dt.datetime | str | None = None,
+    lang: Lang = "en",
+    parameters: Mapping[str, float] | None = None,
+    fhir_version: FhirVersion | None = None,
+    knowledge: Knowledge | None = None,
+) -> EvaluationResult:
+    """Evaluate one patient's FHIR data against the article's rules.
+
+    ``data`` is a Bundle, a list of resources, one resource, JSON text or bytes,
+    fhir.resources models, or a CDS Hooks request. ``now`` fixes the clock (default: the
+    current time). ``parameters`` overrides thresholds from ``rulesets/parameters.yaml``.
+    Raises ``InputError`` only when nothing can be read as FHIR; every lesser problem is in
+    ``result.issues``.
+    """
+    if lang not in ("en", "id"):
+        raise ValueError(f"lang must be 'en' or 'id', got {lang!r}")
+    knowledge = knowledge or default_knowledge()
+    clock = _now(now)
+    values = knowledge.parameters.resolve(_process_parameters, parameters)
+    read = read_input(data)
+    relevant = [r for r in read.resources if r.resource_type in USED_TYPES]
+    default_version = fhir_version or preferred_version(relevant)
+    validated = [validate(r, default_version) for r in relevant]
+    patient_id = None
+    if read.request is not None:
+        context_patient = read.request.context.get("patientId")
+        patient_id = context_patient if isinstance(context_patient, str) else None
+    normalised = Normaliser(knowledge, values, clock, lang).run(validated, patient_id)
+    session = engine_for(knowledge).run([f.to_engine() for f in normalised.facts], values)
+    basis = {d["id"]: d["basis"] for d in session.derived}
+    cards = CardBuilder(knowledge, lang).build(
+        session.conclusions, normalised.evidence, basis, normalised.patient
+    )
+    issues = [*read.issues, *(i for v in validated for i in v.issues), *normalised.issues]
+    return EvaluationResult(
+        cards=cards,
+        issues=issues,
+        trace=_trace(knowledge, normalised.evidence, session, basis, len(normalised.facts)),
+        patient=normalised.patient,
+        now=clock,
+    )
+
+
+def _trace(knowledge: Knowledge, evidence: Mapping[str, Any], session: Any,
+           basis: Mapping[str, list[str]], fact_count: int) -> Trace:
+    def ref(fact_id: str) -> FactRef:
+        item = evidence.get(fact_id)
+        return FactRef(id=fact_id, reference=item.reference if item else None,
+                       text=item.text if item else None)
+
+    def sources(fact_id: str) -> list[str]:
+        if fact_id in basis:
+            return [s for b in basis[fact_id] for s in sources(b)]
+        item = evidence.get(fact_id)
+        return [item.reference] if item else []
+
+    fired = [
+        RuleFiring(rule_id=f.rule_id, version=knowledge.rules_by_id[f.rule_id].rule.maintenance.version,
+                   facts={bind: ref(fid) for bind, fid in f.facts.items() if bind != "params"})
+        for f in session.firings
+    ]
+    derived = [
+        DerivedFinding(id=d["id"], name=d["name"],
+                       values={k: v for k, v in d.items() if k not in ("id", "name", "type", "basis")},
+                       evidence=list(dict.fromkeys(sources(d["id"]))))
+        for d in session.derived
+    ]
+    return Trace(ruleset_version=knowledge.version, facts=fact_count, fired=fired, derived=derived)

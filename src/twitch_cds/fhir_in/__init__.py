@@ -1,0 +1,1 @@
+"""FHIR in: reading what integrators send, and turning trustworthy data into facts."""

@@ -1,0 +1,34 @@
+"""FHIR date, dateTime and instant values as aware datetimes, for age-of-data arithmetic."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+_PARTIAL = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
+
+
+def parse_fhir_datetime(value: object) -> dt.datetime | None:
+    """A FHIR date/dateTime/instant, or None when it is not one.
+
+    Partial dates (``2026``, ``2026-11``) take their first day; values without a zone are
+    read as UTC (FHIR requires a zone whenever a time is given).
+    """
+    if not isinstance(value, str) or not value:
+        return None
+    partial = _PARTIAL.match(value)
+    if partial:
+        year, month, day = partial.groups()
+        try:
+            return dt.datetime(int(year), int(month or 1), int(day or 1), tzinfo=dt.UTC)
+        except ValueError:
+            return None
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def days_between(earlier: dt.datetime, later: dt.datetime) -> float:
+    return (later - earlier).total_seconds() / 86400.0

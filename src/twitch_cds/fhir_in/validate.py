@@ -1,0 +1,136 @@
+"""Strict FHIR validation with fhir.resources, and the lenient fallback.
+
+fhir.resources checks structure and types but rejects unknown fields and ignores status
+codes. A resource that fails only in fields the rules never read is still used; a failing
+field the rules do read is removed, so that value is not used, and the rest of the
+resource still counts. Every failure is reported.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import fhir.resources as fhir_r5
+import fhir.resources.R4B as fhir_r4b
+from pydantic import ValidationError
+
+from twitch_cds.fhir_in.reader import FhirVersion, RawResource
+from twitch_cds.issues import InputIssue
+
+READ_FIELDS: dict[str, frozenset[str]] = {
+    "Observation": frozenset({
+        "id", "status", "code", "subject", "effectiveDateTime", "effectivePeriod",
+        "effectiveInstant", "issued", "valueQuantity", "valueBoolean", "valueCodeableConcept",
+        "dataAbsentReason", "interpretation", "referenceRange", "component"}),
+    "Condition": frozenset({
+        "id", "clinicalStatus", "verificationStatus", "code", "subject", "onsetDateTime",
+        "onsetPeriod", "onsetAge", "recordedDate", "abatementDateTime", "abatementPeriod",
+        "severity"}),
+    "MedicationStatement": frozenset({
+        "id", "status", "medicationCodeableConcept", "medicationReference", "medication",
+        "subject", "effectiveDateTime", "effectivePeriod", "dateAsserted", "adherence",
+        "dosage", "contained"}),
+    "MedicationRequest": frozenset({
+        "id", "status", "medicationCodeableConcept", "medicationReference", "medication",
+        "subject", "authoredOn", "dispenseRequest", "dosageInstruction", "doNotPerform",
+        "contained"}),
+    "Patient": frozenset({"id", "birthDate", "gender", "deceasedBoolean", "deceasedDateTime"}),
+    "Medication": frozenset({"id", "code", "ingredient", "form"}),
+}
+"""The fields the FHIR reader reads, per resource type; everything else is cosmetic here."""
+USED_TYPES = frozenset(READ_FIELDS)
+
+
+@dataclass
+class Validated:
+    raw: RawResource
+    data: dict[str, Any]
+    """The resource, minus any field that failed validation in a field the rules read."""
+    version: FhirVersion
+    issues: list[InputIssue]
+    usable: bool
+
+
+def shape_version(data: dict[str, Any]) -> FhirVersion | None:
+    """The FHIR version a resource's shape gives away, if any."""
+    rtype = data.get("resourceType")
+    if rtype in ("MedicationStatement", "MedicationRequest"):
+        if isinstance(data.get("medication"), dict):
+            return "R5"
+        if "medicationCodeableConcept" in data or "medicationReference" in data:
+            return "R4B"
+    if rtype == "MedicationStatement" and data.get("status") in ("recorded", "draft"):
+        return "R5"
+    return None
+
+
+def preferred_version(resources: list[RawResource]) -> FhirVersion:
+    """R5 when the input shows R5 shapes and no R4 ones; R4/R4B otherwise (the common case)."""
+    seen = {r.version or shape_version(r.data) for r in resources} - {None}
+    return "R5" if seen == {"R5"} else "R4B"
+
+
+def _errors(data: dict[str, Any], version: FhirVersion) -> list[dict[str, Any]]:
+    module = fhir_r5 if version == "R5" else fhir_r4b
+    model = module.get_fhir_model_class(data["resourceType"])
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        return list(exc.errors())
+    return []
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _remove(data: dict[str, Any], loc: tuple[Any, ...]) -> None:
+    node: Any = data
+    for part in loc[:-1]:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return
+    if isinstance(node, dict):
+        node.pop(loc[-1], None)
+    elif isinstance(node, list) and isinstance(loc[-1], int) and loc[-1] < len(node):
+        node[loc[-1]] = None
+
+
+def validate(raw: RawResource, default: FhirVersion) -> Validated:
+    data = raw.data
+    rtype = raw.resource_type
+    version = raw.version or shape_version(data) or default
+    errors = [] if raw.version else _errors(data, version)
+    if errors and not raw.version and not shape_version(data):
+        other: FhirVersion = "R5" if version == "R4B" else "R4B"
+        other_errors = _errors(data, other)
+        if not other_errors:
+            version, errors = other, []
+    if not errors:
+        return Validated(raw, data, version, [], True)
+    read = READ_FIELDS[rtype]
+    issues: list[InputIssue] = []
+    cleaned = copy.deepcopy(data)
+    usable = True
+    for error in errors:
+        loc = tuple(error["loc"])
+        field = loc[0] if loc else None
+        message = f"{error['msg']} (FHIR {version} validation)"
+        if field is None or field in ("resourceType",):
+            usable = False
+            issues.append(InputIssue(severity="error", resource=raw.label, path=rtype,
+                                     problem=message, action="skipped"))
+        elif field in read:
+            _remove(cleaned, loc)
+            issues.append(InputIssue(severity="error", resource=raw.label, path=_path(loc),
+                                     problem=message, action="value-not-used"))
+        else:
+            issues.append(InputIssue(severity="warning", resource=raw.label, path=_path(loc),
+                                     problem=message, action="used-leniently"))
+    return Validated(raw, cleaned if usable else data, version, issues, usable)

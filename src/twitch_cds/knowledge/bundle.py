@@ -1,0 +1,169 @@
+"""Everything in ``rulesets/``, loaded and cross-checked once per process."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from twitch_cds.errors import RulesetError
+from twitch_cds.facts import FACT_TYPES, fact_fields
+from twitch_cds.knowledge.cardtexts import CardTexts
+from twitch_cds.knowledge.concepts import Concepts
+from twitch_cds.knowledge.files import read_yaml, rulesets_dir
+from twitch_cds.knowledge.measurements import Measurements, ParamRef
+from twitch_cds.knowledge.parameters import ParameterSet, load_parameters
+from twitch_cds.knowledge.rules import (
+    RuleCheckError,
+    RuleFile,
+    Schema,
+    compile_rule,
+    declare_derivation,
+)
+from twitch_cds.knowledge.terminology import Terminology, load_terminology
+from twitch_cds.knowledge.trust import Trust
+
+MAX_RULES = 450
+"""durable-rules hangs at about 510 rules in one ruleset; stay well below it."""
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    rule: RuleFile
+    path: Path
+    definition: dict[str, Any]
+    """The rule in durable-rules' JSON grammar."""
+    binds: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    directory: Path
+    terminology: Terminology
+    parameters: ParameterSet
+    measurements: Measurements
+    trust: Trust
+    concepts: Concepts
+    cards: CardTexts
+    rules: tuple[CompiledRule, ...]
+
+    @functools.cached_property
+    def rules_by_id(self) -> dict[str, CompiledRule]:
+        return {compiled.rule.id: compiled for compiled in self.rules}
+
+    @functools.cached_property
+    def version(self) -> str:
+        """A digest of every rule id and version, naming this ruleset in results."""
+        import hashlib
+
+        text = "|".join(f"{c.rule.id}@{c.rule.maintenance.version}" for c in self.rules)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _model(model: Any, path: Path) -> Any:
+    try:
+        return model.model_validate(read_yaml(path))
+    except ValidationError as exc:
+        raise RulesetError(f"{path}: {exc}") from exc
+
+
+def _check_measurements(measurements: Measurements, know: dict[str, Any], path: Path) -> None:
+    for name, m in {**measurements.analytes, **measurements.intakes}.items():
+        if m.valueset not in know["valuesets"]:
+            raise RulesetError(f"{path}: {name}: unknown value set {m.valueset!r}")
+        refs = [m.default_low, m.default_high]
+        refs += [f.param for f in m.units.values() if isinstance(f, ParamRef)]
+        for ref in refs:
+            if ref is not None and ref not in know["parameters"]:
+                raise RulesetError(f"{path}: {name}: unknown parameter {ref!r}")
+
+
+def _load_rules(directory: Path, schema: Schema, cards: CardTexts) -> tuple[CompiledRule, ...]:
+    paths = sorted(directory.rglob("*.yaml"))
+    if not paths:
+        raise RulesetError(f"{directory}: no rule files")
+    parsed: list[tuple[Path, RuleFile]] = []
+    seen: dict[str, Path] = {}
+    for path in paths:
+        try:
+            rule = RuleFile.model_validate(read_yaml(path))
+        except ValidationError as exc:
+            raise RulesetError(f"{path}: {exc}") from exc
+        if rule.id in seen:
+            raise RulesetError(f"{path}: rule {rule.id}: duplicate id (also in {seen[rule.id]})")
+        seen[rule.id] = path
+        declare_derivation(rule, schema)
+        parsed.append((path, rule))
+    compiled = []
+    for path, rule in parsed:
+        try:
+            definition = compile_rule(rule, schema)
+            _check_conclusion(rule, cards)
+        except RuleCheckError as exc:
+            raise RulesetError(f"{path}: rule {rule.id}: {exc}") from exc
+        binds = tuple(next(iter(p)) for p in definition["all"] if "$not" not in next(iter(p)))
+        compiled.append(CompiledRule(rule, path, definition, binds))
+    if len(compiled) > MAX_RULES:
+        raise RulesetError(f"{directory}: {len(compiled)} rules; the engine allows {MAX_RULES}")
+    return tuple(compiled)
+
+
+def _check_conclusion(rule: RuleFile, cards: CardTexts) -> None:
+    conclude = rule.knowledge.conclude
+    if conclude is None:
+        return
+    kind = cards.kinds.get(conclude.card)
+    if kind is None:
+        raise RuleCheckError(f"card kind {conclude.card!r} has no texts in cards.yaml")
+    if "." not in conclude.subject and conclude.subject not in kind.subjects:
+        raise RuleCheckError(f"subject {conclude.subject!r} has no text under {conclude.card}")
+    if conclude.suggest is not None and conclude.suggest not in cards.suggestions:
+        raise RuleCheckError(f"suggestion {conclude.suggest!r} is not in cards.yaml")
+    if rule.knowledge.urgency != kind.indicator:
+        raise RuleCheckError(
+            f"urgency {rule.knowledge.urgency} differs from the {conclude.card} card's "
+            f"indicator {kind.indicator}"
+        )
+
+
+def load_knowledge(directory: Path | None = None) -> Knowledge:
+    """Load and check every file in ``rulesets/``; errors name the file and the rule."""
+    directory = directory or rulesets_dir()
+    if not directory.is_dir():
+        raise RulesetError(f"rulesets directory not found: {directory}")
+    terminology = load_terminology(directory / "terminology")
+    parameters = load_parameters(directory / "parameters.yaml")
+    measurements = _model(Measurements, directory / "measurements.yaml")
+    trust = _model(Trust, directory / "trust.yaml")
+    cards = _model(CardTexts, directory / "cards.yaml")
+    concepts = _model(Concepts, directory / "concepts.yaml")
+    missing = concepts.valuesets() - set(terminology.titles)
+    if missing:
+        raise RulesetError(f"concepts.yaml: unknown value sets {sorted(missing)}")
+    known = {"valuesets": set(terminology.titles), "parameters": set(parameters.parameters)}
+    _check_measurements(measurements, known, directory / "measurements.yaml")
+    for kind, texts in cards.kinds.items():
+        for suggestion in texts.suggestions:
+            if suggestion not in cards.suggestions:
+                raise RulesetError(f"cards.yaml: {kind}: unknown suggestion {suggestion!r}")
+    schema = Schema(
+        fact_fields={name: fact_fields(name) for name in FACT_TYPES}
+        | {"parameters": set(parameters.parameters) | {"type", "id"}},
+        valuesets=known["valuesets"],
+        parameters=known["parameters"],
+        card_kinds=set(cards.kinds),
+        concept_fields={"concept": "finding", "drug_class": "medication", "analyte": "lab"},
+    )
+    rules = _load_rules(directory / "rules", schema, cards)
+    return Knowledge(
+        directory, terminology, parameters, measurements, trust, concepts, cards, rules
+    )
+
+
+@functools.cache
+def default_knowledge() -> Knowledge:
+    """The packaged ruleset, loaded on first use and shared by every call in the process."""
+    return load_knowledge()

@@ -1,0 +1,271 @@
+"""Rule files (``rulesets/rules/**/*.yaml``): their schema, their checks, and their
+compilation into the durable-rules JSON grammar.
+
+A rule file reads like an Arden Syntax medical logic module: ``maintenance`` (id, version,
+date, validation), ``library`` (title, purpose, the article sentence it encodes) and
+``knowledge`` (the facts it needs, its logic, what it concludes).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import string
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Scalar = str | float | int | bool
+OPERATORS = {"lt": "$lt", "le": "$lte", "gt": "$gt", "ge": "$gte", "ne": "$neq", "eq": None}
+BIND_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+PARAMS_BIND = "params"
+GO_BIND = "go"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Maintenance(_Strict):
+    id: str = Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")
+    version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
+    date: dt.date
+    validation: Literal["research", "testing", "production", "expired"]
+    author: str
+
+
+class Citation(_Strict):
+    section: str = Field(min_length=1)
+    """The article's heading the sentence stands under."""
+    text: str = Field(min_length=10)
+    """The Indonesian words, verbatim from the article."""
+    gloss: str = Field(min_length=10)
+    """An English gloss of those words."""
+
+
+class Library(_Strict):
+    title: str = Field(min_length=5)
+    purpose: str = Field(min_length=5)
+    explanation: str = Field(min_length=5)
+    citation: Citation
+
+
+class Texts(_Strict):
+    en: str = Field(min_length=1)
+    id: str = Field(min_length=1)
+
+
+class Derive(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")
+    copy_fields: dict[str, str] = Field(default_factory=dict, alias="copy")
+    """Fields of the derived fact, each taken from a bound fact: ``analyte: lab.analyte``."""
+    set_fields: dict[str, str | float | bool] = Field(default_factory=dict, alias="set")
+    """Fields of the derived fact with fixed values: ``analyte: electrolyte-disorder``."""
+
+
+class Conclude(_Strict):
+    card: str
+    """The card kind (a code of the card-kind concept in our CodeSystem)."""
+    subject: str
+    """What the card is about: a fixed code, or ``bind.field`` for one card per value."""
+    suggest: str | None = None
+    """A suggestion (from cards.yaml) this conclusion adds to its card."""
+
+
+class Knowledge(_Strict):
+    when: dict[str, dict[str, Any]] = Field(min_length=1)
+    """The facts the rule needs: bind name -> pattern (``type`` plus field conditions)."""
+    unless: list[dict[str, Any]] = Field(default_factory=list)
+    """Facts whose presence keeps the rule quiet (checked once every fact is in)."""
+    derive: Derive | None = None
+    conclude: Conclude | None = None
+    urgency: Literal["critical", "warning", "info"] | None = None
+    message: Texts
+
+    @field_validator("when")
+    @classmethod
+    def _bind_names(cls, when: dict[str, Any]) -> dict[str, Any]:
+        for bind in when:
+            if not BIND_NAME.match(bind) or bind in (PARAMS_BIND, GO_BIND):
+                raise ValueError(f"bind name {bind!r} must be lower_snake_case and not reserved")
+        return when
+
+    @model_validator(mode="after")
+    def _one_outcome(self) -> Knowledge:
+        if (self.derive is None) == (self.conclude is None):
+            raise ValueError("knowledge needs exactly one of derive or conclude")
+        if self.conclude is not None and self.urgency is None:
+            raise ValueError("a rule that concludes needs an urgency")
+        return self
+
+
+class RuleFile(_Strict):
+    maintenance: Maintenance
+    library: Library
+    knowledge: Knowledge
+
+    @property
+    def id(self) -> str:
+        return self.maintenance.id
+
+
+class RuleCheckError(ValueError):
+    """A rule refers to something that does not exist; the loader adds file and rule."""
+
+
+class Schema:
+    """What rules may refer to: fact types and their fields, value sets, parameters."""
+
+    def __init__(
+        self,
+        fact_fields: Mapping[str, set[str]],
+        valuesets: set[str],
+        parameters: set[str],
+        card_kinds: set[str],
+        concept_fields: Mapping[str, str],
+    ) -> None:
+        self.fact_fields = {k: set(v) for k, v in fact_fields.items()}
+        self.valuesets = valuesets
+        self.parameters = parameters
+        self.card_kinds = card_kinds
+        self.concept_fields = dict(concept_fields)
+        """Fields whose values must be value-set ids: ``{"concept": "finding", ...}``."""
+        self.derived: dict[str, set[str]] = {}
+
+
+def _operand(value: Any, bind: str, rule: RuleFile, schema: Schema, binds: dict[str, str]) -> Any:
+    if isinstance(value, Mapping):
+        if set(value) == {"param"}:
+            if value["param"] not in schema.parameters:
+                raise RuleCheckError(f"unknown parameter {value['param']!r}")
+            return {PARAMS_BIND: value["param"]}
+        if set(value) == {"field"}:
+            return {bind: value["field"]}
+        if set(value) == {"fact", "field"}:
+            if value["fact"] not in binds:
+                raise RuleCheckError(f"operand refers to unbound fact {value['fact']!r}")
+            return {value["fact"]: value["field"]}
+        raise RuleCheckError(f"operand {dict(value)!r} must be a value, field, param or fact+field")
+    if isinstance(value, bool | str):
+        return value
+    if isinstance(value, int | float):
+        return float(value)
+    raise RuleCheckError(f"operand {value!r} is not a number, string or boolean")
+
+
+def _fields_for(pattern: Mapping[str, Any], schema: Schema) -> tuple[str, set[str]]:
+    fact_type = pattern.get("type")
+    if fact_type == "derived":
+        name = pattern.get("name")
+        if name not in schema.derived:
+            raise RuleCheckError(
+                f"derived fact {name!r} is not derived by any rule"
+            )
+        return "derived", schema.derived[name] | {"type", "name", "id"}
+    if fact_type not in schema.fact_fields:
+        known = ", ".join(sorted([*schema.fact_fields, "derived"]))
+        raise RuleCheckError(f"unknown fact type {fact_type!r}; known: {known}")
+    return str(fact_type), schema.fact_fields[str(fact_type)]
+
+
+def compile_pattern(
+    bind: str, pattern: Mapping[str, Any], rule: RuleFile, schema: Schema, binds: dict[str, str]
+) -> tuple[dict[str, Any], bool]:
+    """One pattern to durable JSON; also says whether it reads the parameters fact."""
+    fact_type, fields = _fields_for(pattern, schema)
+    terms: list[dict[str, Any]] = []
+    uses_params = False
+    for field, spec in pattern.items():
+        if field not in fields:
+            raise RuleCheckError(f"fact type {fact_type!r} has no field {field!r}")
+        if schema.concept_fields.get(field) == fact_type:
+            values = spec if isinstance(spec, list) else [spec]
+            for value in values:
+                if value not in schema.valuesets:
+                    raise RuleCheckError(f"unknown value set {value!r} in {field}")
+        if isinstance(spec, list):
+            if not spec:
+                raise RuleCheckError(f"{field}: an empty any-of list never matches")
+            alternatives = [{field: _operand(v, bind, rule, schema, binds)} for v in spec]
+            terms.append({"$or": alternatives} if len(alternatives) > 1 else alternatives[0])
+        elif isinstance(spec, Mapping) and not set(spec) & {"param", "field", "fact"}:
+            for op, operand in spec.items():
+                if op == "exists":
+                    terms.append({"$ex" if operand else "$nex": {field: 1}})
+                    continue
+                if op not in OPERATORS:
+                    raise RuleCheckError(f"{field}: unknown operator {op!r}")
+                value = _operand(operand, bind, rule, schema, binds)
+                uses_params = uses_params or (isinstance(value, dict) and PARAMS_BIND in value)
+                durable_op = OPERATORS[op]
+                terms.append({field: value} if durable_op is None else {durable_op: {field: value}})
+        else:
+            value = _operand(spec, bind, rule, schema, binds)
+            uses_params = uses_params or (isinstance(value, dict) and PARAMS_BIND in value)
+            terms.append({field: value})
+    return (terms[0] if len(terms) == 1 else {"$and": terms}), uses_params
+
+
+PLACEHOLDER = string.Formatter()
+
+
+def check_message(rule: RuleFile, schema: Schema, binds: dict[str, str]) -> None:
+    binds = {**binds, PARAMS_BIND: "parameters"}
+    for lang, text in (("en", rule.knowledge.message.en), ("id", rule.knowledge.message.id)):
+        for _, name, _, _ in PLACEHOLDER.parse(text):
+            if name is None or (name == "subject" and rule.knowledge.conclude is not None):
+                continue  # {subject}: the conclusion's subject, in the card's language
+            bind, _, field = name.partition(".")
+            if bind not in binds or not field:
+                raise RuleCheckError(f"message.{lang}: placeholder {{{name}}} names no bound fact")
+            if bind == PARAMS_BIND and field not in schema.parameters:
+                raise RuleCheckError(f"message.{lang}: unknown parameter {field!r}")
+
+
+def declare_derivation(rule: RuleFile, schema: Schema) -> None:
+    """First pass: make a rule's derived fact known, so rules in any file may use it."""
+    if rule.knowledge.derive is not None:
+        known = schema.derived.setdefault(rule.knowledge.derive.name, set())
+        known |= set(rule.knowledge.derive.copy_fields) | set(rule.knowledge.derive.set_fields)
+
+
+def _message_uses_params(rule: RuleFile) -> bool:
+    texts = (rule.knowledge.message.en, rule.knowledge.message.id)
+    return any((name or "").startswith(PARAMS_BIND + ".")
+               for text in texts for _, name, _, _ in PLACEHOLDER.parse(text))
+
+
+def compile_rule(rule: RuleFile, schema: Schema) -> dict[str, Any]:
+    """The rule in durable-rules' JSON grammar (without ``run``)."""
+    knowledge = rule.knowledge
+    binds: dict[str, str] = {}
+    patterns: list[dict[str, Any]] = []
+    needs_params = False
+    for bind, pattern in knowledge.when.items():
+        compiled, uses = compile_pattern(bind, pattern, rule, schema, binds)
+        binds[bind] = str(pattern.get("type"))
+        patterns.append({bind: compiled})
+        needs_params = needs_params or uses
+    for index, pattern in enumerate(knowledge.unless):
+        compiled, uses = compile_pattern(f"not{index}", pattern, rule, schema, binds)
+        patterns.append({f"not{index}$not": compiled})
+        needs_params = needs_params or uses
+    if knowledge.unless:
+        # Negation is only sound once every fact is in (pitfall 4): wait for the go fact.
+        patterns.insert(0, {GO_BIND: {"type": "go"}})
+    check_message(rule, schema, binds)
+    if needs_params or _message_uses_params(rule):
+        patterns.insert(0, {PARAMS_BIND: {"type": "parameters"}})
+    if knowledge.derive is not None:
+        for field, source in knowledge.derive.copy_fields.items():
+            bind, _, source_field = source.partition(".")
+            if bind not in binds or not source_field:
+                raise RuleCheckError(f"derive.copy.{field}: {source!r} names no bound fact field")
+    if knowledge.conclude is not None:
+        if knowledge.conclude.card not in schema.card_kinds:
+            raise RuleCheckError(f"unknown card kind {knowledge.conclude.card!r}")
+        bind, dot, _ = knowledge.conclude.subject.partition(".")
+        if dot and bind not in binds:
+            raise RuleCheckError(f"conclude.subject {knowledge.conclude.subject!r} is unbound")
+    return {"all": patterns}

@@ -1,0 +1,134 @@
+"""Value-set membership from the FHIR ValueSets in ``rulesets/terminology/``.
+
+Look-ups are by ``(system, code)`` in a dict (O(1)); ``is-a`` filters on ICD-10-CM and ATC
+are code-prefix matches; medication names (display and designations) are the last resort
+and are reported as such.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from twitch_cds.errors import RulesetError
+
+ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+ATC = "http://www.whocc.no/atc"
+PREFIX_SYSTEMS = frozenset({ICD10CM, ATC})
+"""Code systems whose ``is-a`` hierarchy is spelled by the code's prefix."""
+VALUESET_URL = "https://twitch-cds.github.io/fhir/ValueSet/"
+MEDICATION_NAME_SYSTEM = "https://twitch-cds.github.io/fhir/CodeSystem/medication-name"
+
+
+def _normalise_code(system: str, code: str) -> str:
+    code = code.strip()
+    if system == ICD10CM:
+        code = code.upper()
+        if len(code) > 3 and "." not in code:
+            code = f"{code[:3]}.{code[3:]}"
+    elif system == ATC:
+        code = code.upper()
+    return code
+
+
+@dataclass(frozen=True)
+class Match:
+    """A value-set hit: which set, and how (``code``, ``class`` prefix, or ``name`` text)."""
+
+    valueset: str
+    method: str
+    matched: str
+
+
+@dataclass
+class Terminology:
+    """Every value set, indexed for the per-resource hot path."""
+
+    titles: dict[str, str] = field(default_factory=dict)
+    _exact: dict[tuple[str, str], list[str]] = field(default_factory=lambda: defaultdict(list))
+    _prefix: dict[str, dict[str, list[str]]] = field(default_factory=lambda: defaultdict(dict))
+    _names: dict[str, re.Pattern[str]] = field(default_factory=dict)
+
+    def __contains__(self, valueset: str) -> bool:
+        return valueset in self.titles
+
+    def lookup(self, system: str | None, code: str | None) -> list[Match]:
+        """Value sets holding this coding, by exact code or by class prefix."""
+        if not system or not code:
+            return []
+        code = _normalise_code(system, code)
+        hits = [Match(vs, "code", f"{system}|{code}") for vs in self._exact.get((system, code), ())]
+        prefixes = self._prefix.get(system)
+        if prefixes:
+            for end in range(len(code), 0, -1):
+                for vs in prefixes.get(code[:end], ()):
+                    if all(h.valueset != vs for h in hits):
+                        hits.append(Match(vs, "class", f"{system}|{code} is-a {code[:end]}"))
+        return hits
+
+    def lookup_name(self, text: str | None, valuesets: Iterable[str] | None = None) -> list[Match]:
+        """Value sets whose medication names occur, as whole words, in free text."""
+        if not text:
+            return []
+        hits = []
+        for vs, pattern in self._names.items():
+            if valuesets is not None and vs not in valuesets:
+                continue
+            found = pattern.search(text)
+            if found:
+                hits.append(Match(vs, "name", found.group(0)))
+        return hits
+
+    def add_valueset(self, resource: dict[str, Any], origin: str) -> None:
+        key = resource.get("id")
+        if not key or resource.get("resourceType") != "ValueSet":
+            raise RulesetError(f"{origin}: not a ValueSet with an id")
+        if key in self.titles:
+            raise RulesetError(f"{origin}: duplicate value set id {key!r}")
+        self.titles[key] = resource.get("title") or key
+        names: list[str] = []
+        for include in resource.get("compose", {}).get("include", []):
+            system = include.get("system")
+            if not system:
+                raise RulesetError(f"{origin}: compose.include without a system")
+            for concept in include.get("concept", []):
+                synonyms = [d["value"] for d in concept.get("designation", []) if d.get("value")]
+                if system != MEDICATION_NAME_SYSTEM:
+                    self._exact[(system, _normalise_code(system, concept["code"]))].append(key)
+                if system == MEDICATION_NAME_SYSTEM or synonyms:
+                    names.extend([concept.get("display") or concept["code"], *synonyms])
+            for flt in include.get("filter", []):
+                if flt.get("op") != "is-a" or system not in PREFIX_SYSTEMS:
+                    raise RulesetError(
+                        f"{origin}: only is-a filters on ICD-10-CM or ATC are supported, "
+                        f"got {flt.get('op')!r} on {system}"
+                    )
+                value = _normalise_code(system, flt["value"])
+                self._prefix[system].setdefault(value, []).append(key)
+        for entry in resource.get("expansion", {}).get("contains", []):
+            pair = (entry["system"], _normalise_code(entry["system"], entry["code"]))
+            if entry["system"] != MEDICATION_NAME_SYSTEM and key not in self._exact.get(pair, ()):
+                self._exact[pair].append(key)
+        if names:
+            alternatives = sorted({n.strip().lower() for n in names if n.strip()}, key=len)
+            body = "|".join(re.escape(n).replace(r"\ ", r"[\s-]+") for n in reversed(alternatives))
+            self._names[key] = re.compile(rf"(?<![A-Za-z])(?:{body})(?![A-Za-z])", re.IGNORECASE)
+
+
+def load_terminology(directory: Path) -> Terminology:
+    terminology = Terminology()
+    files = sorted(directory.glob("valueset-*.json"))
+    if not files:
+        raise RulesetError(f"{directory}: no valueset-*.json files")
+    for path in files:
+        try:
+            resource = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise RulesetError(f"{path}: cannot be read as JSON: {exc}") from exc
+        terminology.add_valueset(resource, str(path))
+    return terminology

@@ -1,0 +1,47 @@
+"""``rulesets/trust.yaml``: which statuses and interpretations make data usable."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ObservationTrust(_Frozen):
+    usable: frozenset[str]
+    not_usable: frozenset[str]
+
+
+class ConditionTrust(_Frozen):
+    clinical_current: frozenset[str]
+    clinical_not_current: frozenset[str]
+    verification_excluded: frozenset[str]
+
+
+class MedicationTrust(_Frozen):
+    current: frozenset[str]
+    recent: frozenset[str]
+    not_current: frozenset[str]
+    adherence_not_taking: frozenset[str] = frozenset()
+
+
+class InterpretationTrust(_Frozen):
+    system: str
+    low: frozenset[str]
+    high: frozenset[str]
+    normal: frozenset[str]
+
+
+class NonSystemic(_Frozen):
+    words: tuple[str, ...]
+
+
+class Trust(_Frozen):
+    observation: ObservationTrust
+    condition: ConditionTrust
+    medication_statement: MedicationTrust
+    medication_request: MedicationTrust
+    interpretation: InterpretationTrust
+    non_systemic: dict[str, NonSystemic]

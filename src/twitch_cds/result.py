@@ -1,0 +1,70 @@
+"""What ``evaluate()`` returns: cards, input issues, and a trace of the reasoning."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from twitch_cds.cds_hooks import Card
+from twitch_cds.issues import InputIssue
+
+
+class FactRef(BaseModel):
+    """A fact a rule fired on: its id, the resource behind it, the value that matched."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    reference: str | None = None
+    text: str | None = None
+
+
+class RuleFiring(BaseModel):
+    """One rule that fired, with the facts that fired it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    rule_id: str
+    version: str
+    facts: dict[str, FactRef]
+
+
+class DerivedFinding(BaseModel):
+    """A fact the rules derived (low potassium, chronic twitching, ...), with its basis."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    values: dict[str, Any]
+    evidence: list[str]
+    """References of the resources behind it."""
+
+
+class Trace(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    ruleset_version: str
+    facts: int
+    """How many facts were asserted (after trust checks)."""
+    fired: list[RuleFiring]
+    derived: list[DerivedFinding]
+
+
+class EvaluationResult(BaseModel):
+    """The answer for one patient: cards (critical first), input issues, and the trace."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cards: list[Card]
+    issues: list[InputIssue]
+    trace: Trace
+    patient: str | None
+    """``Patient/id`` the data was about, when it could be told."""
+    now: dt.datetime
+
+    def to_cds_hooks(self) -> dict[str, Any]:
+        """The CDS Hooks response body: ``{"cards": [...]}``."""
+        return {"cards": [card.to_json() for card in self.cards]}

@@ -1,0 +1,181 @@
+"""The durable-rules wrapper: one test per sharp edge in ../shared/reference/durable-rules.md."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import twitch_cds
+from twitch_cds import engine as engine_module
+from twitch_cds.engine import RuleEngine
+from twitch_cds.errors import EngineError, RulesetError
+from twitch_cds.knowledge.bundle import Knowledge, load_knowledge
+
+from .builders import NOW, RXNORM, SCT, condition, fired, kinds, lab, med_statement, obs, twitching
+
+
+def _patient(seed: int) -> tuple[list[dict[str, Any]], str]:
+    """A random patient and its id: twitching or not, with a random mix of causes."""
+    rng = random.Random(seed)
+    pid = f"p{seed}"
+    resources: list[dict[str, Any]] = [{"resourceType": "Patient", "id": pid}]
+    if rng.random() < 0.8:
+        resources.append(twitching(f"tw{seed}", patient=pid))
+    if rng.random() < 0.4:
+        resources.append(obs(f"wk{seed}", SCT, "26544005", patient=pid))
+    if rng.random() < 0.4:
+        resources.append(med_statement(f"ms{seed}", [{"system": RXNORM, "code": "4603"}],
+                                       patient=pid))
+    if rng.random() < 0.5:
+        resource = lab(f"k{seed}", "2823-3", rng.choice([2.9, 4.2]), "mmol/L")
+        resource["subject"] = {"reference": f"Patient/{pid}"}
+        resources.append(resource)
+    if rng.random() < 0.3:
+        resources.append(condition(f"c{seed}", SCT, "86044005", patient=pid))
+    return resources, pid
+
+
+def _signature(result: twitch_cds.EvaluationResult) -> list[tuple[str, str, str]]:
+    return [(c.kind or "", c.summary, c.uuid or "") for c in result.cards]
+
+
+def test_no_timer_threads_are_started(knowledge: Knowledge) -> None:
+    before = threading.active_count()
+    RuleEngine(knowledge)
+    twitch_cds.evaluate([twitching()], now=NOW)
+    assert threading.active_count() == before
+
+
+def test_sessions_where_nothing_fires_are_deleted_without_crashing() -> None:
+    """delete_state on a session with no action segfaults; run it in a child process."""
+    code = (
+        "import twitch_cds\n"
+        "for i in range(300):\n"
+        "    r = twitch_cds.evaluate({'resourceType': 'Patient', 'id': f'p{i}'},"
+        " now='2026-11-24T00:00:00Z')\n"
+        "    assert r.cards == []\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+def test_a_fact_no_rule_reads_does_not_cancel_the_batch() -> None:
+    # The Patient fact and a caffeine-free twitching patient: the patient fact matches no
+    # rule, yet the twitching in the same batch still yields its cards.
+    result = twitch_cds.evaluate([{"resourceType": "Patient", "id": "p1"}, twitching()], now=NOW)
+    assert "self-care" in kinds(result)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_negation_does_not_depend_on_fact_order(seed: int) -> None:
+    resources = [
+        twitching(),
+        med_statement("furo", [{"system": RXNORM, "code": "4603"}]),
+        lab("k", "2823-3", 4.1, "mmol/L"),
+    ]
+    random.Random(seed).shuffle(resources)
+    result = twitch_cds.evaluate(resources, now=NOW)
+    assert "electrolyte-panel-on-diuretic" not in fired(result)
+    without_lab = [r for r in resources if r["id"] != "k"]
+    assert "electrolyte-panel-on-diuretic" in fired(twitch_cds.evaluate(without_lab, now=NOW))
+
+
+def test_facts_reach_the_engine_as_numbers() -> None:
+    from twitch_cds.facts import Lab
+
+    fact = Lab(id="x", analyte="potassium", value=3, unit="mmol/L", default_low=3.5,
+               default_high=5.2, age_days=1)
+    engine_fact = fact.to_engine()
+    assert isinstance(engine_fact["value"], float) and isinstance(engine_fact["age_days"], float)
+
+
+def test_a_numeric_string_value_is_not_compared_as_a_string() -> None:
+    bad = lab("k", "2823-3", 0, "mmol/L")
+    bad["valueQuantity"]["value"] = "10"  # "10" < "3.5" as strings
+    result = twitch_cds.evaluate([twitching(), bad], now=NOW)
+    assert "electrolyte-depletion" not in kinds(result)
+    assert any(i.resource == "Observation/k" and i.action == "value-not-used"
+               for i in result.issues)
+
+
+def test_an_exception_inside_an_action_fails_the_call(knowledge: Knowledge,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = RuleEngine(knowledge)
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(engine_module, "Conclusion", broken)
+    facts = [{"id": "f", "type": "finding", "concept": "twitching", "source": "Observation",
+              "severe": False}]
+    with pytest.raises(EngineError, match="boom"):
+        engine.run(facts, knowledge.parameters.resolve())
+    monkeypatch.undo()
+    assert engine.run(facts, knowledge.parameters.resolve()).conclusions  # still usable
+
+
+def test_the_same_resource_twice_is_one_fact() -> None:
+    result = twitch_cds.evaluate([twitching(), twitching(), obs("w", SCT, "26544005"),
+                                  obs("w", SCT, "26544005")], now=NOW)
+    assert kinds(result).count("red-flag") == 1
+
+
+def test_sessions_are_always_deleted(knowledge: Knowledge) -> None:
+    """More evaluations than the engine's 1,024 live sessions."""
+    engine = RuleEngine(knowledge)
+    facts = [{"id": "f", "type": "finding", "concept": "twitching", "source": "Observation",
+              "severe": False}]
+    for _ in range(1500):
+        assert engine.run(facts, knowledge.parameters.resolve()).conclusions
+
+
+def test_the_loader_refuses_a_ruleset_near_the_engine_wall(tmp_path: Path,
+                                                           knowledge: Knowledge) -> None:
+    copy = tmp_path / "rulesets"
+    shutil.copytree(knowledge.directory, copy)
+    template = (copy / "rules" / "self-care" / "self-care-massage.yaml").read_text()
+    for index in range(460):
+        text = template.replace("id: self-care-massage", f"id: self-care-massage-{index}")
+        (copy / "rules" / f"extra-{index}.yaml").write_text(text)
+    with pytest.raises(RulesetError, match="rules; the engine allows"):
+        load_knowledge(copy)
+
+
+def test_no_rule_conditions_on_session_state(knowledge: Knowledge) -> None:
+    for compiled in knowledge.rules:
+        assert '"$s"' not in json.dumps(compiled.definition), compiled.rule.id
+
+
+def test_a_run_longer_than_the_action_limit_is_discarded(knowledge: Knowledge) -> None:
+    ticks = iter([0.0, 11.0])
+    engine = RuleEngine(knowledge, clock=lambda: next(ticks))
+    facts = [{"id": "f", "type": "finding", "concept": "twitching", "source": "Observation",
+              "severe": False}]
+    with pytest.raises(EngineError, match="discarded"):
+        engine.run(facts, knowledge.parameters.resolve())
+
+
+def test_threads_get_the_same_answers_as_one_thread() -> None:
+    patients = [_patient(seed) for seed in range(2000)]
+    expected = [_signature(twitch_cds.evaluate(p, now=NOW)) for p, _ in patients]
+
+    def run(index: int) -> tuple[int, list[tuple[str, str, str]], str | None]:
+        result = twitch_cds.evaluate(patients[index][0], now=NOW)
+        return index, _signature(result), result.patient
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for index, signature, patient in pool.map(run, range(len(patients))):
+            assert signature == expected[index]
+            assert patient == f"Patient/{patients[index][1]}"

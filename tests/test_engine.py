@@ -145,7 +145,7 @@ def test_the_loader_refuses_a_ruleset_near_the_engine_wall(tmp_path: Path,
                                                            knowledge: Knowledge) -> None:
     copy = tmp_path / "rulesets"
     shutil.copytree(knowledge.directory, copy)
-    template = (copy / "rules" / "self-care" / "self-care-massage.yaml").read_text()
+    template = (copy / "rules" / "self-care" / "40-self-care-massage.yaml").read_text()
     for index in range(460):
         text = template.replace("id: self-care-massage", f"id: self-care-massage-{index}")
         (copy / "rules" / f"extra-{index}.yaml").write_text(text)

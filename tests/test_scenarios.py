@@ -89,7 +89,7 @@ def test_every_rule_fires_and_stays_quiet_somewhere(knowledge: Knowledge) -> Non
     fires = {r for s in scenarios for r in s["fires"]}
     quiet = {r for s in scenarios for r in s["quiet"]}
     rules = {c.rule.id for c in knowledge.rules}
-    assert not rules - fires, f"rules with no scenario that makes them fire: {sorted(rules - fires)}"
-    assert not rules - quiet, f"rules with no scenario that keeps them quiet: {sorted(rules - quiet)}"
+    assert not rules - fires, f"rules no scenario makes fire: {sorted(rules - fires)}"
+    assert not rules - quiet, f"rules no scenario keeps quiet: {sorted(rules - quiet)}"
     unknown = (fires | quiet) - rules
     assert not unknown, f"scenarios name rules that do not exist: {sorted(unknown)}"

@@ -52,11 +52,13 @@ class CardBuilder:
         self.k = knowledge
         self.lang: Lang = lang
         self._kind_order = {kind: i for i, kind in enumerate(knowledge.cards.kinds)}
+        self._rule_order = {c.rule.id: i for i, c in enumerate(knowledge.rules)}
 
     def build(self, conclusions: Iterable[Conclusion], evidence: Mapping[str, Evidence],
               basis: Mapping[str, list[str]], patient: str | None) -> list[Card]:
         groups: dict[tuple[str, str], _Group] = {}
-        for conclusion in conclusions:
+        order = self._rule_order
+        for conclusion in sorted(conclusions, key=lambda c: order[c.rule_id]):
             texts = self.k.cards.kinds[conclusion.card]
             key = (conclusion.card, conclusion.subject if texts.group == "subject" else "")
             groups.setdefault(key, _Group(conclusion.card, texts)).conclusions.append(conclusion)
@@ -177,8 +179,11 @@ class CardBuilder:
                            if " " not in r and not r.startswith("Patient/")]
                 if reasons:
                     resource["reasonReference"] = reasons
-                actions.append(Action(type="create", description=texts.label(self.lang),
-                                      resource=resource))
+                what = (resource.get("code") or {}).get("text") or next(
+                    (c.get("display") for c in (resource.get("code") or {}).get("coding", [])
+                     if c.get("display")), texts.label(self.lang))
+                actions.append(Action(type="create", description=f"{resource['resourceType']}: "
+                                      f"{what}", resource=resource))
             out.append(Suggestion(
                 label=texts.label(self.lang),
                 uuid=str(uuid.uuid5(CARD_NAMESPACE, f"{patient}|{group.kind}|{key}")),

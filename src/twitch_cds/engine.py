@@ -22,6 +22,7 @@ handled here, and ``tests/test_engine.py`` has a test for each:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import time
@@ -186,7 +187,5 @@ class RuleEngine:
 
     def _end_safely(self, sid: str) -> None:
         """Make sure an action ran in the session, so deleting it cannot crash (pitfall 2)."""
-        try:
+        with contextlib.suppress(Exception):  # the original error is already propagating
             self._host.assert_facts(self.name, [{"sid": sid, "id": "go", "type": "go"}])
-        except Exception:  # noqa: BLE001 - the original error is already propagating
-            pass

@@ -15,7 +15,7 @@ from twitch_cds.card_builder import CardBuilder
 from twitch_cds.engine import RuleEngine
 from twitch_cds.fhir_in.normalise import Normaliser
 from twitch_cds.fhir_in.reader import FhirVersion, read_input
-from twitch_cds.fhir_in.validate import USED_TYPES, preferred_version, validate
+from twitch_cds.fhir_in.validate import preferred_version, validate
 from twitch_cds.knowledge.bundle import Knowledge, default_knowledge
 from twitch_cds.knowledge.cardtexts import Lang
 from twitch_cds.result import DerivedFinding, EvaluationResult, FactRef, RuleFiring, Trace
@@ -76,14 +76,15 @@ def evaluate(
     clock = _now(now)
     values = knowledge.parameters.resolve(_process_parameters, parameters)
     read = read_input(data)
-    relevant = [r for r in read.resources if r.resource_type in USED_TYPES]
+    normaliser = Normaliser(knowledge, values, clock, lang)
+    relevant = [r for r in read.resources if normaliser.relevant(r.data)]
     default_version = fhir_version or preferred_version(relevant)
     validated = [validate(r, default_version) for r in relevant]
     patient_id = None
     if read.request is not None:
         context_patient = read.request.context.get("patientId")
         patient_id = context_patient if isinstance(context_patient, str) else None
-    normalised = Normaliser(knowledge, values, clock, lang).run(validated, patient_id)
+    normalised = normaliser.run(validated, patient_id)
     session = engine_for(knowledge).run([f.to_engine() for f in normalised.facts], values)
     basis = {d["id"]: d["basis"] for d in session.derived}
     cards = CardBuilder(knowledge, lang).build(
@@ -112,14 +113,16 @@ def _trace(knowledge: Knowledge, evidence: Mapping[str, Any], session: Any,
         item = evidence.get(fact_id)
         return [item.reference] if item else []
 
+    versions = {c.rule.id: c.rule.maintenance.version for c in knowledge.rules}
     fired = [
-        RuleFiring(rule_id=f.rule_id, version=knowledge.rules_by_id[f.rule_id].rule.maintenance.version,
-                   facts={bind: ref(fid) for bind, fid in f.facts.items() if bind != "params"})
+        RuleFiring(rule_id=f.rule_id, version=versions[f.rule_id],
+                   facts={bind: ref(fid) for bind, fid in f.facts.items()})
         for f in session.firings
     ]
+    hidden = ("id", "name", "type", "basis")
     derived = [
         DerivedFinding(id=d["id"], name=d["name"],
-                       values={k: v for k, v in d.items() if k not in ("id", "name", "type", "basis")},
+                       values={k: v for k, v in d.items() if k not in hidden},
                        evidence=list(dict.fromkeys(sources(d["id"]))))
         for d in session.derived
     ]

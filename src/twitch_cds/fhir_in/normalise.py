@@ -52,8 +52,9 @@ class Normaliser:
         self.now = now
         self.out = Normalised()
         self._by_ref: dict[str, dict[str, Any]] = {}
-        self._analytes = {m.valueset: (name, m) for name, m in knowledge.measurements.analytes.items()}
-        self._intakes = {m.valueset: (name, m) for name, m in knowledge.measurements.intakes.items()}
+        measurements = knowledge.measurements
+        self._analytes = {m.valueset: (name, m) for name, m in measurements.analytes.items()}
+        self._intakes = {m.valueset: (name, m) for name, m in measurements.intakes.items()}
 
     def word(self, key: str, **values: str) -> str:
         """An evidence word from cards.yaml, in the caller's language."""
@@ -93,6 +94,27 @@ class Normaliser:
             if handler is not None and self._belongs(v):
                 handler(v)
         return self.out
+
+    # -- what matters -------------------------------------------------------------------
+    def relevant(self, data: dict[str, Any]) -> bool:
+        """Whether a resource can matter to the rules, judged cheaply before validation.
+
+        Observations and Conditions matter when their code is in a value set; medications
+        when their drug is (by code or name, or by a Medication they reference). Patients
+        and Medications always do. Everything else is skipped without validation cost.
+        """
+        rtype = data.get("resourceType")
+        if rtype in ("Observation", "Condition"):
+            return bool(self._classify(data.get("code")))
+        if rtype in ("MedicationStatement", "MedicationRequest"):
+            r5: dict[str, Any] = data["medication"] if isinstance(
+                data.get("medication"), dict) else {}
+            if data.get("medicationReference") or r5.get("reference"):
+                return True
+            concept = data.get("medicationCodeableConcept") or r5.get("concept")
+            return bool(self._classify(concept)) or bool(
+                self.k.terminology.lookup_name(concept_text(concept), self.k.concepts.drug_classes))
+        return rtype in ("Patient", "Medication")
 
     # -- whose data ----------------------------------------------------------------------
     def _subject(self, v: Validated) -> str | None:
@@ -159,6 +181,10 @@ class Normaliser:
             return True
         return False
 
+    def _titles(self, valuesets: dict[str, Match]) -> str:
+        """What a coded-only record is, when it carries no display or text."""
+        return ", ".join(self.k.terminology.titles[vs] for vs in valuesets)
+
     # -- Observation ---------------------------------------------------------------------
     def _observation(self, v: Validated) -> None:
         trust = self.k.trust.observation
@@ -192,10 +218,7 @@ class Normaliser:
             return bool(data["valueBoolean"])
         value = data.get("valueCodeableConcept")
         if value is not None:
-            found = self._classify(value)
-            if presence.absent in found:
-                return False
-            return True
+            return presence.absent not in self._classify(value)
         if data.get("dataAbsentReason") is not None:
             reason = first_code(data["dataAbsentReason"]) or "given"
             self.issue("information", v.raw.label, "dataAbsentReason",
@@ -235,7 +258,7 @@ class Normaliser:
             if vs in self.k.concepts.findings:
                 findings.setdefault(vs, match)
         onset = self._when(v, "effectivePeriod.start")
-        text = concept_text(v.data.get("code")) or "finding"
+        text = concept_text(v.data.get("code")) or self._titles(findings)
         self._findings(v, "Observation", findings, severe, onset, when, text)
 
     def _findings(self, v: Validated, source: Any, findings: dict[str, Match], severe: bool,
@@ -403,7 +426,7 @@ class Normaliser:
             return
         recorded = self._when(v, "recordedDate")
         severe = self.k.concepts.severe in self._classify(v.data.get("severity"))
-        text = concept_text(v.data.get("code")) or "condition"
+        text = concept_text(v.data.get("code")) or self._titles(hits)
         self._findings(v, "Condition", hits, severe, onset, recorded, text)
 
     # -- medications ---------------------------------------------------------------------
@@ -420,7 +443,8 @@ class Normaliser:
     def _medication_concepts(self, v: Validated) -> list[Any]:
         """The drug's CodeableConcepts: inline, or from the referenced Medication resource."""
         data = v.data
-        r5 = data.get("medication") if isinstance(data.get("medication"), dict) else {}
+        r5: dict[str, Any] = data["medication"] if isinstance(
+            data.get("medication"), dict) else {}
         concepts = [data.get("medicationCodeableConcept"), r5.get("concept")]
         ref = reference(data.get("medicationReference")) or reference(r5.get("reference"))
         if ref:
@@ -444,7 +468,8 @@ class Normaliser:
                             concepts.append(item.get("concept"))
         return [c for c in concepts if isinstance(c, dict)]
 
-    def _medication(self, v: Validated, trust: Any, source: Any, end_paths: tuple[str, ...]) -> None:
+    def _medication(self, v: Validated, trust: Any, source: Any,
+                    end_paths: tuple[str, ...]) -> None:
         concepts = self._medication_concepts(v)
         classes: dict[str, Match] = {}
         for concept in concepts:
@@ -491,7 +516,9 @@ class Normaliser:
             if self._not_systemic(v, drug_class, match, f"{text} | {routes}"):
                 continue
             detail = f"{name} ({status}"
-            detail += f", {self.word('ended')} {_date_text(ended)})" if recent_only and ended else ")"
+            if recent_only and ended:
+                detail += f", {self.word('ended')} {_date_text(ended)}"
+            detail += ")"
             fact = Medication(id=f"{v.raw.label}#{drug_class}", drug_class=drug_class,
                               source=source, status=str(status),
                               match=match.method)  # type: ignore[arg-type]

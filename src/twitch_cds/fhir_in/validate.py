@@ -40,7 +40,6 @@ READ_FIELDS: dict[str, frozenset[str]] = {
     "Medication": frozenset({"id", "code", "ingredient", "form"}),
 }
 """The fields the FHIR reader reads, per resource type; everything else is cosmetic here."""
-USED_TYPES = frozenset(READ_FIELDS)
 
 
 @dataclass
@@ -78,7 +77,7 @@ def _errors(data: dict[str, Any], version: FhirVersion) -> list[dict[str, Any]]:
     try:
         model.model_validate(data)
     except ValidationError as exc:
-        return list(exc.errors())
+        return [dict(error) for error in exc.errors()]
     return []
 
 

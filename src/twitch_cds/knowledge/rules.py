@@ -141,7 +141,7 @@ def _operand(value: Any, bind: str, rule: RuleFile, schema: Schema, binds: dict[
                 raise RuleCheckError(f"unknown parameter {value['param']!r}")
             return {PARAMS_BIND: value["param"]}
         if set(value) == {"field"}:
-            return {bind: value["field"]}
+            return {"$m": value["field"]}  # the fact being matched
         if set(value) == {"fact", "field"}:
             if value["fact"] not in binds:
                 raise RuleCheckError(f"operand refers to unbound fact {value['fact']!r}")

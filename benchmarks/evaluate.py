@@ -149,8 +149,10 @@ def main() -> None:
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
     runs = 300 if args.quick else 3000
     knowledge = default_knowledge()
+    engine = engine_for(knowledge)
+    parameters = knowledge.parameters.resolve()
     print(f"twitch-cds {twitch_cds.__version__}, {len(knowledge.rules)} rules, one core")
-    print(f"{"case":34} {'median ms':>10} {'p99 ms':>8} {'x floor':>8} {'x engine':>9}")
+    print(f"{'case':34} {'median ms':>10} {'p99 ms':>8} {'x floor':>8} {'x engine':>9}")
     for label, size in (("typical (20 resources)", 20), ("heavy (500 resources)", 500)):
         resources = patient(size)
         bundle = {"resourceType": "Bundle", "type": "collection",
@@ -160,8 +162,6 @@ def main() -> None:
         read = read_input(bundle)
         facts = [f.to_engine() for f in normaliser.run(
             [validate(r, "R4B") for r in read.resources], None).facts]
-        engine = engine_for(knowledge)
-        parameters = knowledge.parameters.resolve()
         n = runs if size < 100 else max(30, runs // 20)
 
         def parse_floor(resources: list[dict[str, Any]] = resources) -> None:

@@ -44,7 +44,10 @@ class _Group:
     conclusions: list[Conclusion] = field(default_factory=list)
 
     def subjects(self) -> list[str]:
-        return list(dict.fromkeys(c.subject for c in self.conclusions))
+        """Subjects in the order cards.yaml lists them, unknown ones last."""
+        order = {s: i for i, s in enumerate(self.texts.subjects)}
+        unique = dict.fromkeys(c.subject for c in self.conclusions)
+        return sorted(unique, key=lambda s: (order.get(s, len(order)), s))
 
 
 class CardBuilder:
@@ -58,7 +61,10 @@ class CardBuilder:
               basis: Mapping[str, list[str]], patient: str | None) -> list[Card]:
         groups: dict[tuple[str, str], _Group] = {}
         order = self._rule_order
-        for conclusion in sorted(conclusions, key=lambda c: order[c.rule_id]):
+        def position(c: Conclusion) -> tuple[int, list[str]]:
+            return order[c.rule_id], sorted(str(f.get("id")) for f in c.facts.values())
+
+        for conclusion in sorted(conclusions, key=position):
             texts = self.k.cards.kinds[conclusion.card]
             key = (conclusion.card, conclusion.subject if texts.group == "subject" else "")
             groups.setdefault(key, _Group(conclusion.card, texts)).conclusions.append(conclusion)

@@ -1,0 +1,59 @@
+"""The command line: evaluate a file or stdin, print text or CDS Hooks JSON, list the rules."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from twitch_cds.cli import main
+
+from .builders import NOW, SCT, obs, twitching
+
+
+@pytest.fixture
+def bundle_file(tmp_path: Path) -> Path:
+    path = tmp_path / "patient.json"
+    path.write_text(json.dumps([twitching(), obs("w", SCT, "26544005")]))
+    return path
+
+
+def test_evaluate_prints_cds_hooks_json(bundle_file: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", str(bundle_file), "--now", NOW, "--format", "json"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["cards"][0]["source"]["topic"]["code"] == "red-flag"
+
+
+def test_evaluate_text_in_indonesian(bundle_file: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", str(bundle_file), "--now", NOW, "--lang", "id"]) == 0
+    assert "[CRITICAL] Kedutan kaki dengan tanda bahaya" in capsys.readouterr().out
+
+
+def test_evaluate_reads_stdin() -> None:
+    done = subprocess.run([sys.executable, "-m", "twitch_cds.cli", "evaluate", "-", "--now", NOW],
+                          input=json.dumps(twitching()), capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0 and "self-care" in done.stdout
+
+
+def test_bad_input_exits_2_with_a_message(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text("{not json")
+    assert main(["evaluate", str(path)]) == 2
+    assert "not JSON" in capsys.readouterr().err
+    assert main(["evaluate", str(tmp_path / "missing.json")]) == 2
+    assert main(["evaluate", str(path), "--param", "x"]) == 2
+
+
+def test_rules_catalogue(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["rules", "--format", "json"]) == 0
+    catalogue = json.loads(capsys.readouterr().out)
+    weakness = next(r for r in catalogue if r["id"] == "red-flag-weakness")
+    assert weakness["sentence"].startswith("Jika berkedut parah")
+    assert weakness["concludes"] == "card red-flag"

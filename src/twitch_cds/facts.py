@@ -49,7 +49,9 @@ class Finding(Fact):
     source: Literal["Observation", "Condition"]
     severe: bool = False
     duration_days: float | None = None
-    """Days from onset to now, when the onset is recorded."""
+    """Days since the finding began: its recorded onset, or its earliest record."""
+    age_days: float | None = None
+    """Days since this record was made (effective or recorded date), when dated."""
 
 
 class Lab(Fact):

@@ -52,6 +52,7 @@ class Normaliser:
         self.now = now
         self.out = Normalised()
         self._by_ref: dict[str, dict[str, Any]] = {}
+        self._first_seen: dict[str, tuple[dt.datetime, str]] = {}
         measurements = knowledge.measurements
         self._analytes = {m.valueset: (name, m) for name, m in measurements.analytes.items()}
         self._intakes = {m.valueset: (name, m) for name, m in measurements.intakes.items()}
@@ -93,6 +94,7 @@ class Normaliser:
             handler = handlers.get(v.raw.resource_type)
             if handler is not None and self._belongs(v):
                 handler(v)
+        self._durations()
         return self.out
 
     # -- what matters -------------------------------------------------------------------
@@ -219,6 +221,9 @@ class Normaliser:
         value = data.get("valueCodeableConcept")
         if value is not None:
             return presence.absent not in self._classify(value)
+        quantity = data.get("valueQuantity")
+        if isinstance(quantity, dict) and number(quantity.get("value")) is not None:
+            return (number(quantity.get("value")) or 0.0) > 0  # minutes, steps: none is absence
         if data.get("dataAbsentReason") is not None:
             reason = first_code(data["dataAbsentReason"]) or "given"
             self.issue("information", v.raw.label, "dataAbsentReason",
@@ -238,6 +243,7 @@ class Normaliser:
         present = self._presence(v)
         if not present:
             return
+        self._seen(v, findings, self._when(v, "effectivePeriod.start") or when)
         if when is None:
             self.issue("warning", v.raw.label, "effective[x]",
                        "no date: treated as current so that a red flag is not missed", "used")
@@ -261,9 +267,36 @@ class Normaliser:
         text = concept_text(v.data.get("code")) or self._titles(findings)
         self._findings(v, "Observation", findings, severe, onset, when, text)
 
+    def _seen(self, v: Validated, findings: dict[str, Match], when: dt.datetime | None) -> None:
+        """Remember the earliest record of each finding, current or not: a finding recorded
+        again and again since then has lasted that long."""
+        if when is None:
+            return
+        for concept in findings:
+            first = self._first_seen.get(concept)
+            if first is None or (when, v.raw.label) < first:  # ties: stable by reference
+                self._first_seen[concept] = (when, v.raw.label)
+
+    def _durations(self) -> None:
+        """Give each current finding the duration since its concept was first recorded."""
+        for index, fact in enumerate(self.out.facts):
+            if not isinstance(fact, Finding) or fact.concept not in self._first_seen:
+                continue
+            first, label = self._first_seen[fact.concept]
+            lasted = days_between(first, self.now)
+            if fact.duration_days is not None and fact.duration_days >= lasted:
+                continue
+            self.out.facts[index] = fact.model_copy(update={"duration_days": lasted})
+            evidence = self.out.evidence[fact.id]
+            if label != evidence.reference:
+                self.out.evidence[fact.id] = evidence.model_copy(update={
+                    "text": f"{evidence.text}; {self.word('first_recorded')} "
+                            f"{_date_text(first)} ({label})"})
+
     def _findings(self, v: Validated, source: Any, findings: dict[str, Match], severe: bool,
                   onset: dt.datetime | None, when: dt.datetime | None, text: str) -> None:
         duration = days_between(onset, self.now) if onset else None
+        age = days_between(when, self.now) if when else None
         detail = text + (f" ({self.word('severe')})" if severe else "")
         if onset:
             detail += f", {self.word('since')} {_date_text(onset)}"
@@ -271,7 +304,7 @@ class Normaliser:
             detail += f", {_date_text(when)}"
         for concept, match in findings.items():
             fact = Finding(id=f"{v.raw.label}#{concept}", concept=concept, source=source,
-                           severe=severe, duration_days=duration)
+                           severe=severe, duration_days=duration, age_days=age)
             self.add(fact, Evidence(reference=v.raw.label, text=detail, match=match.method,
                                     date=_date_text(when or onset)))
 
@@ -425,8 +458,11 @@ class Normaliser:
         if self._future(v, onset, "onset[x]"):
             return
         recorded = self._when(v, "recordedDate")
+        if recorded and (onset is None or recorded < onset):
+            onset = recorded  # present at least since it was recorded
         severe = self.k.concepts.severe in self._classify(v.data.get("severity"))
         text = concept_text(v.data.get("code")) or self._titles(hits)
+        self._seen(v, hits, onset)
         self._findings(v, "Condition", hits, severe, onset, recorded, text)
 
     # -- medications ---------------------------------------------------------------------

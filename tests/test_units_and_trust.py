@@ -194,3 +194,26 @@ def test_labs_use_loinc_only() -> None:
     result = twitch_cds.evaluate([twitching(), obs("x", LOINC, "2160-0", valueQuantity={
         "value": 0.2, "unit": "mg/dL"})], now=NOW)
     assert "electrolyte-depletion" not in kinds(result)
+
+
+@pytest.mark.parametrize(("value", "chronic"), [
+    ({"value": 8, "unit": "wk", "system": "http://unitsofmeasure.org", "code": "wk"}, True),
+    ({"value": 3, "unit": "months"}, True),
+    ({"value": 10, "unit": "d"}, False),
+])
+def test_how_long_twitching_has_lasted_as_a_quantity(value: dict[str, Any], chronic: bool) -> None:
+    result = twitch_cds.evaluate([twitching(valueQuantity=value)], now=NOW)
+    assert ("red-flag-chronic" in fired(result)) is chronic
+    assert result.cards  # present either way
+
+
+@pytest.mark.parametrize(("text", "present"), [("yes, both calves", True), ("No", False),
+                                               ("tidak", False)])
+def test_a_finding_recorded_as_text(text: str, present: bool) -> None:
+    assert bool(twitch_cds.evaluate([twitching(valueString=text)], now=NOW).cards) is present
+
+
+def test_a_product_name_is_enough_for_any_ingredient_in_the_value_set() -> None:
+    result = twitch_cds.evaluate(
+        [twitching(), med_statement("m", text="Prednisolone 5 MG Oral Tablet")], now=NOW)
+    assert "side-effect-corticosteroid" in fired(result)

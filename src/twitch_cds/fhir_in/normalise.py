@@ -224,6 +224,8 @@ class Normaliser:
         quantity = data.get("valueQuantity")
         if isinstance(quantity, dict) and number(quantity.get("value")) is not None:
             return (number(quantity.get("value")) or 0.0) > 0  # minutes, steps: none is absence
+        if isinstance(data.get("valueString"), str):
+            return data["valueString"].strip().lower() not in presence.absent_words
         if data.get("dataAbsentReason") is not None:
             reason = first_code(data["dataAbsentReason"]) or "given"
             self.issue("information", v.raw.label, "dataAbsentReason",
@@ -264,8 +266,23 @@ class Normaliser:
             if vs in self.k.concepts.findings:
                 findings.setdefault(vs, match)
         onset = self._when(v, "effectivePeriod.start")
+        lasted = max((d for d in map(self._duration, [v.data, *(v.data.get("component") or ())])
+                      if d is not None), default=None)
+        if lasted is not None and (onset is None or days_between(onset, self.now) < lasted):
+            onset = self.now - dt.timedelta(days=lasted)
         text = concept_text(v.data.get("code")) or self._titles(findings)
         self._findings(v, "Observation", findings, severe, onset, when, text)
+
+    def _duration(self, holder: Any) -> float | None:
+        """Days a finding has lasted, when its value (or a component's) is a time quantity."""
+        quantity = holder.get("valueQuantity") if isinstance(holder, dict) else None
+        if not isinstance(quantity, dict) or number(quantity.get("value")) is None:
+            return None
+        unit = quantity.get("code") or quantity.get("unit")
+        if not isinstance(unit, str):
+            return None
+        days = self.k.measurements.durations.get(self.k.measurements.canonical_unit(unit))
+        return None if days is None else (number(quantity.get("value")) or 0.0) * days
 
     def _seen(self, v: Validated, findings: dict[str, Match], when: dt.datetime | None) -> None:
         """Remember the earliest record of each finding, current or not: a finding recorded

@@ -9,6 +9,8 @@ class Presence(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     present: str
     absent: str
+    absent_words: frozenset[str] = frozenset()
+    """A finding's valueString meaning absent (any other text means present)."""
 
 
 class Concepts(BaseModel):

@@ -43,6 +43,8 @@ class Measurements(BaseModel):
 
     analytes: dict[str, Measurement]
     intakes: dict[str, Measurement]
+    durations: dict[str, float] = Field(default_factory=dict)
+    """UCUM time unit -> days, for findings whose value is how long they have lasted."""
     unit_synonyms: dict[str, str] = Field(default_factory=dict)
 
     @cached_property

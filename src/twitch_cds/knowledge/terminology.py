@@ -23,6 +23,9 @@ PREFIX_SYSTEMS = frozenset({ICD10CM, ATC})
 """Code systems whose ``is-a`` hierarchy is spelled by the code's prefix."""
 VALUESET_URL = "https://twitch-cds.github.io/fhir/ValueSet/"
 MEDICATION_NAME_SYSTEM = "https://twitch-cds.github.io/fhir/CodeSystem/medication-name"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+DRUG_SYSTEMS = frozenset({RXNORM, ATC, MEDICATION_NAME_SYSTEM})
+"""Systems whose concept displays are drug names, matched in free text as a last resort."""
 
 
 def _normalise_code(system: str, code: str) -> str:
@@ -100,7 +103,7 @@ class Terminology:
                 synonyms = [d["value"] for d in concept.get("designation", []) if d.get("value")]
                 if system != MEDICATION_NAME_SYSTEM:
                     self._exact[(system, _normalise_code(system, concept["code"]))].append(key)
-                if system == MEDICATION_NAME_SYSTEM or synonyms:
+                if system in DRUG_SYSTEMS or synonyms:
                     names.extend([concept.get("display") or concept["code"], *synonyms])
             for flt in include.get("filter", []):
                 if flt.get("op") != "is-a" or system not in PREFIX_SYSTEMS:

@@ -26,7 +26,7 @@ def concept_text(concept: Any) -> str:
         return ""
     words = [concept["text"]] if isinstance(concept.get("text"), str) else []
     words += [display for _, _, display in codings(concept) if display]
-    return " | ".join(words)
+    return " | ".join(dict.fromkeys(words))
 
 
 def first_code(concept: Any) -> str | None:

@@ -33,6 +33,20 @@ class Normalised:
     """``Patient/id`` of the patient the data is about, when known."""
 
 
+@dataclass(frozen=True)
+class Reading:
+    """A measured value: in the canonical unit, as the source wrote it, and the factor."""
+
+    value: float
+    raw: float
+    unit: str
+    factor: float
+
+    @property
+    def text(self) -> str:
+        return f"{_fmt(self.raw)} {self.unit}"
+
+
 def _date_text(when: dt.datetime | None) -> str | None:
     return when.date().isoformat() if when else None
 
@@ -327,8 +341,8 @@ class Normaliser:
 
     # -- labs ----------------------------------------------------------------------------
     def _quantity(self, v: Validated, m: Measurement, path: str,
-                  quantity: Any) -> tuple[float, str] | None:
-        """A Quantity in the measurement's canonical unit, or None (reported)."""
+                  quantity: Any) -> Reading | None:
+        """A Quantity read in the measurement's canonical unit, or None (reported)."""
         if not isinstance(quantity, dict):
             return None
         value = number(quantity.get("value"))
@@ -349,7 +363,8 @@ class Normaliser:
                        f"unit {spelled!r} is not a known unit for {m.display.en.lower()} "
                        f"(accepted: {', '.join(m.units)})", "value-not-used")
             return None
-        return value * factor, str(spelled)
+        shown = quantity.get("unit") if isinstance(quantity.get("unit"), str) else spelled
+        return Reading(value * factor, value, str(shown), factor)
 
     def _lab(self, v: Validated, analyte: str, m: Measurement, when: dt.datetime | None,
              match: Match) -> None:
@@ -359,10 +374,9 @@ class Normaliser:
                        f"no result value (dataAbsentReason {reason})" if reason
                        else "no valueQuantity", "value-not-used")
             return
-        converted = self._quantity(v, m, "valueQuantity", v.data["valueQuantity"])
-        if converted is None:
+        reading = self._quantity(v, m, "valueQuantity", v.data["valueQuantity"])
+        if reading is None:
             return
-        value, spelled = converted
         if when is None:
             self.issue("error", v.raw.label, "effective[x]",
                        "no date: cannot tell whether the result is current", "value-not-used")
@@ -373,17 +387,16 @@ class Normaliser:
                        f"result from {_date_text(when)} is older than "
                        f"{_fmt(self.p['lab_stale_days'])} days: not current", "ignored")
             return
-        low, high = self._reference_range(v, m)
+        low, high, range_text = self._reference_range(v, m)
         interpretation = self._interpretation(v)
-        raw_value = number(v.data["valueQuantity"].get("value"))
-        shown = f"{m.display(self.lang)} {_fmt(raw_value or value)} {spelled}"
-        if spelled.lower() not in (m.unit.lower(),):
+        value = reading.value
+        shown = f"{m.display(self.lang)} {reading.text}"
+        if reading.factor != 1:
             shown += f" (= {value:.2f} {m.unit})"
         default_low = self.p[m.default_low] if m.default_low else 0.0
         default_high = self.p[m.default_high] if m.default_high else 0.0
-        if low is not None or high is not None:
-            shown += f" ({self.word('lab_range')} {_fmt(low) if low is not None else '?'}–" \
-                     f"{_fmt(high) if high is not None else '?'} {m.unit})"
+        if range_text:
+            shown += f" ({self.word('lab_range')} {range_text})"
         elif interpretation:
             shown += f" ({self.word('flagged', code=interpretation)})"
         else:
@@ -396,21 +409,26 @@ class Normaliser:
         self.add(fact, Evidence(reference=v.raw.label, text=shown, match=match.method,
                                 date=_date_text(when)))
 
-    def _reference_range(self, v: Validated, m: Measurement) -> tuple[float | None, float | None]:
+    def _reference_range(self, v: Validated,
+                         m: Measurement) -> tuple[float | None, float | None, str]:
+        """The lab's range in the canonical unit, and as the lab wrote it."""
         for index, entry in enumerate(v.data.get("referenceRange") or ()):
             if not isinstance(entry, dict) or ("low" not in entry and "high" not in entry):
                 continue
-            bounds: list[float | None] = []
+            bounds: list[Reading | None] = []
             for end in ("low", "high"):
                 if entry.get(end) is None:
                     bounds.append(None)
                     continue
-                converted = self._quantity(v, m, f"referenceRange[{index}].{end}", entry[end])
-                if converted is None:
-                    return None, None  # an unreadable range is not used at all
-                bounds.append(converted[0])
-            return bounds[0], bounds[1]
-        return None, None
+                reading = self._quantity(v, m, f"referenceRange[{index}].{end}", entry[end])
+                if reading is None:
+                    return None, None, ""  # an unreadable range is not used at all
+                bounds.append(reading)
+            low, high = bounds
+            unit = (low or high).unit if (low or high) else m.unit
+            text = (f"{_fmt(low.raw) if low else '?'}–{_fmt(high.raw) if high else '?'} {unit}")
+            return (low.value if low else None), (high.value if high else None), text
+        return None, None, ""
 
     def _interpretation(self, v: Validated) -> str | None:
         trust = self.k.trust.interpretation
@@ -424,8 +442,8 @@ class Normaliser:
     # -- intakes -------------------------------------------------------------------------
     def _intake(self, v: Validated, substance: str, m: Measurement, when: dt.datetime | None,
                 match: Match) -> None:
-        converted = self._quantity(v, m, "valueQuantity", v.data.get("valueQuantity"))
-        if converted is None:
+        reading = self._quantity(v, m, "valueQuantity", v.data.get("valueQuantity"))
+        if reading is None:
             if v.data.get("valueQuantity") is None:
                 self.issue("warning", v.raw.label, "valueQuantity",
                            "an intake needs a valueQuantity", "value-not-used")
@@ -434,11 +452,10 @@ class Normaliser:
             self.issue("information", v.raw.label, "effective[x]",
                        f"dated {_date_text(when)}: not current", "ignored")
             return
-        value, spelled = converted
-        raw_value = number(v.data["valueQuantity"].get("value")) or value
-        shown = f"{m.display(self.lang)} {_fmt(raw_value)} {spelled}"
-        if spelled != m.unit:
-            shown += f" (about {value:.0f} {m.unit})"
+        value = reading.value
+        shown = f"{m.display(self.lang)} {reading.text}"
+        if reading.factor != 1:
+            shown += f" (≈ {value:.0f} {m.unit})"
         if when:
             shown += f", {_date_text(when)}"
         fact = Intake(id=f"{v.raw.label}#{substance}", substance=substance, mg_per_day=value)

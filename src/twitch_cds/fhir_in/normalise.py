@@ -425,7 +425,8 @@ class Normaliser:
                     return None, None, ""  # an unreadable range is not used at all
                 bounds.append(reading)
             low, high = bounds
-            unit = (low or high).unit if (low or high) else m.unit
+            either = low or high
+            unit = either.unit if either else m.unit
             text = (f"{_fmt(low.raw) if low else '?'}–{_fmt(high.raw) if high else '?'} {unit}")
             return (low.value if low else None), (high.value if high else None), text
         return None, None, ""

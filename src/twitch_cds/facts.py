@@ -79,6 +79,8 @@ class Medication(Fact):
     source: Literal["MedicationStatement", "MedicationRequest"]
     status: str
     match: Literal["code", "class", "name"]
+    proposed: bool = False
+    """A draft order being written now (CDS Hooks order hooks), not yet an exposure."""
 
 
 class Intake(Fact):

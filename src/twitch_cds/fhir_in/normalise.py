@@ -16,6 +16,7 @@ from typing import Any
 from twitch_cds.facts import Evidence, Fact, Finding, Intake, Lab, Medication, PatientFact
 from twitch_cds.fhir_in.coding import codings, concept_text, first_code, number, reference
 from twitch_cds.fhir_in.dates import days_between, parse_fhir_datetime
+from twitch_cds.fhir_in.reader import DRAFT_ORDERS
 from twitch_cds.fhir_in.validate import Validated
 from twitch_cds.issues import Action, InputIssue, Severity
 from twitch_cds.knowledge.bundle import Knowledge
@@ -555,7 +556,10 @@ class Normaliser:
             return
         status = v.data.get("status")
         ended = self._when(v, *end_paths)
-        if status in trust.not_current or status not in trust.current | trust.recent:
+        proposed = v.raw.origin.startswith(DRAFT_ORDERS) and status in trust.proposed
+        if proposed:
+            pass  # the order being written now (CDS Hooks order-select / order-sign)
+        elif status in trust.not_current or status not in trust.current | trust.recent:
             self.issue("information" if status in trust.not_current else "warning",
                        v.raw.label, "status", f"status {status!r}: not a current exposure",
                        "ignored")
@@ -567,7 +571,8 @@ class Normaliser:
                        f"adherence {adherence}: not a current exposure", "ignored")
             return
         period_end = self._when(v, end_paths[0])
-        recent_only = status in trust.recent or (period_end is not None and period_end < self.now)
+        recent_only = not proposed and (
+            status in trust.recent or (period_end is not None and period_end < self.now))
         if recent_only:
             if ended is None:
                 self.issue("information", v.raw.label, "effective[x]",
@@ -591,7 +596,7 @@ class Normaliser:
                 detail += f", {self.word('ended')} {_date_text(ended)}"
             detail += ")"
             fact = Medication(id=f"{v.raw.label}#{drug_class}", drug_class=drug_class,
-                              source=source, status=str(status),
+                              source=source, status=str(status), proposed=proposed,
                               match=match.method)  # type: ignore[arg-type]
             self.add(fact, Evidence(reference=v.raw.label, text=detail, match=match.method,
                                     date=_date_text(ended)))

@@ -19,6 +19,8 @@ from twitch_cds.errors import InputError
 from twitch_cds.issues import InputIssue
 
 FhirVersion = Literal["R4B", "R5"]
+DRAFT_ORDERS = "context.draftOrders"
+"""Origin of the orders a clinician is writing (CDS Hooks order-select and order-sign)."""
 
 
 @dataclass
@@ -121,7 +123,7 @@ def _read_request(data: dict[str, Any], result: ReadInput) -> None:
         _collect(value, origin, result)
     draft_orders = request.context.get("draftOrders")
     if isinstance(draft_orders, dict) and "resourceType" in draft_orders:
-        _collect(draft_orders, "context.draftOrders", result)
+        _collect(draft_orders, DRAFT_ORDERS, result)
 
 
 def _collect(item: Any, origin: str, result: ReadInput, full_url: str | None = None) -> None:

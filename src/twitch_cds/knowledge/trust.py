@@ -25,6 +25,8 @@ class MedicationTrust(_Frozen):
     recent: frozenset[str]
     not_current: frozenset[str]
     adherence_not_taking: frozenset[str] = frozenset()
+    proposed: frozenset[str] = frozenset()
+    """Statuses of a draft order in a CDS Hooks order hook's context."""
 
 
 class InterpretationTrust(_Frozen):

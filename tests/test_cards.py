@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
@@ -24,6 +22,7 @@ from .builders import (
     obs,
     twitching,
 )
+from .cds_checks import check_card, empty_values
 
 EVERYTHING = [
     {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1970-01-01"},
@@ -43,24 +42,14 @@ KINDS = {"red-flag", "electrolyte-depletion", "medication-side-effect", "associa
          "muscle-fatigue", "post-exercise-irritability", "caffeine", "diet", "self-care"}
 
 
-def _walk(value: Any, path: str = "card") -> list[str]:
-    """Paths of null or empty values (the spec forbids them)."""
-    if value is None or value == "" or value == [] or value == {}:
-        return [path]
-    if isinstance(value, dict):
-        return [p for k, v in value.items() for p in _walk(v, f"{path}.{k}")]
-    if isinstance(value, list):
-        return [p for i, v in enumerate(value) for p in _walk(v, f"{path}[{i}]")]
-    return []
-
-
 @pytest.mark.parametrize("lang", ["en", "id"])
 def test_every_card_kind_is_valid_cds_hooks(lang: str) -> None:
     result = twitch_cds.evaluate(EVERYTHING, now=NOW, lang=lang)
     assert {c.kind for c in result.cards} == KINDS
     for card in result.cards:
         data = card.model_dump(mode="json", exclude_none=True)
-        assert _walk(data) == []
+        check_card(data)
+        assert empty_values(data) == []
         assert len(data["summary"]) < 140
         assert data["indicator"] in ("info", "warning", "critical")
         assert data["source"]["label"] and data["source"]["topic"]["code"] in KINDS

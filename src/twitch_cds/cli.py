@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,7 +31,34 @@ def _parser() -> argparse.ArgumentParser:
                      help="override a parameter from rulesets/parameters.yaml (repeatable)")
     rules = commands.add_parser("rules", help="print the rule catalogue")
     rules.add_argument("--format", choices=("json", "text"), default="text")
+    serve = commands.add_parser("serve", help="run the CDS Hooks service (needs [service])")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--config", help="YAML or JSON service configuration file")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="worker processes (one engine each; use about one per core)")
+    serve.add_argument("--insecure-no-auth", action="store_true",
+                       help="accept calls without a JWT (local development only)")
     return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+    except ImportError:
+        print("twitch-cds: the service needs its extra: pip install 'twitch-cds[service]'",
+              file=sys.stderr)
+        return 2
+    if args.config:
+        os.environ["TWITCH_CDS_CONFIG"] = str(Path(args.config).resolve())
+    if args.insecure_no_auth:
+        os.environ["TWITCH_CDS_ALLOW_UNAUTHENTICATED"] = "true"
+    from twitch_cds.service.config import load_config
+
+    load_config()  # fail here, with the reason, rather than in every worker
+    uvicorn.run("twitch_cds.service.app:app", host=args.host, port=args.port,
+                workers=args.workers, log_level="info")
+    return 0
 
 
 def _parameters(pairs: Sequence[str]) -> dict[str, float]:
@@ -92,6 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "rules":
             print(_catalogue(args.format))
             return 0
+        if args.command == "serve":
+            return _serve(args)
         data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
         result = evaluate(data, now=args.now, lang=args.lang,
                           parameters=_parameters(args.param))

@@ -74,6 +74,11 @@ class Terminology:
                         hits.append(Match(vs, "class", f"{system}|{code} is-a {code[:end]}"))
         return hits
 
+    def codes(self, valuesets: Iterable[str]) -> list[tuple[str, str]]:
+        """Every explicit ``(system, code)`` in these value sets (is-a classes excluded)."""
+        wanted = set(valuesets)
+        return sorted(pair for pair, sets in self._exact.items() if wanted.intersection(sets))
+
     def lookup_name(self, text: str | None, valuesets: Iterable[str] | None = None) -> list[Match]:
         """Value sets whose medication names occur, as whole words, in free text."""
         if not text:

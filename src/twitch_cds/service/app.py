@@ -1,0 +1,242 @@
+"""The CDS Hooks HTTP surface (FastAPI): discovery, the three hooks, feedback.
+
+One engine per worker process, driven by a single thread (``_engine_thread``): the
+durable-rules extension holds the GIL, so more threads would only queue. Scale with workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+import twitch_cds
+from twitch_cds.errors import InputError
+from twitch_cds.knowledge.bundle import Knowledge, default_knowledge
+from twitch_cds.service.auth import AuthError, JwtVerifier
+from twitch_cds.service.config import ServiceConfig, load_config
+from twitch_cds.service.discovery import SERVICES_BY_ID, Service, discovery, prefetch_templates
+from twitch_cds.service.outcome import operation_outcome
+from twitch_cds.service.prefetch import Missing, resolve
+from twitch_cds.service.store import Store
+
+log = logging.getLogger("twitch_cds.service")
+OUTCOMES = ("accepted", "overridden")
+
+
+class _Rejected(Exception):
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+def create_app(config: ServiceConfig | None = None,
+               knowledge: Knowledge | None = None) -> FastAPI:
+    """The ASGI app. ``config`` defaults to ``$TWITCH_CDS_CONFIG`` and the environment."""
+    config = config or load_config()
+    knowledge = knowledge or default_knowledge()
+    store = Store(config.database_url)
+    verifier = JwtVerifier(config, store)
+    templates = prefetch_templates(knowledge)
+    discovered = discovery(knowledge)
+    engine_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="twitch-cds-engine")
+    app = FastAPI(title="twitch-cds", version=twitch_cds.__version__, docs_url=None,
+                  redoc_url=None)
+    if config.allow_unauthenticated:
+        log.warning("AUTHENTICATION IS OFF: any caller can use this service "
+                    "(allow_unauthenticated). Never run it like this on a network.")
+    if not config.clients and not config.allow_unauthenticated:
+        log.warning("no trusted clients are configured: every call will get 401")
+    if config.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins,
+                           allow_methods=["GET", "POST", "OPTIONS"],
+                           allow_headers=["Authorization", "Content-Type"])
+
+    def audience(request: Request) -> str:
+        if config.public_base_url:
+            return config.public_base_url.rstrip("/") + request.url.path
+        return str(request.url.replace(query=""))
+
+    def authenticate(request: Request) -> None:
+        if config.allow_unauthenticated:
+            return
+        try:
+            claims = verifier.verify(request.headers.get("authorization"), audience(request))
+        except AuthError as exc:
+            log.info("401 on %s: %s", request.url.path, exc)
+            raise _Rejected(Response(status_code=401)) from exc
+        request.state.jti = claims.get("jti")
+
+    async def read_json(request: Request) -> Any:
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > config.max_body_bytes:
+            raise _Rejected(operation_outcome(
+                413, "too-costly", f"body of {length} bytes is over {config.max_body_bytes}"))
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media not in ("application/json", "application/fhir+json"):
+            raise _Rejected(operation_outcome(
+                415, "not-supported", f"content type {media or '(none)'}: send application/json"))
+        body = bytearray()
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > config.max_body_bytes:
+                raise _Rejected(operation_outcome(
+                    413, "too-costly", f"body is over {config.max_body_bytes} bytes"))
+        try:
+            return json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise _Rejected(operation_outcome(
+                400, "structure", f"body is not JSON: {exc}")) from exc
+
+    def service_for(service_id: str) -> Service:
+        service = SERVICES_BY_ID.get(service_id)
+        if service is None:
+            raise _Rejected(operation_outcome(
+                404, "not-found", f"no CDS service {service_id!r}; see GET /cds-services"))
+        return service
+
+    @app.middleware("http")
+    async def rejections(request: Request,
+                         call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except _Rejected as rejected:
+            response = rejected.response
+        log.info("%s %s %s %.1f ms hookInstance=%s cards=%s", request.method, request.url.path,
+                 response.status_code, (time.perf_counter() - started) * 1000,
+                 getattr(request.state, "hook_instance", "-"),
+                 getattr(request.state, "cards", "-"))
+        return response
+
+    @app.exception_handler(_Rejected)
+    async def rejected(_request: Request, exc: _Rejected) -> Response:
+        return exc.response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError) -> Response:
+        return operation_outcome(400, "invalid", str(exc.errors()))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> Response:
+        return operation_outcome(exc.status_code, "not-found" if exc.status_code == 404
+                                 else "processing", str(exc.detail))
+
+    @app.get("/cds-services")
+    async def list_services(request: Request) -> JSONResponse:
+        authenticate(request)
+        return JSONResponse(discovered)
+
+    @app.post("/cds-services/{service_id}")
+    async def call_service(service_id: str, request: Request) -> Response:
+        authenticate(request)
+        service = service_for(service_id)
+        body = await read_json(request)
+        problem = _check_request(body, service)
+        if problem:
+            return operation_outcome(400, "invalid", problem)
+        request.state.hook_instance = body["hookInstance"]
+        budget = config.time_budget_ms / 1000
+        started = time.perf_counter()
+        try:
+            resolved = await asyncio.wait_for(
+                resolve(body, templates, config.fetch_timeout_ms / 1000), timeout=budget)
+            left = budget - (time.perf_counter() - started)
+            loop = asyncio.get_running_loop()
+            data = {**body, "prefetch": resolved.prefetch}
+            result = await asyncio.wait_for(loop.run_in_executor(
+                engine_thread, lambda: twitch_cds.evaluate(data, lang=config.lang,
+                                                           knowledge=knowledge)),
+                timeout=max(left, 0.001))
+        except Missing as exc:
+            return operation_outcome(412, "not-found", str(exc))
+        except TimeoutError:
+            log.warning("time budget of %d ms spent (hookInstance=%s): answering no cards",
+                        config.time_budget_ms, body["hookInstance"])
+            request.state.cards = 0
+            return JSONResponse({"cards": []})
+        except InputError as exc:
+            return operation_outcome(400, "invalid", str(exc))
+        request.state.cards = len(result.cards)
+        return JSONResponse(result.to_cds_hooks())
+
+    @app.post("/cds-services/{service_id}/feedback")
+    async def feedback(service_id: str, request: Request) -> Response:
+        authenticate(request)
+        service_for(service_id)
+        body = await read_json(request)
+        items = body.get("feedback") if isinstance(body, dict) else None
+        if not isinstance(items, list) or not items:
+            return operation_outcome(400, "required", "body needs a non-empty feedback array")
+        for index, item in enumerate(items):
+            problem = _check_feedback(item)
+            if problem:
+                return operation_outcome(400, "invalid", f"feedback[{index}]: {problem}")
+        for item in items:
+            store.record_feedback(service_id, item)
+        return Response(status_code=200)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "ruleset": knowledge.version}
+
+    return app
+
+
+def _check_request(body: Any, service: Service) -> str | None:
+    """What is wrong with a hook request, or None."""
+    if not isinstance(body, dict):
+        return "the request body must be a JSON object"
+    if body.get("hook") != service.hook:
+        return f"hook {body.get('hook')!r} does not match service {service.id} ({service.hook})"
+    if not isinstance(body.get("hookInstance"), str) or not body["hookInstance"]:
+        return "hookInstance (a string) is required"
+    context = body.get("context")
+    if not isinstance(context, dict):
+        return "context (an object) is required"
+    missing = [name for name in service.context_fields if context.get(name) in (None, "")]
+    if missing:
+        return f"context for {service.hook} lacks {', '.join(missing)}"
+    if body.get("fhirAuthorization") is not None:
+        if not isinstance(body.get("fhirServer"), str):
+            return "fhirServer is required when fhirAuthorization is present"
+        if not isinstance(body["fhirAuthorization"], dict):
+            return "fhirAuthorization must be an object"
+    prefetch = body.get("prefetch")
+    if prefetch is not None and not isinstance(prefetch, dict):
+        return "prefetch must be an object"
+    return None
+
+
+def _check_feedback(item: Any) -> str | None:
+    if not isinstance(item, dict):
+        return "must be an object"
+    if not isinstance(item.get("card"), str) or not item["card"]:
+        return "card (the card's uuid) is required"
+    if item.get("outcome") not in OUTCOMES:
+        return f"outcome must be one of {', '.join(OUTCOMES)}"
+    if not isinstance(item.get("outcomeTimestamp"), str):
+        return "outcomeTimestamp is required"
+    if item["outcome"] == "accepted" and not isinstance(item.get("acceptedSuggestions"), list):
+        return "acceptedSuggestions is required when the outcome is accepted"
+    reason = item.get("overrideReason")
+    if reason is not None and not isinstance(reason, dict):
+        return "overrideReason must be an object"
+    return None
+
+
+def __getattr__(name: str) -> Any:
+    """``twitch_cds.service.app:app`` for ASGI servers, built on first access."""
+    if name == "app":
+        globals()["app"] = create_app()
+        return globals()["app"]
+    raise AttributeError(name)

@@ -1,0 +1,74 @@
+"""Service configuration: a YAML or JSON file, then ``TWITCH_CDS_*`` environment variables."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class TrustedClient(BaseModel):
+    """An EHR allowed to call: its JWT issuer, where its public keys are, its tenants."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    issuer: str
+    jwks_url: str | None = None
+    jwks_file: Path | None = None
+    tenants: list[str] = Field(default_factory=list)
+    """When set, the JWT ``tenant`` claim must be one of these."""
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> TrustedClient:
+        if (self.jwks_url is None) == (self.jwks_file is None):
+            raise ValueError(f"client {self.issuer}: give exactly one of jwks_url or jwks_file")
+        return self
+
+
+class ServiceConfig(BaseSettings):
+    """Everything the service reads at start. Environment variables override the file:
+    ``TWITCH_CDS_TIME_BUDGET_MS=250``, ``TWITCH_CDS_CORS_ORIGINS='["https://ehr.example"]'``."""
+
+    model_config = SettingsConfigDict(env_prefix="TWITCH_CDS_", extra="forbid")
+
+    clients: list[TrustedClient] = Field(default_factory=list)
+    allow_unauthenticated: bool = False
+    """Accept calls without a JWT. Only for local development; logged loudly at start."""
+    public_base_url: str | None = None
+    """The base URL clients call (``https://cds.example.org``), for the JWT ``aud`` check
+    behind a proxy; default: the URL of the request as received."""
+    cors_origins: list[str] = Field(default_factory=list)
+    time_budget_ms: int = Field(default=300, gt=0)
+    """Past this, answer ``{"cards": []}`` rather than keep the clinician waiting."""
+    fetch_timeout_ms: int = Field(default=250, gt=0)
+    max_body_bytes: int = Field(default=5_000_000, gt=0)
+    database_url: str = "sqlite:///twitch-cds-service.db"
+    """Feedback and JWT ids seen (replay protection); any SQLAlchemy URL."""
+    lang: Literal["en", "id"] = "en"
+    jti_lifetime_s: int = Field(default=3600, gt=0)
+    """How long a token id is remembered (at least the longest token lifetime)."""
+    jwks_refresh_cooldown_s: float = Field(default=30.0, ge=0)
+    """Least time between two refetches of a JWKS forced by an unknown ``kid`` (key
+    rotation), so a flood of forged kids cannot hammer the EHR's key endpoint."""
+    leeway_s: int = Field(default=30, ge=0)
+    """Clock skew allowed for ``exp`` and ``iat``."""
+
+
+def load_config(path: str | Path | None = None) -> ServiceConfig:
+    """Read the config file (``path``, else ``$TWITCH_CDS_CONFIG``, else none) and the
+    environment, environment winning."""
+    path = path or os.environ.get("TWITCH_CDS_CONFIG")
+    data: dict[str, Any] = {}
+    if path:
+        text = Path(path).read_text(encoding="utf-8")
+        loaded = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+        data = dict(loaded or {})
+    for name in ServiceConfig.model_fields:
+        if f"TWITCH_CDS_{name.upper()}" in os.environ:
+            data.pop(name, None)  # the environment wins over the file
+    return ServiceConfig(**data)

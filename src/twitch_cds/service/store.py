@@ -1,0 +1,108 @@
+"""The service's durable state in a SQL database (SQLite by default, any SQLAlchemy URL):
+card feedback, and the JWT ids already seen (replay protection across workers)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    delete,
+    event,
+    insert,
+    select,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+metadata = MetaData()
+
+feedback = Table(
+    "feedback", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("service_id", String(200), nullable=False),
+    Column("card", String(100), nullable=False),
+    Column("outcome", String(20), nullable=False),
+    Column("override_reason_system", String(300)),
+    Column("override_reason_code", String(100)),
+    Column("override_comment", Text),
+    Column("accepted_suggestions", Text),
+    Column("outcome_timestamp", String(40), nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("service_id", "card", "outcome", name="one_outcome_per_card"),
+)
+
+seen_tokens = Table(
+    "seen_jwt_ids", metadata,
+    Column("issuer", String(300), primary_key=True),
+    Column("jti", String(300), primary_key=True),
+    Column("expires", Float, nullable=False, index=True),
+)
+PURGE_EVERY_S = 60.0
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.engine: Engine = create_engine(url, future=True)
+        self._purged = 0.0
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        metadata.create_all(self.engine)
+
+    def record_feedback(self, service_id: str, item: dict[str, Any]) -> bool:
+        """Store one feedback item; False when this card already has this outcome."""
+        reason = item.get("overrideReason") or {}
+        coding = reason.get("reason") or {}
+        row = {
+            "service_id": service_id, "card": item["card"], "outcome": item["outcome"],
+            "override_reason_system": coding.get("system"),
+            "override_reason_code": coding.get("code"),
+            "override_comment": reason.get("userComment"),
+            "accepted_suggestions": json.dumps(item.get("acceptedSuggestions") or []),
+            "outcome_timestamp": item["outcomeTimestamp"],
+            "received_at": dt.datetime.now(dt.UTC),
+        }
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(insert(feedback).values(**row))
+        except IntegrityError:
+            return False
+        return True
+
+    def feedback_for(self, card: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as connection:
+            rows = connection.execute(select(feedback).where(feedback.c.card == card))
+            return [dict(row._mapping) for row in rows]
+
+    def first_use(self, issuer: str, jti: str, expires: float) -> bool:
+        """Remember a token id until it expires; False if it was already used (a replay)."""
+        now = dt.datetime.now(dt.UTC).timestamp()
+        try:
+            with self.engine.begin() as connection:
+                if now - self._purged > PURGE_EVERY_S:
+                    connection.execute(delete(seen_tokens).where(seen_tokens.c.expires < now))
+                    self._purged = now
+                connection.execute(insert(seen_tokens).values(
+                    issuer=issuer, jti=jti, expires=expires))
+        except IntegrityError:
+            return False
+        return True
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # several worker processes, one file
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()

@@ -1,0 +1,152 @@
+"""Real keys, real tokens, real HTTP on loopback: the pieces the service tests share."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+import uvicorn
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "examples"
+ISSUER = "https://ehr.example.org"
+FHIR_TOKEN = "fhir-access-token-not-to-be-logged"
+
+
+@dataclass
+class SigningKey:
+    kid: str
+    alg: str
+    private: Any
+
+    @classmethod
+    def es384(cls, kid: str = "ec-1") -> SigningKey:
+        return cls(kid, "ES384", ec.generate_private_key(ec.SECP384R1()))
+
+    @classmethod
+    def rs384(cls, kid: str = "rsa-1") -> SigningKey:
+        return cls(kid, "RS384", rsa.generate_private_key(public_exponent=65537, key_size=2048))
+
+    def jwk(self) -> dict[str, Any]:
+        algorithm = ECAlgorithm if self.alg.startswith("ES") else RSAAlgorithm
+        data: dict[str, Any] = json.loads(algorithm.to_jwk(self.private.public_key()))
+        return {**data, "kid": self.kid, "alg": self.alg, "use": "sig"}
+
+    def token(self, audience: str, issuer: str = ISSUER, **claims: Any) -> str:
+        now = int(time.time())
+        payload = {"iss": issuer, "aud": audience, "exp": now + 300, "iat": now,
+                   "jti": str(uuid.uuid4()), **claims}
+        payload = {k: v for k, v in payload.items() if v is not None}
+        return jwt.encode(payload, self.private, algorithm=self.alg,
+                          headers={"kid": self.kid, "typ": "JWT"})
+
+
+def jwks(*keys: SigningKey) -> dict[str, Any]:
+    return {"keys": [key.jwk() for key in keys]}
+
+
+class LiveServer:
+    """An ASGI app served by uvicorn on a free loopback port, in a thread."""
+
+    def __init__(self, app: Any) -> None:
+        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0,
+                                                     log_level="warning", lifespan="off"))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self._thread.start()
+        deadline = time.time() + 10
+        while not self._server.started:
+            if time.time() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        return self
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.servers[0].sockets[0].getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+
+@dataclass
+class FhirStandIn:
+    """A FHIR server for the fetch fallback: searches by patient over example bundles,
+    two entries a page, bearer token required; also serves a JWKS that tests can rotate."""
+
+    resources: list[dict[str, Any]]
+    keys: dict[str, Any] = field(default_factory=lambda: {"keys": []})
+    delay_s: float = 0.0
+    fail_types: set[str] = field(default_factory=set)
+    requests: list[str] = field(default_factory=list)
+    base: str = ""
+
+    def app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.get("/jwks")
+        async def keys() -> JSONResponse:
+            return JSONResponse(self.keys)
+
+        @app.get("/fhir/{rtype}/{rid}")
+        async def read(rtype: str, rid: str, request: Request) -> JSONResponse:
+            if request.headers.get("authorization") != f"Bearer {FHIR_TOKEN}":
+                return JSONResponse({}, status_code=401)
+            found = [r for r in self.resources if r["resourceType"] == rtype and r["id"] == rid]
+            return JSONResponse(found[0] if found else {"resourceType": "OperationOutcome"},
+                                status_code=200 if found else 404)
+
+        @app.get("/fhir/{rtype}")
+        async def search(rtype: str, request: Request) -> JSONResponse:
+            import asyncio
+
+            self.requests.append(str(request.url))
+            if request.headers.get("authorization") != f"Bearer {FHIR_TOKEN}":
+                return JSONResponse({}, status_code=401)
+            if rtype in self.fail_types:
+                return JSONResponse({"resourceType": "OperationOutcome"}, status_code=500)
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
+            patient = request.query_params.get("patient")
+            matches = [r for r in self.resources if r["resourceType"] == rtype
+                       and r.get("subject", {}).get("reference") == f"Patient/{patient}"]
+            page = int(request.query_params.get("page", "0"))
+            chunk = matches[page * 2:page * 2 + 2]
+            bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset",
+                                      "total": len(matches),
+                                      "entry": [{"resource": r} for r in chunk]}
+            if (page + 1) * 2 < len(matches):
+                bundle["link"] = [{"relation": "next",
+                                   "url": f"{self.base}/fhir/{rtype}?patient={patient}"
+                                          f"&page={page + 1}"}]
+            return JSONResponse(bundle)
+
+        return app
+
+
+@contextmanager
+def fhir_server(resources: list[dict[str, Any]], **options: Any) -> Iterator[FhirStandIn]:
+    stand_in = FhirStandIn(resources, **options)
+    with LiveServer(stand_in.app()) as server:
+        stand_in.base = server.url
+        yield stand_in
+
+
+def example_resources(name: str) -> list[dict[str, Any]]:
+    bundle = json.loads((EXAMPLES / name).read_text(encoding="utf-8"))
+    return [entry["resource"] for entry in bundle["entry"]]

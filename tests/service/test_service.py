@@ -1,0 +1,396 @@
+"""The CDS Hooks service over real HTTP on loopback: uvicorn, real keys, a stand-in FHIR server."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+
+from twitch_cds.service.app import create_app
+from twitch_cds.service.config import ServiceConfig, TrustedClient
+
+from ..cds_checks import check_response
+from .support import (
+    EXAMPLES,
+    FHIR_TOKEN,
+    ISSUER,
+    LiveServer,
+    SigningKey,
+    example_resources,
+    fhir_server,
+    jwks,
+)
+
+PATIENT_VIEW = "twitch-cds-patient-view"
+ROTATING_ISSUER = "https://rotating.example.org"
+
+
+@pytest.fixture(scope="module")
+def keys() -> dict[str, SigningKey]:
+    return {"es": SigningKey.es384(), "rs": SigningKey.rs384(),
+            "rot1": SigningKey.es384("rot-1"), "rot2": SigningKey.es384("rot-2")}
+
+
+@pytest.fixture(scope="module")
+def fhir(keys: dict[str, SigningKey]) -> Iterator[Any]:
+    # Margaret (examples/03): twitching, furosemide, an HCTZ order, no labs.
+    with fhir_server(example_resources("03-diuretic-no-labs.json"),
+                     keys=jwks(keys["rot1"])) as stand_in:
+        yield stand_in
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory, keys: dict[str, SigningKey],
+            fhir: Any) -> Iterator[str]:
+    folder = tmp_path_factory.mktemp("service")
+    jwks_file = folder / "ehr-jwks.json"
+    jwks_file.write_text(json.dumps(jwks(keys["es"], keys["rs"])))
+    config = ServiceConfig(
+        clients=[TrustedClient(issuer=ISSUER, jwks_file=jwks_file),
+                 TrustedClient(issuer=ROTATING_ISSUER, jwks_url=f"{fhir.base}/jwks",
+                               tenants=["hospital-a"])],
+        database_url=f"sqlite:///{folder / 'service.db'}",
+        cors_origins=["https://ehr.example.org"],
+        time_budget_ms=2000, fetch_timeout_ms=1500, jwks_refresh_cooldown_s=0,
+        max_body_bytes=200_000,
+    )
+    with LiveServer(create_app(config)) as server:
+        yield server.url
+
+
+def _headers(keys: dict[str, SigningKey], url: str, key: str = "es",
+             **claims: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {keys[key].token(url, **claims)}"}
+
+
+def _request(name: str = "10-cds-hooks-request.json") -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((EXAMPLES / name).read_text(encoding="utf-8"))
+    data["hookInstance"] = str(uuid.uuid4())
+    return data
+
+
+def _post(service: str, keys: dict[str, SigningKey], body: Any,
+          service_id: str = PATIENT_VIEW, **claims: Any) -> httpx.Response:
+    url = f"{service}/cds-services/{service_id}"
+    return httpx.post(url, json=body, headers=_headers(keys, url, **claims), timeout=10)
+
+
+def _kinds(response: httpx.Response) -> list[str]:
+    return [card["source"]["topic"]["code"] for card in response.json()["cards"]]
+
+
+# -- discovery ---------------------------------------------------------------------------
+
+def test_discovery(service: str, keys: dict[str, SigningKey]) -> None:
+    url = f"{service}/cds-services"
+    response = httpx.get(url, headers=_headers(keys, url))
+    assert response.status_code == 200
+    services = {s["hook"]: s for s in response.json()["services"]}
+    assert set(services) == {"patient-view", "order-select", "order-sign"}
+    for entry in services.values():
+        assert {"id", "title", "description", "usageRequirements", "prefetch"} <= set(entry)
+        assert entry["prefetch"]["conditions"] == "Condition?patient={{context.patientId}}"
+        assert "http://loinc.org|2823-3" in entry["prefetch"]["observations"]
+        extension = entry["extension"]["io.github.twitch-cds"]
+        assert extension["rulesetVersion"] and "4.0.1" in extension["fhirVersions"]
+
+
+# -- hooks -------------------------------------------------------------------------------
+
+def test_patient_view_with_full_prefetch(service: str, keys: dict[str, SigningKey],
+                                         fhir: Any) -> None:
+    before = len(fhir.requests)
+    request = _request()
+    response = _post(service, keys, request)
+    assert response.status_code == 200
+    check_response(response.json())
+    assert _kinds(response) == ["electrolyte-depletion", "medication-side-effect", "self-care"]
+    assert "Observation/na-1122" in response.json()["cards"][0]["detail"]
+    assert len(fhir.requests) == before  # nothing fetched
+
+
+def _margaret(fhir: Any, **prefetch: Any) -> dict[str, Any]:
+    patient = next(r for r in fhir.resources if r["resourceType"] == "Patient")
+    return {"hook": "patient-view", "hookInstance": str(uuid.uuid4()),
+            "fhirServer": f"{fhir.base}/fhir",
+            "fhirAuthorization": {"access_token": FHIR_TOKEN, "token_type": "Bearer",
+                                  "expires_in": 300, "scope": "patient/*.read",
+                                  "subject": "twitch-cds"},
+            "context": {"userId": "Practitioner/1", "patientId": patient["id"]},
+            "prefetch": {"patient": patient, **prefetch}}
+
+
+def test_patient_view_fetches_what_the_client_left_out(service: str, keys: dict[str, SigningKey],
+                                                       fhir: Any) -> None:
+    failed = {"resourceType": "OperationOutcome", "issue": [{"severity": "error",
+                                                             "code": "timeout"}]}
+    response = _post(service, keys, _margaret(fhir, conditions=failed))
+    assert response.status_code == 200
+    check_response(response.json())
+    kinds = _kinds(response)
+    assert "medication-side-effect" in kinds and "electrolyte-depletion" in kinds
+    detail = next(c["detail"] for c in response.json()["cards"]
+                  if c["source"]["topic"]["code"] == "medication-side-effect")
+    assert "MedicationStatement/furosemide" in detail and "MedicationRequest/hctz" in detail
+    assert "Data used" in detail
+
+
+def test_paging_through_search_results(service: str, keys: dict[str, SigningKey],
+                                       fhir: Any) -> None:
+    many = [dict(copy.deepcopy(fhir.resources[1]), id=f"tw-{i}") for i in range(5)]
+    fhir.resources.extend(many)
+    try:
+        before = len(fhir.requests)
+        response = _post(service, keys, _margaret(fhir))
+        assert response.status_code == 200
+        assert any("page=2" in url for url in fhir.requests[before:])
+        detail = json.dumps(response.json())
+        assert all(f"Observation/tw-{i}" in detail for i in range(5))
+    finally:
+        del fhir.resources[-5:]
+
+
+def test_missing_required_prefetch_without_fhir_server_is_412(service: str,
+                                                              keys: dict[str, SigningKey]) -> None:
+    request = _request()
+    del request["prefetch"]["observations"]
+    del request["fhirServer"]
+    response = _post(service, keys, request)
+    assert response.status_code == 412
+    body = response.json()
+    assert body["resourceType"] == "OperationOutcome"
+    assert "observations" in body["issue"][0]["diagnostics"]
+
+
+def test_a_required_fetch_that_fails_is_412(service: str, keys: dict[str, SigningKey],
+                                            fhir: Any) -> None:
+    fhir.fail_types.add("Condition")
+    try:
+        response = _post(service, keys, _margaret(fhir))
+    finally:
+        fhir.fail_types.clear()
+    assert response.status_code == 412
+    assert "HTTP 500" in response.json()["issue"][0]["diagnostics"]
+
+
+def test_order_sign_warns_about_a_draft_diuretic(service: str, keys: dict[str, SigningKey],
+                                                 fhir: Any) -> None:
+    request = _margaret(fhir)
+    request["hook"] = "order-sign"
+    request["context"]["draftOrders"] = {"resourceType": "Bundle", "type": "collection",
+                                         "entry": [{"resource": {
+        "resourceType": "MedicationRequest", "id": "draft-pred", "status": "draft",
+        "intent": "order",
+        "subject": {"reference": f"Patient/{request['context']['patientId']}"},
+        "medicationCodeableConcept": {"coding": [{"system": "http://www.whocc.no/atc",
+                                                  "code": "H02AB07"}]}}}]}
+    response = _post(service, keys, request, service_id="twitch-cds-order-sign")
+    assert response.status_code == 200
+    check_response(response.json())
+    cards = [c for c in response.json()["cards"]
+             if "MedicationRequest/draft-pred" in c.get("detail", "")]
+    assert cards and cards[0]["indicator"] == "warning"
+    assert cards[0]["source"]["topic"]["code"] == "medication-side-effect"
+
+
+def test_time_budget_answers_no_cards(tmp_path: Path, keys: dict[str, SigningKey]) -> None:
+    jwks_file = tmp_path / "jwks.json"
+    jwks_file.write_text(json.dumps(jwks(keys["es"])))
+    config = ServiceConfig(clients=[TrustedClient(issuer=ISSUER, jwks_file=jwks_file)],
+                           database_url=f"sqlite:///{tmp_path / 's.db'}", time_budget_ms=100)
+    with fhir_server(example_resources("03-diuretic-no-labs.json"), delay_s=1.0) as slow, \
+            LiveServer(create_app(config)) as server:
+        response = _post(server.url, keys, _margaret(slow))
+    assert response.status_code == 200 and response.json() == {"cards": []}
+
+
+# -- feedback ----------------------------------------------------------------------------
+
+def test_feedback_is_stored_once_per_card_and_outcome(service: str,
+                                                      keys: dict[str, SigningKey]) -> None:
+    cards = _post(service, keys, _request()).json()["cards"]
+    card = cards[0]
+    reason = card["overrideReasons"][0]
+    item = {"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp":
+            "2026-11-24T09:05:00Z", "overrideReason": {"reason": reason,
+                                                       "userComment": "seen by neurology"}}
+    url = f"{service}/cds-services/{PATIENT_VIEW}/feedback"
+    for _ in range(2):
+        response = httpx.post(url, json={"feedback": [item]}, headers=_headers(keys, url))
+        assert response.status_code == 200
+    accepted = {"card": cards[-1]["uuid"], "outcome": "accepted", "acceptedSuggestions": [],
+                "outcomeTimestamp": "2026-11-24T09:06:00Z"}
+    assert httpx.post(url, json={"feedback": [accepted]},
+                      headers=_headers(keys, url)).status_code == 200
+    bad = httpx.post(url, json={"feedback": [{"card": "x", "outcome": "ignored"}]},
+                     headers=_headers(keys, url))
+    assert bad.status_code == 400 and bad.json()["resourceType"] == "OperationOutcome"
+
+
+def test_feedback_rows_are_durable(tmp_path: Path) -> None:
+    from twitch_cds.service.store import Store
+
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    item = {"card": "c1", "outcome": "overridden", "outcomeTimestamp": "2026-11-24T09:05:00Z",
+            "overrideReason": {"reason": {"code": "already-addressed"}}}
+    assert Store(url).record_feedback("s", item) is True
+    reopened = Store(url)
+    assert reopened.record_feedback("s", item) is False
+    rows = reopened.feedback_for("c1")
+    assert len(rows) == 1 and rows[0]["override_reason_code"] == "already-addressed"
+
+
+# -- JWT -----------------------------------------------------------------------------------
+
+def test_rs384_is_accepted(service: str, keys: dict[str, SigningKey]) -> None:
+    assert _post(service, keys, _request(), key="rs").status_code == 200
+
+
+@pytest.mark.parametrize("case", [
+    "no-header", "expired", "wrong-audience", "unknown-issuer", "alg-none", "hs256",
+    "tampered", "no-jti", "future-iat", "unknown-kid"])
+def test_bad_tokens_get_a_bare_401(service: str, keys: dict[str, SigningKey], case: str) -> None:
+    url = f"{service}/cds-services/{PATIENT_VIEW}"
+    key = keys["es"]
+    tokens = {
+        "expired": lambda: key.token(url, exp=1_700_000_000, iat=1_699_999_000),
+        "wrong-audience": lambda: key.token(f"{service}/cds-services/other"),
+        "unknown-issuer": lambda: key.token(url, issuer="https://evil.example.org"),
+        "alg-none": lambda: jwt.encode({"iss": ISSUER, "aud": url, "exp": 4_000_000_000,
+                                        "iat": 1_700_000_000, "jti": "n"}, None,
+                                       algorithm="none", headers={"kid": key.kid}),
+        "hs256": lambda: _hs256({"iss": ISSUER, "aud": url, "exp": 4_000_000_000,
+                                 "iat": 1_700_000_000, "jti": "h"}, key),
+        "tampered": lambda: _tamper(key.token(url)),
+        "no-jti": lambda: key.token(url, jti=None),
+        "future-iat": lambda: key.token(url, iat=4_000_000_000),
+        "unknown-kid": lambda: SigningKey.es384("stranger").token(url),
+    }
+    headers = {} if case == "no-header" else {"Authorization": f"Bearer {tokens[case]()}"}
+    response = httpx.post(url, json=_request(), headers=headers)
+    assert response.status_code == 401
+    assert response.content == b""
+
+
+def _hs256(claims: dict[str, Any], key: SigningKey) -> str:
+    """The algorithm-confusion attack: HMAC-signed with the issuer's public key as secret."""
+    import hashlib
+    import hmac
+
+    def part(data: dict[str, Any]) -> str:
+        return jwt.utils.base64url_encode(json.dumps(data).encode()).decode()
+
+    signing_input = f"{part({'alg': 'HS256', 'typ': 'JWT', 'kid': key.kid})}.{part(claims)}"
+    secret = json.dumps(key.jwk()).encode()
+    signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{jwt.utils.base64url_encode(signature).decode()}"
+
+
+def _tamper(token: str) -> str:
+    header, payload, signature = token.split(".")
+    claims = json.loads(jwt.utils.base64url_decode(payload))
+    claims["tenant"] = "someone-else"
+    forged = jwt.utils.base64url_encode(json.dumps(claims).encode()).decode()
+    return f"{header}.{forged}.{signature}"
+
+
+def test_a_replayed_jti_gets_401(service: str, keys: dict[str, SigningKey]) -> None:
+    url = f"{service}/cds-services/{PATIENT_VIEW}"
+    headers = _headers(keys, url)
+    assert httpx.post(url, json=_request(), headers=headers).status_code == 200
+    assert httpx.post(url, json=_request(), headers=headers).status_code == 401
+
+
+def test_jwks_url_with_key_rotation_and_tenants(service: str, keys: dict[str, SigningKey],
+                                                fhir: Any) -> None:
+    url = f"{service}/cds-services/{PATIENT_VIEW}"
+
+    def call(key: str, tenant: str | None = "hospital-a") -> int:
+        token = keys[key].token(url, issuer=ROTATING_ISSUER, tenant=tenant)
+        return httpx.post(url, json=_request(),
+                          headers={"Authorization": f"Bearer {token}"}).status_code
+
+    assert call("rot1") == 200
+    assert call("rot1", tenant="hospital-b") == 401
+    assert call("rot1", tenant=None) == 401
+    fhir.keys = jwks(keys["rot2"])  # the EHR rotates its key
+    assert call("rot2") == 200
+
+
+# -- bad requests ----------------------------------------------------------------------------
+
+def _raw(service: str, keys: dict[str, SigningKey], content: bytes,
+         content_type: str = "application/json",
+         service_id: str = PATIENT_VIEW) -> httpx.Response:
+    url = f"{service}/cds-services/{service_id}"
+    return httpx.post(url, content=content,
+                      headers={**_headers(keys, url), "Content-Type": content_type})
+
+
+@pytest.mark.parametrize(("body", "status", "says"), [
+    (b"{not json", 400, "not JSON"),
+    (b'"a string"', 400, "JSON object"),
+    (b'{"hook": "patient-view", "hookInstance": "x", "context": "nope"}', 400, "context"),
+    (b'{"hook": "order-sign", "hookInstance": "x", "context": {}}', 400, "does not match"),
+    (b'{"hook": "patient-view", "context": {"userId": "u", "patientId": "p"}}', 400,
+     "hookInstance"),
+    (b'{"hook": "patient-view", "hookInstance": "x", "context": {"userId": "u"}}', 400,
+     "patientId"),
+    (b'{"hook": "patient-view", "hookInstance": "x", "context": {"userId": "u", '
+     b'"patientId": "p"}, "fhirAuthorization": {"access_token": "t"}}', 400, "fhirServer"),
+    (b'{"hook": "patient-view", "hookInstance": "x", "context": {"userId": "u", '
+     b'"patientId": "p"}, "prefetch": []}', 400, "prefetch"),
+])
+def test_bad_requests_get_4xx_with_an_operation_outcome(service: str,
+                                                        keys: dict[str, SigningKey],
+                                                        body: bytes, status: int,
+                                                        says: str) -> None:
+    response = _raw(service, keys, body)
+    assert response.status_code == status
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome" and says in outcome["issue"][0][
+        "diagnostics"]
+
+
+def test_unknown_service_oversized_body_and_wrong_content_type(service: str,
+                                                               keys: dict[str, SigningKey]) -> None:
+    unknown = _raw(service, keys, b"{}", service_id="no-such-service")
+    assert unknown.status_code == 404 and unknown.json()["resourceType"] == "OperationOutcome"
+    huge = _raw(service, keys, b'{"x": "' + b"a" * 300_000 + b'"}')
+    assert huge.status_code == 413 and huge.json()["resourceType"] == "OperationOutcome"
+    form = _raw(service, keys, b"hook=patient-view",
+                content_type="application/x-www-form-urlencoded")
+    assert form.status_code == 415
+
+
+def test_cors_only_for_listed_origins(service: str, keys: dict[str, SigningKey]) -> None:
+    url = f"{service}/cds-services"
+    allowed = httpx.options(url, headers={"Origin": "https://ehr.example.org",
+                                          "Access-Control-Request-Method": "POST"})
+    assert allowed.headers.get("access-control-allow-origin") == "https://ehr.example.org"
+    other = httpx.get(url, headers={**_headers(keys, url), "Origin": "https://evil.example"})
+    assert "access-control-allow-origin" not in other.headers
+
+
+def test_logs_hold_no_tokens_and_no_resource_contents(service: str, keys: dict[str, SigningKey],
+                                                      fhir: Any,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    url = f"{service}/cds-services/{PATIENT_VIEW}"
+    token = keys["es"].token(url)
+    request = _margaret(fhir)
+    response = httpx.post(url, json=request, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+    httpx.post(url, json=request, headers={"Authorization": f"Bearer {token}x"})
+    text = caplog.text
+    assert request["hookInstance"] in text
+    for secret in (token, FHIR_TOKEN, "Hall", "furosemide", "Margaret"):
+        assert secret not in text

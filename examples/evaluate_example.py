@@ -1,6 +1,6 @@
-"""Evaluate one bundled example and print its cards and input issues.
+"""Evaluate a bundled example; print each card (indicator, summary, kind), then the issues.
 
-    python examples/evaluate_example.py [examples/05-twitching-at-rest.json] [--lang id]
+    python examples/evaluate_example.py [examples/05-twitching-at-rest.json]
 """
 
 from __future__ import annotations
@@ -11,20 +11,18 @@ from pathlib import Path
 
 import twitch_cds
 
-HERE = Path(__file__).parent
+DEFAULT = Path(__file__).parent / "02-hot-weather-low-potassium.json"
 
 
 def main(argv: list[str]) -> None:
-    lang = "id" if "--lang" in argv and argv[-1] == "id" else "en"
-    files = [a for a in argv if a.endswith(".json")]
-    path = Path(files[0]) if files else HERE / "02-hot-weather-low-potassium.json"
+    path = Path(argv[0]) if argv else DEFAULT
     data = json.loads(path.read_text(encoding="utf-8"))
-    result = twitch_cds.evaluate(data, now="2026-11-24T09:00:00Z", lang=lang)
-    print(f"{path.name}: {len(result.cards)} cards for {result.patient}")
+    result = twitch_cds.evaluate(data, now="2026-11-24T09:00:00Z")
     for card in result.cards:
-        print(f"  [{card.indicator:8}] {card.kind:28} {card.summary}")
+        kind = card.source.topic.code if card.source.topic else "-"
+        print(f"[{card.indicator}] {card.summary} ({kind})")
     for issue in result.issues:
-        print(f"  issue: {issue}")
+        print(f"issue: {issue}")
 
 
 if __name__ == "__main__":

@@ -214,8 +214,8 @@ class Normaliser:
             self.issue("information" if known else "warning", v.raw.label, "status",
                        f"status {status!r} is not a usable result", "ignored")
             return
-        when = self._when(v, "effectiveDateTime", "effectiveInstant", "effectivePeriod.start",
-                          "issued")
+        when = self._when(v, "effectiveDateTime", "effectiveInstant", "effectivePeriod.end",
+                          "effectivePeriod.start", "issued")  # the latest time it was seen
         if self._future(v, when, "effective[x]"):
             return
         for valueset in hits:
@@ -360,7 +360,8 @@ class Normaliser:
         if factor is None and isinstance(quantity.get("unit"), str):
             factor = m.factor(self.k.measurements.canonical_unit(quantity["unit"]), self.p)
         if factor is None:
-            self.issue("error", v.raw.label, f"{path}.code",
+            field = "code" if quantity.get("code") else "unit"
+            self.issue("error", v.raw.label, f"{path}.{field}",
                        f"unit {spelled!r} is not a known unit for {m.display.en.lower()} "
                        f"(accepted: {', '.join(m.units)})", "value-not-used")
             return None

@@ -90,18 +90,19 @@ async def load(url: str, key: Any, kid: str, body: dict[str, Any], rate: float,
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     total = int(rate * seconds)
     now = int(time.time())
+    bodies = [json.dumps({**body, "hookInstance": str(uuid.uuid4())}).encode()
+              for _ in range(total)]  # encoded ahead: the client should cost little CPU
     tokens = [jwt.encode({"iss": ISSUER, "aud": url, "iat": now, "exp": now + 600,
                           "jti": str(uuid.uuid4())}, key, algorithm="ES384",
                          headers={"kid": kid, "typ": "JWT"}) for _ in range(total)]
     async with httpx.AsyncClient(timeout=10, limits=limits) as client:
-        async def one(token: str) -> None:
+        async def one(token: str, content: bytes) -> None:
             nonlocal errors
-            request = {**body, "hookInstance": str(uuid.uuid4())}
             started = time.perf_counter()
             try:
-                response = await client.post(url, json=request,
-                                             headers={"Authorization": f"Bearer {token}"})
-                ok = response.status_code == 200 and bool(response.json()["cards"])
+                response = await client.post(url, content=content, headers={
+                    "Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+                ok = response.status_code == 200 and b'"cards":[{' in response.content
             except httpx.TransportError:
                 ok = False
             latencies.append((time.perf_counter() - started) * 1000)
@@ -114,7 +115,7 @@ async def load(url: str, key: Any, kid: str, body: dict[str, Any], rate: float,
             delay = start + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(tokens[i])))
+            tasks.append(asyncio.create_task(one(tokens[i], bodies[i])))
         await asyncio.gather(*tasks)
         return latencies, errors, total, time.perf_counter() - start
 

@@ -11,8 +11,11 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
@@ -48,8 +51,22 @@ def create_app(config: ServiceConfig | None = None,
     verifier = JwtVerifier(config, store)
     templates = prefetch_templates(knowledge)
     discovered = discovery(knowledge)
+    clients: list[httpx.AsyncClient] = []
+
+    def fhir_client() -> httpx.AsyncClient:
+        """One HTTP client per worker, for every fetch from every EHR's FHIR server."""
+        if not clients:
+            clients.append(httpx.AsyncClient(limits=httpx.Limits(max_connections=100)))
+        return clients[0]
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        for client in clients:
+            await client.aclose()
+
     app = FastAPI(title="twitch-cds", version=twitch_cds.__version__, docs_url=None,
-                  redoc_url=None)
+                  redoc_url=None, lifespan=lifespan)
     if config.allow_unauthenticated:
         log.warning("AUTHENTICATION IS OFF: any caller can use this service "
                     "(allow_unauthenticated). Never run it like this on a network.")
@@ -135,7 +152,8 @@ def create_app(config: ServiceConfig | None = None,
         started = time.perf_counter()
         try:
             resolved = await asyncio.wait_for(
-                resolve(body, templates, config.fetch_timeout_ms / 1000), timeout=budget)
+                resolve(body, templates, fhir_client(), config.fetch_timeout_ms / 1000),
+                timeout=budget)
             data = {**body, "prefetch": resolved.prefetch}
             result = twitch_cds.evaluate(data, lang=config.lang, knowledge=knowledge)
             if time.perf_counter() - started > budget:

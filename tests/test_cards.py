@@ -64,6 +64,13 @@ def test_every_card_kind_is_valid_cds_hooks(lang: str) -> None:
                     assert action["resource"]["subject"] == {"reference": "Patient/p1"}
 
 
+def test_the_json_body_equals_the_dumped_cards() -> None:
+    import json
+
+    result = twitch_cds.evaluate(EVERYTHING, now=NOW)
+    assert json.loads(result.cds_hooks_json()) == result.to_cds_hooks()
+
+
 def test_cards_come_critical_first_then_warning_then_info() -> None:
     result = twitch_cds.evaluate(EVERYTHING, now=NOW)
     order = [INDICATOR_ORDER[c.indicator] for c in result.cards]

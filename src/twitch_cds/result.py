@@ -68,3 +68,8 @@ class EvaluationResult(BaseModel):
     def to_cds_hooks(self) -> dict[str, Any]:
         """The CDS Hooks response body: ``{"cards": [...]}``."""
         return {"cards": [card.to_json() for card in self.cards]}
+
+    def cds_hooks_json(self) -> bytes:
+        """The same body as JSON bytes, serialised by pydantic-core (the service's path)."""
+        cards = b",".join(card.model_dump_json(exclude_none=True).encode() for card in self.cards)
+        return b'{"cards":[' + cards + b"]}"

@@ -168,7 +168,7 @@ def create_app(config: ServiceConfig | None = None,
         except InputError as exc:
             return operation_outcome(400, "invalid", str(exc))
         request.state.cards = len(result.cards)
-        return JSONResponse(result.to_cds_hooks())
+        return Response(result.cds_hooks_json(), media_type="application/json")
 
     @app.post("/cds-services/{service_id}/feedback")
     async def feedback(service_id: str, request: Request) -> Response:

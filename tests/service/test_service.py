@@ -394,3 +394,20 @@ def test_logs_hold_no_tokens_and_no_resource_contents(service: str, keys: dict[s
     assert request["hookInstance"] in text
     for secret in (token, FHIR_TOKEN, "Hall", "furosemide", "Margaret"):
         assert secret not in text
+
+
+def test_an_internal_failure_is_an_operation_outcome_not_a_trace(
+        tmp_path: Path, keys: dict[str, SigningKey], monkeypatch: pytest.MonkeyPatch) -> None:
+    import twitch_cds
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("secret patient detail")
+
+    config = ServiceConfig(allow_unauthenticated=True,
+                           database_url=f"sqlite:///{tmp_path / 's.db'}")
+    monkeypatch.setattr(twitch_cds, "evaluate", broken)
+    with LiveServer(create_app(config)) as server:
+        response = httpx.post(f"{server.url}/cds-services/{PATIENT_VIEW}", json=_request())
+    assert response.status_code == 500
+    assert response.json()["resourceType"] == "OperationOutcome"
+    assert "secret" not in response.text

@@ -134,6 +134,11 @@ def create_app(config: ServiceConfig | None = None,
         return operation_outcome(exc.status_code, "not-found" if exc.status_code == 404
                                  else "processing", str(exc.detail))
 
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> Response:
+        log.error("internal error: %s", type(exc).__name__)  # no contents in the log
+        return operation_outcome(500, "exception", f"internal error ({type(exc).__name__})")
+
     @app.get("/cds-services")
     async def list_services(request: Request) -> JSONResponse:
         authenticate(request)

@@ -148,4 +148,7 @@ def test_the_trace_names_rules_facts_and_derived_findings() -> None:
     assert low.values["analyte"] == "potassium" and low.evidence == ["Observation/k"]
     firing = next(f for f in result.trace.fired if f.rule_id == "red-flag-weakness")
     assert firing.facts["sign"].reference == "Observation/w"
+    estrogen = next(f for f in result.trace.fired if f.rule_id == "drug-exposure"
+                    and f.facts["drug"].reference == "MedicationStatement/coc")
+    assert estrogen.facts["drug"].match == "name"
     assert firing.version == "1.0.0"

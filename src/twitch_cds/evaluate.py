@@ -105,7 +105,7 @@ def _trace(knowledge: Knowledge, evidence: Mapping[str, Any], session: Any,
     def ref(fact_id: str) -> FactRef:
         item = evidence.get(fact_id)
         return FactRef(id=fact_id, reference=item.reference if item else None,
-                       text=item.text if item else None)
+                       text=item.text if item else None, match=item.match if item else None)
 
     def sources(fact_id: str) -> list[str]:
         if fact_id in basis:

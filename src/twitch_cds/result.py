@@ -19,6 +19,9 @@ class FactRef(BaseModel):
     id: str
     reference: str | None = None
     text: str | None = None
+    match: str | None = None
+    """How the resource was recognised: ``code``, ``class`` (ATC prefix) or ``name`` (text,
+    the last resort)."""
 
 
 class RuleFiring(BaseModel):

@@ -121,7 +121,9 @@ class Normaliser:
         and Medications always do. Everything else is skipped without validation cost.
         """
         rtype = data.get("resourceType")
-        if rtype in ("Observation", "Condition"):
+        if rtype == "Observation":
+            return bool(self._classify(data.get("code")) or self._value_findings(data))
+        if rtype == "Condition":
             return bool(self._classify(data.get("code")))
         if rtype in ("MedicationStatement", "MedicationRequest"):
             r5: dict[str, Any] = data["medication"] if isinstance(
@@ -132,6 +134,12 @@ class Normaliser:
             return bool(self._classify(concept)) or bool(
                 self.k.terminology.lookup_name(concept_text(concept), self.k.concepts.drug_classes))
         return rtype in ("Patient", "Medication")
+
+    def _value_findings(self, data: dict[str, Any]) -> dict[str, Match]:
+        """Findings carried as the value of a generic Observation (code "Symptom", value
+        "Muscle fasciculation"), a common way of recording symptoms."""
+        return {vs: m for vs, m in self._classify(data.get("valueCodeableConcept")).items()
+                if vs in self.k.concepts.findings}
 
     # -- whose data ----------------------------------------------------------------------
     def _subject(self, v: Validated) -> str | None:
@@ -206,7 +214,7 @@ class Normaliser:
     def _observation(self, v: Validated) -> None:
         trust = self.k.trust.observation
         status = v.data.get("status")
-        hits = self._classify(v.data.get("code"))
+        hits = self._classify(v.data.get("code")) or self._value_findings(v.data)
         if not hits:
             return  # not about anything the rules know: irrelevant, not lost
         if status not in trust.usable:

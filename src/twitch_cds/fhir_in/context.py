@@ -1,0 +1,103 @@
+"""What every part of the FHIR reader shares for one call: knowledge, parameters, the
+clock, the facts and issues so far, and the small helpers they all use."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from twitch_cds.facts import Evidence, Fact
+from twitch_cds.fhir_in.coding import codings
+from twitch_cds.fhir_in.dates import days_between, parse_fhir_datetime
+from twitch_cds.fhir_in.validate import Validated
+from twitch_cds.issues import Action, InputIssue, Severity
+from twitch_cds.knowledge.bundle import Knowledge
+from twitch_cds.knowledge.cardtexts import Lang
+from twitch_cds.knowledge.terminology import Match
+
+
+@dataclass
+class Normalised:
+    facts: list[Fact] = field(default_factory=list)
+    evidence: dict[str, Evidence] = field(default_factory=dict)
+    issues: list[InputIssue] = field(default_factory=list)
+    patient: str | None = None
+    """``Patient/id`` of the patient the data is about, when known."""
+
+
+def date_text(when: dt.datetime | None) -> str | None:
+    return when.date().isoformat() if when else None
+
+
+def fmt(value: float) -> str:
+    return f"{value:g}"
+
+
+class ReaderContext:
+    """Per-call state and helpers; the readers for each kind of resource build on it."""
+
+    def __init__(self, knowledge: Knowledge, parameters: dict[str, float], now: dt.datetime,
+                 lang: Lang = "en"):
+        self.k = knowledge
+        self.lang: Lang = lang
+        self.p = parameters
+        self.now = now
+        self.out = Normalised()
+        self._by_ref: dict[str, dict[str, Any]] = {}
+        self._first_seen: dict[str, tuple[dt.datetime, str]] = {}
+        measurements = knowledge.measurements
+        self._analytes = {m.valueset: (name, m) for name, m in measurements.analytes.items()}
+        self._intakes = {m.valueset: (name, m) for name, m in measurements.intakes.items()}
+
+    def word(self, key: str, **values: str) -> str:
+        """An evidence word from cards.yaml, in the caller's language."""
+        return self.k.cards.evidence_words[key](self.lang).format(**values)
+
+    # -- reporting -----------------------------------------------------------------------
+    def issue(self, severity: Severity, resource: str, path: str, problem: str,
+              action: Action) -> None:
+        self.out.issues.append(InputIssue(severity=severity, resource=resource, path=path,
+                                          problem=problem, action=action))
+
+    def add(self, fact: Fact, evidence: Evidence) -> None:
+        if fact.id in self.out.evidence:
+            return  # the same resource arrived twice (e.g. in two prefetch keys)
+        self.out.facts.append(fact)
+        self.out.evidence[fact.id] = evidence
+
+    # -- shared pieces -------------------------------------------------------------------
+    def _classify(self, concept: Any) -> dict[str, Match]:
+        hits: dict[str, Match] = {}
+        for system, code, _ in codings(concept):
+            for match in self.k.terminology.lookup(system, code):
+                hits.setdefault(match.valueset, match)
+        return hits
+
+    def _when(self, v: Validated, *paths: str) -> dt.datetime | None:
+        """The first readable date among the paths (``effectivePeriod.start`` style)."""
+        for path in paths:
+            node: Any = v.data
+            for part in path.split("."):
+                node = node.get(part) if isinstance(node, dict) else None
+            if node is None:
+                continue
+            when = parse_fhir_datetime(node)
+            if when is None:
+                self.issue("warning", v.raw.label, path, f"{node!r} is not a FHIR date",
+                           "value-not-used")
+                continue
+            return when
+        return None
+
+    def _future(self, v: Validated, when: dt.datetime | None, path: str) -> bool:
+        if when and days_between(self.now, when) * 24 > self.p["future_tolerance_hours"]:
+            self.issue("error", v.raw.label, path,
+                       f"dated {when.isoformat()}, after now ({self.now.isoformat()})",
+                       "skipped")
+            return True
+        return False
+
+    def _titles(self, valuesets: dict[str, Match]) -> str:
+        """What a coded-only record is, when it carries no display or text."""
+        return ", ".join(self.k.terminology.titles[vs] for vs in valuesets)

@@ -1,0 +1,173 @@
+"""Findings: symptoms, circumstances and conditions, from Observations and Conditions."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from twitch_cds.facts import Evidence, Finding
+from twitch_cds.fhir_in.coding import concept_text, first_code, number
+from twitch_cds.fhir_in.context import ReaderContext, date_text, fmt
+from twitch_cds.fhir_in.dates import days_between
+from twitch_cds.fhir_in.validate import Validated
+from twitch_cds.knowledge.terminology import Match
+
+
+class FindingReader(ReaderContext):
+    """Present, current findings, with severity and how long they have lasted."""
+
+    def _value_findings(self, data: dict[str, Any]) -> dict[str, Match]:
+        """Findings carried as the value of a generic Observation (code "Symptom", value
+        "Muscle fasciculation"), a common way of recording symptoms."""
+        return {vs: m for vs, m in self._classify(data.get("valueCodeableConcept")).items()
+                if vs in self.k.concepts.findings}
+
+    def _presence(self, v: Validated) -> bool | None:
+        """True present, False absent, None indeterminate (reported)."""
+        data = v.data
+        presence = self.k.concepts.presence
+        if isinstance(data.get("valueBoolean"), bool):
+            return bool(data["valueBoolean"])
+        value = data.get("valueCodeableConcept")
+        if value is not None:
+            return presence.absent not in self._classify(value)
+        quantity = data.get("valueQuantity")
+        if isinstance(quantity, dict) and number(quantity.get("value")) is not None:
+            return (number(quantity.get("value")) or 0.0) > 0  # minutes, steps: none is absence
+        if isinstance(data.get("valueString"), str):
+            return data["valueString"].strip().lower() not in presence.absent_words
+        if data.get("dataAbsentReason") is not None:
+            reason = first_code(data["dataAbsentReason"]) or "given"
+            self.issue("information", v.raw.label, "dataAbsentReason",
+                       f"no value (dataAbsentReason {reason}): presence unknown", "ignored")
+            return None
+        if any(k.startswith("value") for k in data):
+            self.issue("warning", v.raw.label, "value[x]",
+                       "a finding needs valueBoolean or a present/absent code", "ignored")
+            return None
+        return True  # a recorded finding with no value asserts its presence
+
+    def _observed_finding(self, v: Validated, hits: dict[str, Match],
+                          when: dt.datetime | None) -> None:
+        findings = {vs: m for vs, m in hits.items() if vs in self.k.concepts.findings}
+        if not findings:
+            return
+        present = self._presence(v)
+        if not present:
+            return
+        self._seen(v, findings, self._when(v, "effectivePeriod.start") or when)
+        if when is None:
+            self.issue("warning", v.raw.label, "effective[x]",
+                       "no date: treated as current so that a red flag is not missed", "used")
+        elif days_between(when, self.now) > self.p["symptom_current_days"]:
+            self.issue("information", v.raw.label, "effective[x]",
+                       f"dated {date_text(when)}, older than "
+                       f"{fmt(self.p['symptom_current_days'])} days: not current", "ignored")
+            return
+        qualifiers = self._classify(v.data.get("valueCodeableConcept"))
+        severe = self.k.concepts.severe in qualifiers
+        for component in v.data.get("component") or ():
+            if isinstance(component, dict):
+                extra = {**self._classify(component.get("code")),
+                         **self._classify(component.get("valueCodeableConcept"))}
+                severe = severe or self.k.concepts.severe in extra
+                qualifiers.update(extra)
+        for vs, match in qualifiers.items():
+            if vs in self.k.concepts.findings:
+                findings.setdefault(vs, match)
+        onset = self._when(v, "effectivePeriod.start")
+        lasted = max((d for d in map(self._duration, [v.data, *(v.data.get("component") or ())])
+                      if d is not None), default=None)
+        if lasted is not None and (onset is None or days_between(onset, self.now) < lasted):
+            onset = self.now - dt.timedelta(days=lasted)
+        text = concept_text(v.data.get("code")) or self._titles(findings)
+        self._findings(v, "Observation", findings, severe, onset, when, text)
+
+    def _duration(self, holder: Any) -> float | None:
+        """Days a finding has lasted, when its value (or a component's) is a time quantity."""
+        quantity = holder.get("valueQuantity") if isinstance(holder, dict) else None
+        if not isinstance(quantity, dict) or number(quantity.get("value")) is None:
+            return None
+        unit = quantity.get("code") or quantity.get("unit")
+        if not isinstance(unit, str):
+            return None
+        days = self.k.measurements.durations.get(self.k.measurements.canonical_unit(unit))
+        return None if days is None else (number(quantity.get("value")) or 0.0) * days
+
+    def _seen(self, v: Validated, findings: dict[str, Match], when: dt.datetime | None) -> None:
+        """Remember the earliest record of each finding, current or not: a finding recorded
+        again and again since then has lasted that long."""
+        if when is None:
+            return
+        for concept in findings:
+            first = self._first_seen.get(concept)
+            if first is None or (when, v.raw.label) < first:  # ties: stable by reference
+                self._first_seen[concept] = (when, v.raw.label)
+
+    def _durations(self) -> None:
+        """Give each current finding the duration since its concept was first recorded."""
+        for index, fact in enumerate(self.out.facts):
+            if not isinstance(fact, Finding) or fact.concept not in self._first_seen:
+                continue
+            first, label = self._first_seen[fact.concept]
+            lasted = days_between(first, self.now)
+            if fact.duration_days is not None and fact.duration_days >= lasted:
+                continue
+            self.out.facts[index] = fact.model_copy(update={"duration_days": lasted})
+            evidence = self.out.evidence[fact.id]
+            if label != evidence.reference:
+                self.out.evidence[fact.id] = evidence.model_copy(update={
+                    "text": f"{evidence.text}; {self.word('first_recorded')} "
+                            f"{date_text(first)} ({label})"})
+
+    def _findings(self, v: Validated, source: Any, findings: dict[str, Match], severe: bool,
+                  onset: dt.datetime | None, when: dt.datetime | None, text: str) -> None:
+        duration = days_between(onset, self.now) if onset else None
+        age = days_between(when, self.now) if when else None
+        detail = text + (f" ({self.word('severe')})" if severe else "")
+        if onset:
+            detail += f", {self.word('since')} {date_text(onset)}"
+        elif when:
+            detail += f", {date_text(when)}"
+        for concept, match in findings.items():
+            fact = Finding(id=f"{v.raw.label}#{concept}", concept=concept, source=source,
+                           severe=severe, duration_days=duration, age_days=age)
+            self.add(fact, Evidence(reference=v.raw.label, text=detail, match=match.method,
+                                    date=date_text(when or onset)))
+
+    # -- Condition -----------------------------------------------------------------------
+    def _condition(self, v: Validated) -> None:
+        trust = self.k.trust.condition
+        hits = {vs: m for vs, m in self._classify(v.data.get("code")).items()
+                if vs in self.k.concepts.findings}
+        if not hits:
+            return
+        verification = first_code(v.data.get("verificationStatus"))
+        if verification in trust.verification_excluded:
+            self.issue("information", v.raw.label, "verificationStatus",
+                       f"verification status {verification}: not used", "ignored")
+            return
+        clinical = first_code(v.data.get("clinicalStatus"))
+        if clinical in trust.clinical_not_current:
+            self.issue("information", v.raw.label, "clinicalStatus",
+                       f"clinical status {clinical}: not current", "ignored")
+            return
+        if clinical not in trust.clinical_current:
+            self.issue("warning", v.raw.label, "clinicalStatus",
+                       f"clinical status {clinical or 'missing'}: treated as active so that "
+                       "a red flag is not missed", "used")
+        abated = self._when(v, "abatementDateTime", "abatementPeriod.end")
+        if abated and abated <= self.now:
+            self.issue("information", v.raw.label, "abatement[x]",
+                       f"abated on {date_text(abated)}: not current", "ignored")
+            return
+        onset = self._when(v, "onsetDateTime", "onsetPeriod.start")
+        if self._future(v, onset, "onset[x]"):
+            return
+        recorded = self._when(v, "recordedDate")
+        if recorded and (onset is None or recorded < onset):
+            onset = recorded  # present at least since it was recorded
+        severe = self.k.concepts.severe in self._classify(v.data.get("severity"))
+        text = concept_text(v.data.get("code")) or self._titles(hits)
+        self._seen(v, hits, onset)
+        self._findings(v, "Condition", hits, severe, onset, recorded, text)

@@ -1,0 +1,158 @@
+"""Measurements: electrolyte results and daily intakes, in each one's canonical unit."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from twitch_cds.facts import Evidence, Intake, Lab
+from twitch_cds.fhir_in.coding import codings, first_code, number
+from twitch_cds.fhir_in.context import ReaderContext, date_text, fmt
+from twitch_cds.fhir_in.dates import days_between
+from twitch_cds.fhir_in.validate import Validated
+from twitch_cds.knowledge.measurements import Measurement
+from twitch_cds.knowledge.terminology import Match
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A measured value: in the canonical unit, as the source wrote it, and the factor."""
+
+    value: float
+    raw: float
+    unit: str
+    factor: float
+
+    @property
+    def text(self) -> str:
+        return f"{fmt(self.raw)} {self.unit}"
+
+
+class LabReader(ReaderContext):
+    """Lab results and intakes: units checked and converted, ranges and flags kept."""
+
+    # -- labs ----------------------------------------------------------------------------
+    def _quantity(self, v: Validated, m: Measurement, path: str,
+                  quantity: Any) -> Reading | None:
+        """A Quantity read in the measurement's canonical unit, or None (reported)."""
+        if not isinstance(quantity, dict):
+            return None
+        value = number(quantity.get("value"))
+        if value is None:
+            self.issue("error", v.raw.label, f"{path}.value", "no numeric value",
+                       "value-not-used")
+            return None
+        spelled = quantity.get("code") or quantity.get("unit")
+        if not isinstance(spelled, str) or not spelled.strip():
+            self.issue("error", v.raw.label, f"{path}.unit",
+                       f"no unit: {fmt(value)} cannot be read as {m.unit}", "value-not-used")
+            return None
+        factor = m.factor(self.k.measurements.canonical_unit(spelled), self.p)
+        if factor is None and isinstance(quantity.get("unit"), str):
+            factor = m.factor(self.k.measurements.canonical_unit(quantity["unit"]), self.p)
+        if factor is None:
+            field = "code" if quantity.get("code") else "unit"
+            self.issue("error", v.raw.label, f"{path}.{field}",
+                       f"unit {spelled!r} is not a known unit for {m.display.en.lower()} "
+                       f"(accepted: {', '.join(m.units)})", "value-not-used")
+            return None
+        shown = quantity.get("unit") if isinstance(quantity.get("unit"), str) else spelled
+        return Reading(value * factor, value, str(shown), factor)
+
+    def _lab(self, v: Validated, analyte: str, m: Measurement, when: dt.datetime | None,
+             match: Match) -> None:
+        if v.data.get("valueQuantity") is None:
+            reason = first_code(v.data.get("dataAbsentReason"))
+            self.issue("information" if reason else "error", v.raw.label, "valueQuantity",
+                       f"no result value (dataAbsentReason {reason})" if reason
+                       else "no valueQuantity", "value-not-used")
+            return
+        reading = self._quantity(v, m, "valueQuantity", v.data["valueQuantity"])
+        if reading is None:
+            return
+        if when is None:
+            self.issue("error", v.raw.label, "effective[x]",
+                       "no date: cannot tell whether the result is current", "value-not-used")
+            return
+        age = days_between(when, self.now)
+        if age > self.p["lab_stale_days"]:
+            self.issue("information", v.raw.label, "effective[x]",
+                       f"result from {date_text(when)} is older than "
+                       f"{fmt(self.p['lab_stale_days'])} days: not current", "ignored")
+            return
+        low, high, range_text = self._reference_range(v, m)
+        interpretation = self._interpretation(v)
+        value = reading.value
+        shown = f"{m.display(self.lang)} {reading.text}"
+        if reading.factor != 1:
+            shown += f" (= {value:.2f} {m.unit})"
+        default_low = self.p[m.default_low] if m.default_low else 0.0
+        default_high = self.p[m.default_high] if m.default_high else 0.0
+        if range_text:
+            shown += f" ({self.word('lab_range')} {range_text})"
+        elif interpretation:
+            shown += f" ({self.word('flagged', code=interpretation)})"
+        else:
+            shown += f" ({self.word('default_range')} {fmt(default_low)}–{fmt(default_high)}" \
+                     f" {m.unit})"
+        shown += f", {date_text(when)}"
+        fact = Lab(id=f"{v.raw.label}#{analyte}", analyte=analyte, value=value, unit=m.unit,
+                   range_low=low, range_high=high, interpretation=interpretation,
+                   default_low=default_low, default_high=default_high, age_days=age)
+        self.add(fact, Evidence(reference=v.raw.label, text=shown, match=match.method,
+                                date=date_text(when)))
+
+    def _reference_range(self, v: Validated,
+                         m: Measurement) -> tuple[float | None, float | None, str]:
+        """The lab's range in the canonical unit, and as the lab wrote it."""
+        for index, entry in enumerate(v.data.get("referenceRange") or ()):
+            if not isinstance(entry, dict) or ("low" not in entry and "high" not in entry):
+                continue
+            bounds: list[Reading | None] = []
+            for end in ("low", "high"):
+                if entry.get(end) is None:
+                    bounds.append(None)
+                    continue
+                reading = self._quantity(v, m, f"referenceRange[{index}].{end}", entry[end])
+                if reading is None:
+                    return None, None, ""  # an unreadable range is not used at all
+                bounds.append(reading)
+            low, high = bounds
+            either = low or high
+            unit = either.unit if either else m.unit
+            text = (f"{fmt(low.raw) if low else '?'}–{fmt(high.raw) if high else '?'} {unit}")
+            return (low.value if low else None), (high.value if high else None), text
+        return None, None, ""
+
+    def _interpretation(self, v: Validated) -> str | None:
+        trust = self.k.trust.interpretation
+        known = trust.low | trust.high | trust.normal
+        for concept in v.data.get("interpretation") or ():
+            for system, code, _ in codings(concept):
+                if code in known and system in (trust.system, None):
+                    return code
+        return None
+
+    # -- intakes -------------------------------------------------------------------------
+    def _intake(self, v: Validated, substance: str, m: Measurement, when: dt.datetime | None,
+                match: Match) -> None:
+        reading = self._quantity(v, m, "valueQuantity", v.data.get("valueQuantity"))
+        if reading is None:
+            if v.data.get("valueQuantity") is None:
+                self.issue("warning", v.raw.label, "valueQuantity",
+                           "an intake needs a valueQuantity", "value-not-used")
+            return
+        if when and days_between(when, self.now) > self.p["symptom_current_days"]:
+            self.issue("information", v.raw.label, "effective[x]",
+                       f"dated {date_text(when)}: not current", "ignored")
+            return
+        value = reading.value
+        shown = f"{m.display(self.lang)} {reading.text}"
+        if reading.factor != 1:
+            shown += f" (≈ {value:.0f} {m.unit})"
+        if when:
+            shown += f", {date_text(when)}"
+        fact = Intake(id=f"{v.raw.label}#{substance}", substance=substance, mg_per_day=value)
+        self.add(fact, Evidence(reference=v.raw.label, text=shown, match=match.method,
+                                date=date_text(when)))

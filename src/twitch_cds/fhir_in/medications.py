@@ -1,0 +1,130 @@
+"""Medications: current exposures (and draft orders) to the drug classes the article names."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from twitch_cds.facts import Evidence, Medication
+from twitch_cds.fhir_in.coding import concept_text, first_code, reference
+from twitch_cds.fhir_in.context import ReaderContext, date_text, fmt
+from twitch_cds.fhir_in.dates import days_between
+from twitch_cds.fhir_in.reader import DRAFT_ORDERS
+from twitch_cds.fhir_in.validate import Validated
+from twitch_cds.knowledge.terminology import ATC, Match
+
+
+class MedicationReader(ReaderContext):
+    """Drug classes by ingredient code, ATC class, or name; statuses and recency checked."""
+
+    # -- medications ---------------------------------------------------------------------
+    def _medication_statement(self, v: Validated) -> None:
+        self._medication(v, self.k.trust.medication_statement, "MedicationStatement",
+                         ("effectivePeriod.end", "effectiveDateTime", "dateAsserted"))
+
+    def _medication_request(self, v: Validated) -> None:
+        if v.data.get("doNotPerform") is True:
+            return
+        self._medication(v, self.k.trust.medication_request, "MedicationRequest",
+                         ("dispenseRequest.validityPeriod.end", "authoredOn"))
+
+    def _medication_concepts(self, v: Validated) -> list[Any]:
+        """The drug's CodeableConcepts: inline, or from the referenced Medication resource."""
+        data = v.data
+        r5: dict[str, Any] = data["medication"] if isinstance(
+            data.get("medication"), dict) else {}
+        concepts = [data.get("medicationCodeableConcept"), r5.get("concept")]
+        ref = reference(data.get("medicationReference")) or reference(r5.get("reference"))
+        if ref:
+            medication = None
+            if ref.startswith("#"):
+                medication = next((c for c in data.get("contained") or ()
+                                   if isinstance(c, dict) and c.get("id") == ref[1:]), None)
+            else:
+                medication = self._by_ref.get(ref)
+            if medication is None:
+                self.issue("warning", v.raw.label, "medication.reference",
+                           f"{ref} is not in the input: the drug cannot be identified",
+                           "value-not-used")
+            else:
+                concepts.append(medication.get("code"))
+                for ingredient in medication.get("ingredient") or ():
+                    if isinstance(ingredient, dict):
+                        item = ingredient.get("item")
+                        concepts.append(ingredient.get("itemCodeableConcept"))
+                        if isinstance(item, dict):
+                            concepts.append(item.get("concept"))
+        return [c for c in concepts if isinstance(c, dict)]
+
+    def _medication(self, v: Validated, trust: Any, source: Any,
+                    end_paths: tuple[str, ...]) -> None:
+        concepts = self._medication_concepts(v)
+        classes: dict[str, Match] = {}
+        for concept in concepts:
+            for vs, match in self._classify(concept).items():
+                if vs in self.k.concepts.drug_classes:
+                    classes.setdefault(vs, match)
+        text = " | ".join(t for c in concepts if (t := concept_text(c)))
+        if not classes:
+            for match in self.k.terminology.lookup_name(text, self.k.concepts.drug_classes):
+                classes.setdefault(match.valueset, match)
+        if not classes:
+            return
+        status = v.data.get("status")
+        ended = self._when(v, *end_paths)
+        proposed = v.raw.origin.startswith(DRAFT_ORDERS) and status in trust.proposed
+        if proposed:
+            pass  # the order being written now (CDS Hooks order-select / order-sign)
+        elif status in trust.not_current or status not in trust.current | trust.recent:
+            self.issue("information" if status in trust.not_current else "warning",
+                       v.raw.label, "status", f"status {status!r}: not a current exposure",
+                       "ignored")
+            return
+        adherence = first_code((v.data.get("adherence") or {}).get("code")
+                               if isinstance(v.data.get("adherence"), dict) else None)
+        if adherence in trust.adherence_not_taking:
+            self.issue("information", v.raw.label, "adherence.code",
+                       f"adherence {adherence}: not a current exposure", "ignored")
+            return
+        period_end = self._when(v, end_paths[0])
+        recent_only = not proposed and (
+            status in trust.recent or (period_end is not None and period_end < self.now))
+        if recent_only:
+            if ended is None:
+                self.issue("information", v.raw.label, "effective[x]",
+                           f"status {status} with no date: cannot tell if recent", "ignored")
+                return
+            if days_between(ended, self.now) > self.p["medication_recent_days"]:
+                self.issue("information", v.raw.label, "effective[x]",
+                           f"ended {date_text(ended)}, more than "
+                           f"{fmt(self.p['medication_recent_days'])} days ago", "ignored")
+                return
+        routes = " | ".join(concept_text(d.get("route")) for d in
+                            (v.data.get("dosage") or v.data.get("dosageInstruction") or ())
+                            if isinstance(d, dict))
+        name = text.split(" | ")[0] if text else (
+            classes[next(iter(classes))].matched)
+        for drug_class, match in classes.items():
+            if self._not_systemic(v, drug_class, match, f"{text} | {routes}"):
+                continue
+            detail = f"{name} ({status}"
+            if recent_only and ended:
+                detail += f", {self.word('ended')} {date_text(ended)}"
+            detail += ")"
+            fact = Medication(id=f"{v.raw.label}#{drug_class}", drug_class=drug_class,
+                              source=source, status=str(status), proposed=proposed,
+                              match=match.method)  # type: ignore[arg-type]
+            self.add(fact, Evidence(reference=v.raw.label, text=detail, match=match.method,
+                                    date=date_text(ended)))
+
+    def _not_systemic(self, v: Validated, drug_class: str, match: Match, text: str) -> bool:
+        rule = self.k.trust.non_systemic.get(drug_class)
+        if rule is None or match.matched.startswith(ATC):
+            return False
+        found = re.search(r"\b(" + "|".join(map(re.escape, rule.words)) + ")", text, re.I)
+        if found is None:
+            return False
+        word = found.group(1)
+        self.issue("information", v.raw.label, "medication",
+                   f"{drug_class} recognised but '{word}' marks it as not systemic", "ignored")
+        return True

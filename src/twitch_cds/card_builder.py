@@ -37,6 +37,14 @@ class _FactFormatter(string.Formatter):
 _FORMATTER = _FactFormatter()
 
 
+@dataclass(frozen=True)
+class BuiltCard:
+    """A card and the references of the resources behind it."""
+
+    references: list[str]
+    card: Card
+
+
 @dataclass
 class _Group:
     kind: str
@@ -58,7 +66,7 @@ class CardBuilder:
         self._rule_order = {c.rule.id: i for i, c in enumerate(knowledge.rules)}
 
     def build(self, conclusions: Iterable[Conclusion], evidence: Mapping[str, Evidence],
-              basis: Mapping[str, list[str]], patient: str | None) -> list[Card]:
+              basis: Mapping[str, list[str]], patient: str | None) -> list[BuiltCard]:
         groups: dict[tuple[str, str], _Group] = {}
         order = self._rule_order
         def position(c: Conclusion) -> tuple[int, list[str]]:
@@ -69,8 +77,8 @@ class CardBuilder:
             key = (conclusion.card, conclusion.subject if texts.group == "subject" else "")
             groups.setdefault(key, _Group(conclusion.card, texts)).conclusions.append(conclusion)
         cards = [self._card(g, evidence, basis, patient) for g in groups.values()]
-        cards.sort(key=lambda c: (INDICATOR_ORDER[c.indicator],
-                                  self._kind_order[c.kind or ""], c.summary))
+        cards.sort(key=lambda b: (INDICATOR_ORDER[b.card.indicator],
+                                  self._kind_order[b.card.kind or ""], b.card.summary))
         return cards
 
     # -- pieces --------------------------------------------------------------------------
@@ -103,7 +111,7 @@ class CardBuilder:
         return text(self.lang) if text else subject
 
     def _card(self, group: _Group, evidence: Mapping[str, Evidence],
-              basis: Mapping[str, list[str]], patient: str | None) -> Card:
+              basis: Mapping[str, list[str]], patient: str | None) -> BuiltCard:
         labels = self.k.cards.labels
         lines = [f"**{labels['why'](self.lang)}**", ""]
         references: list[str] = []
@@ -150,7 +158,7 @@ class CardBuilder:
                              *sorted(set(rule_versions)), *sorted(references)])
         source = self.k.cards.source
         suggestions = self._suggestions(group, patient, references)
-        return Card(
+        return BuiltCard(references, Card(
             uuid=str(uuid.uuid5(CARD_NAMESPACE, identity)),
             summary=self._summary(group),
             detail="\n".join(lines),
@@ -166,7 +174,7 @@ class CardBuilder:
                 Coding(system=source.topic_system, code=r.code, display=r.display(self.lang))
                 for r in self.k.cards.override_reasons
             ] or None,
-        )
+        ))
 
     def _suggestions(self, group: _Group, patient: str | None,
                      references: list[str]) -> list[Suggestion]:

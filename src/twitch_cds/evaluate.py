@@ -87,12 +87,13 @@ def evaluate(
     normalised = normaliser.run(validated, patient_id)
     session = engine_for(knowledge).run([f.to_engine() for f in normalised.facts], values)
     basis = {d["id"]: d["basis"] for d in session.derived}
-    cards = CardBuilder(knowledge, lang).build(
+    built = CardBuilder(knowledge, lang).build(
         session.conclusions, normalised.evidence, basis, normalised.patient
     )
     issues = [*read.issues, *(i for v in validated for i in v.issues), *normalised.issues]
     return EvaluationResult(
-        cards=cards,
+        cards=[b.card for b in built],
+        evidence={str(b.card.uuid): b.references for b in built},
         issues=issues,
         trace=_trace(knowledge, normalised.evidence, session, basis, len(normalised.facts)),
         patient=normalised.patient,

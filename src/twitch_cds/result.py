@@ -62,6 +62,8 @@ class EvaluationResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     cards: list[Card]
+    evidence: dict[str, list[str]]
+    """Card uuid -> references (``ResourceType/id``) of the resources behind that card."""
     issues: list[InputIssue]
     trace: Trace
     patient: str | None
@@ -72,7 +74,9 @@ class EvaluationResult(BaseModel):
         """The CDS Hooks response body: ``{"cards": [...]}``."""
         return {"cards": [card.to_json() for card in self.cards]}
 
-    def cds_hooks_json(self) -> bytes:
-        """The same body as JSON bytes, serialised by pydantic-core (the service's path)."""
-        cards = b",".join(card.model_dump_json(exclude_none=True).encode() for card in self.cards)
-        return b'{"cards":[' + cards + b"]}"
+    def cds_hooks_json(self, cards: list[Card] | None = None) -> bytes:
+        """The same body as JSON bytes, serialised by pydantic-core (the service's path);
+        ``cards`` picks a subset of ``self.cards``."""
+        chosen = self.cards if cards is None else cards
+        body = b",".join(card.model_dump_json(exclude_none=True).encode() for card in chosen)
+        return b'{"cards":[' + body + b"]}"

@@ -195,9 +195,10 @@ def test_order_sign_warns_about_a_draft_diuretic(service: str, keys: dict[str, S
     response = _post(service, keys, request, service_id="twitch-cds-order-sign")
     assert response.status_code == 200
     check_response(response.json())
-    cards = [c for c in response.json()["cards"]
-             if "MedicationRequest/draft-pred" in c.get("detail", "")]
-    assert cards and cards[0]["indicator"] == "warning"
+    cards = response.json()["cards"]
+    assert len(cards) == 1, "at ordering, only the cards about the orders"
+    assert "MedicationRequest/draft-pred" in cards[0]["detail"]
+    assert cards[0]["indicator"] == "warning"
     assert cards[0]["source"]["topic"]["code"] == "medication-side-effect"
 
 
@@ -411,3 +412,21 @@ def test_an_internal_failure_is_an_operation_outcome_not_a_trace(
     assert response.status_code == 500
     assert response.json()["resourceType"] == "OperationOutcome"
     assert "secret" not in response.text
+
+
+def test_order_select_for_an_unrelated_drug_has_no_cards(service: str,
+                                                         keys: dict[str, SigningKey],
+                                                         fhir: Any) -> None:
+    request = _margaret(fhir)
+    request["hook"] = "order-select"
+    patient = request["context"]["patientId"]
+    request["context"]["selections"] = ["MedicationRequest/draft-metformin"]
+    request["context"]["draftOrders"] = {"resourceType": "Bundle", "type": "collection",
+                                         "entry": [{"resource": {
+        "resourceType": "MedicationRequest", "id": "draft-metformin", "status": "draft",
+        "intent": "order", "subject": {"reference": f"Patient/{patient}"},
+        "medicationCodeableConcept": {"coding": [{
+            "system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "6809",
+            "display": "metformin"}]}}}]}
+    response = _post(service, keys, request, service_id="twitch-cds-order-select")
+    assert response.status_code == 200 and response.json() == {"cards": []}

@@ -35,6 +35,7 @@ from twitch_cds.service.store import Store
 
 log = logging.getLogger("twitch_cds.service")
 OUTCOMES = ("accepted", "overridden")
+ORDER_HOOKS = ("order-select", "order-sign")
 
 
 class _Rejected(Exception):
@@ -172,8 +173,12 @@ def create_app(config: ServiceConfig | None = None,
             return JSONResponse({"cards": []})
         except InputError as exc:
             return operation_outcome(400, "invalid", str(exc))
-        request.state.cards = len(result.cards)
-        return Response(result.cds_hooks_json(), media_type="application/json")
+        cards = result.cards
+        if service.hook in ORDER_HOOKS:  # at ordering, only what concerns the orders
+            drafts = _draft_references(body["context"])
+            cards = [c for c in cards if drafts & set(result.evidence.get(str(c.uuid), ()))]
+        request.state.cards = len(cards)
+        return Response(result.cds_hooks_json(cards), media_type="application/json")
 
     @app.post("/cds-services/{service_id}/feedback")
     async def feedback(service_id: str, request: Request) -> Response:
@@ -250,6 +255,14 @@ def _check_request(body: Any, service: Service) -> str | None:
     if prefetch is not None and not isinstance(prefetch, dict):
         return "prefetch must be an object"
     return None
+
+
+def _draft_references(context: dict[str, Any]) -> set[str]:
+    """``ResourceType/id`` of every resource in the hook's ``draftOrders`` Bundle."""
+    bundle = context.get("draftOrders")
+    entries = bundle.get("entry", []) if isinstance(bundle, dict) else []
+    return {f"{r['resourceType']}/{r['id']}" for e in entries if isinstance(e, dict)
+            and isinstance(r := e.get("resource"), dict) and "id" in r and "resourceType" in r}
 
 
 def _check_feedback(item: Any) -> str | None:

@@ -57,3 +57,11 @@ def test_rules_catalogue(capsys: pytest.CaptureFixture[str]) -> None:
     weakness = next(r for r in catalogue if r["id"] == "red-flag-weakness")
     assert weakness["sentence"].startswith("Jika berkedut parah")
     assert weakness["concludes"] == "card red-flag"
+
+
+def test_the_example_script_runs() -> None:
+    script = Path(__file__).resolve().parents[1] / "examples" / "evaluate_example.py"
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert "electrolyte-depletion" in done.stdout

@@ -16,7 +16,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Scalar = str | float | int | bool
 OPERATORS = {"lt": "$lt", "le": "$lte", "gt": "$gt", "ge": "$gte", "ne": "$neq", "eq": None}
 BIND_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 PARAMS_BIND = "params"

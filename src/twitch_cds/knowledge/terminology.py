@@ -57,9 +57,6 @@ class Terminology:
     _prefix: dict[str, dict[str, list[str]]] = field(default_factory=lambda: defaultdict(dict))
     _names: dict[str, re.Pattern[str]] = field(default_factory=dict)
 
-    def __contains__(self, valueset: str) -> bool:
-        return valueset in self.titles
-
     def lookup(self, system: str | None, code: str | None) -> list[Match]:
         """Value sets holding this coding, by exact code or by class prefix."""
         if not system or not code:

@@ -6,7 +6,7 @@ import datetime as dt
 from typing import Any
 
 from twitch_cds.facts import Evidence, Finding
-from twitch_cds.fhir_in.coding import concept_text, first_code, number
+from twitch_cds.fhir_in.coding import concept_text, first_code, number, preview
 from twitch_cds.fhir_in.context import ReaderContext, date_text, fmt
 from twitch_cds.fhir_in.dates import days_between
 from twitch_cds.fhir_in.validate import Validated
@@ -39,11 +39,13 @@ class FindingReader(ReaderContext):
         if data.get("dataAbsentReason") is not None:
             reason = first_code(data["dataAbsentReason"]) or "given"
             self.issue("information", v.raw.label, "dataAbsentReason",
-                       f"no value (dataAbsentReason {reason}): presence unknown", "ignored")
+                       f"no value (dataAbsentReason {preview(reason)}): presence unknown",
+                       "ignored", "value-missing")
             return None
         if any(k.startswith("value") for k in data):
             self.issue("warning", v.raw.label, "value[x]",
-                       "a finding needs valueBoolean or a present/absent code", "ignored")
+                       "a finding needs valueBoolean or a present/absent code", "ignored",
+                       "value-unreadable")
             return None
         return True  # a recorded finding with no value asserts its presence
 
@@ -58,11 +60,13 @@ class FindingReader(ReaderContext):
         self._seen(v, findings, self._when(v, "effectivePeriod.start") or when)
         if when is None:
             self.issue("warning", v.raw.label, "effective[x]",
-                       "no date: treated as current so that a red flag is not missed", "used")
+                       "no date: treated as current so that a red flag is not missed", "used",
+                       "date-missing")
         elif days_between(when, self.now) > self.p["symptom_current_days"]:
             self.issue("information", v.raw.label, "effective[x]",
                        f"dated {date_text(when)}, older than "
-                       f"{fmt(self.p['symptom_current_days'])} days: not current", "ignored")
+                       f"{fmt(self.p['symptom_current_days'])} days: not current", "ignored",
+                       "stale")
             return
         qualifiers = self._classify(v.data.get("valueCodeableConcept"))
         severe = self.k.concepts.severe in qualifiers
@@ -145,21 +149,24 @@ class FindingReader(ReaderContext):
         verification = first_code(v.data.get("verificationStatus"))
         if verification in trust.verification_excluded:
             self.issue("information", v.raw.label, "verificationStatus",
-                       f"verification status {verification}: not used", "ignored")
+                       f"verification status {preview(verification)}: not used", "ignored",
+                       "status-unusable")
             return
         clinical = first_code(v.data.get("clinicalStatus"))
         if clinical in trust.clinical_not_current:
             self.issue("information", v.raw.label, "clinicalStatus",
-                       f"clinical status {clinical}: not current", "ignored")
+                       f"clinical status {preview(clinical)}: not current", "ignored",
+                       "status-unusable")
             return
         if clinical not in trust.clinical_current:
             self.issue("warning", v.raw.label, "clinicalStatus",
-                       f"clinical status {clinical or 'missing'}: treated as active so that "
-                       "a red flag is not missed", "used")
+                       f"clinical status {preview(clinical) if clinical else 'missing'}: "
+                       "treated as active so that a red flag is not missed", "used",
+                       "status-assumed")
         abated = self._when(v, "abatementDateTime", "abatementPeriod.end")
         if abated and abated <= self.now:
             self.issue("information", v.raw.label, "abatement[x]",
-                       f"abated on {date_text(abated)}: not current", "ignored")
+                       f"abated on {date_text(abated)}: not current", "ignored", "stale")
             return
         onset = self._when(v, "onsetDateTime", "onsetPeriod.start")
         if self._future(v, onset, "onset[x]"):

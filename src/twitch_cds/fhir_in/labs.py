@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from twitch_cds.facts import Evidence, Intake, Lab
-from twitch_cds.fhir_in.coding import codings, first_code, number
+from twitch_cds.fhir_in.coding import codings, first_code, number, preview
 from twitch_cds.fhir_in.context import ReaderContext, date_text, fmt
 from twitch_cds.fhir_in.dates import days_between
 from twitch_cds.fhir_in.validate import Validated
@@ -40,13 +40,16 @@ class LabReader(ReaderContext):
             return None
         value = number(quantity.get("value"))
         if value is None:
-            self.issue("error", v.raw.label, f"{path}.value", "no numeric value",
-                       "value-not-used")
+            self.issue("error", v.raw.label, f"{path}.value",
+                       f"{preview(quantity.get('value'))} is not a finite number",
+                       "value-not-used", "value-unreadable" if "value" in quantity
+                       else "value-missing")
             return None
         spelled = quantity.get("code") or quantity.get("unit")
         if not isinstance(spelled, str) or not spelled.strip():
             self.issue("error", v.raw.label, f"{path}.unit",
-                       f"no unit: {fmt(value)} cannot be read as {m.unit}", "value-not-used")
+                       f"no unit: {fmt(value)} cannot be read as {m.unit}", "value-not-used",
+                       "unit-missing")
             return None
         factor = m.factor(self.k.measurements.canonical_unit(spelled), self.p)
         if factor is None and isinstance(quantity.get("unit"), str):
@@ -54,8 +57,9 @@ class LabReader(ReaderContext):
         if factor is None:
             field = "code" if quantity.get("code") else "unit"
             self.issue("error", v.raw.label, f"{path}.{field}",
-                       f"unit {spelled!r} is not a known unit for {m.display.en.lower()} "
-                       f"(accepted: {', '.join(m.units)})", "value-not-used")
+                       f"unit {preview(spelled)} is not a known unit for "
+                       f"{m.display.en.lower()} (accepted: {', '.join(m.units)})",
+                       "value-not-used", "unit-unknown")
             return None
         shown = quantity.get("unit") if isinstance(quantity.get("unit"), str) else spelled
         return Reading(value * factor, value, str(shown), factor)
@@ -65,21 +69,22 @@ class LabReader(ReaderContext):
         if v.data.get("valueQuantity") is None:
             reason = first_code(v.data.get("dataAbsentReason"))
             self.issue("information" if reason else "error", v.raw.label, "valueQuantity",
-                       f"no result value (dataAbsentReason {reason})" if reason
-                       else "no valueQuantity", "value-not-used")
+                       f"no result value (dataAbsentReason {preview(reason)})" if reason
+                       else "no valueQuantity", "value-not-used", "value-missing")
             return
         reading = self._quantity(v, m, "valueQuantity", v.data["valueQuantity"])
         if reading is None:
             return
         if when is None:
             self.issue("error", v.raw.label, "effective[x]",
-                       "no date: cannot tell whether the result is current", "value-not-used")
+                       "no date: cannot tell whether the result is current", "value-not-used",
+                       "date-missing")
             return
         age = days_between(when, self.now)
         if age > self.p["lab_stale_days"]:
             self.issue("information", v.raw.label, "effective[x]",
                        f"result from {date_text(when)} is older than "
-                       f"{fmt(self.p['lab_stale_days'])} days: not current", "ignored")
+                       f"{fmt(self.p['lab_stale_days'])} days: not current", "ignored", "stale")
             return
         low, high, range_text = self._reference_range(v, m)
         interpretation = self._interpretation(v)
@@ -141,11 +146,11 @@ class LabReader(ReaderContext):
         if reading is None:
             if v.data.get("valueQuantity") is None:
                 self.issue("warning", v.raw.label, "valueQuantity",
-                           "an intake needs a valueQuantity", "value-not-used")
+                           "an intake needs a valueQuantity", "value-not-used", "value-missing")
             return
         if when and days_between(when, self.now) > self.p["symptom_current_days"]:
             self.issue("information", v.raw.label, "effective[x]",
-                       f"dated {date_text(when)}: not current", "ignored")
+                       f"dated {date_text(when)}: not current", "ignored", "stale")
             return
         value = reading.value
         shown = f"{m.display(self.lang)} {reading.text}"

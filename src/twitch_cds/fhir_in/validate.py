@@ -26,8 +26,8 @@ READ_FIELDS: dict[str, frozenset[str]] = {
         "dataAbsentReason", "interpretation", "referenceRange", "component"}),
     "Condition": frozenset({
         "id", "clinicalStatus", "verificationStatus", "code", "subject", "onsetDateTime",
-        "onsetPeriod", "onsetAge", "recordedDate", "abatementDateTime", "abatementPeriod",
-        "severity"}),
+        "onsetPeriod", "onsetAge", "onsetRange", "onsetString", "recordedDate",
+        "abatementDateTime", "abatementPeriod", "severity"}),
     "MedicationStatement": frozenset({
         "id", "status", "medicationCodeableConcept", "medicationReference", "medication",
         "subject", "effectiveDateTime", "effectivePeriod", "dateAsserted", "adherence",

@@ -307,3 +307,17 @@ def test_every_plausibility_limit_is_a_parameter_with_a_rationale(knowledge: Any
         assert m.plausible_low and m.plausible_high
         for name in (m.plausible_low, m.plausible_high):
             assert knowledge.parameters.parameters[name].rationale
+
+
+def test_no_cards_output_says_what_was_read_not_that_there_is_no_twitching(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from twitch_cds.cli import main
+
+    misspelt = dict(twitching(), resourceType="Observaton")
+    path = tmp_path / "chart.json"
+    path.write_text(json.dumps([misspelt, obs("w", SCT, "26544005")]))
+    assert main(["evaluate", str(path), "--now", NOW]) == 0
+    out = capsys.readouterr().out
+    assert "No cards: 1 usable fact(s) were read" in out
+    assert "1 input issue(s) below" in out and "unknown-resource-type" in out
+    assert "no current twitching" not in out

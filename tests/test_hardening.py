@@ -321,3 +321,11 @@ def test_no_cards_output_says_what_was_read_not_that_there_is_no_twitching(
     assert "No cards: 1 usable fact(s) were read" in out
     assert "1 input issue(s) below" in out and "unknown-resource-type" in out
     assert "no current twitching" not in out
+
+
+def test_a_gender_that_is_not_a_code_is_not_used() -> None:
+    for gender, code in (("\ud800x", "validation-failed"), ("male female", "value-unreadable")):
+        result = twitch_cds.evaluate(
+            [{"resourceType": "Patient", "id": "p1", "gender": gender}, twitching()], now=NOW)
+        assert code in _codes(result, "Patient/p1")
+        assert result.cards and gender not in str(result.trace)

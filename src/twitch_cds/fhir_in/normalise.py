@@ -226,7 +226,11 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
             return
         born = self._when(v, "birthDate")
         age = days_between(born, self.now) / 365.25 if born else None
-        gender = v.data.get("gender") if isinstance(v.data.get("gender"), str) else None
+        gender = v.data.get("gender")
+        if gender is not None and not is_fhir_id(gender):  # a FHIR code is a token
+            self.issue("warning", v.raw.label, "gender", f"{preview(gender)} is not a "
+                       "gender code: not used", "value-not-used", "value-unreadable")
+            gender = None
         fact = PatientFact(id=v.raw.label, age_years=age, sex=gender)
         self.add(fact, Evidence(reference=v.raw.label, match="code",
                                 text=f"{gender or 'sex unknown'}, "

@@ -6,10 +6,11 @@ retyped; huge, tiny, NaN and infinite numbers; bad dates; odd unicode (lone surr
 NUL, combining marks); deep nesting; giant strings; wrong resourceTypes; the input passed as
 JSON text or bytes.
 
-Profiles (``HYPOTHESIS_PROFILE``): ``quick`` (the default, part of ``python -m pytest``) and
+Profiles (``HYPOTHESIS_PROFILE``): ``quick`` (the default, 300 derandomized inputs per property, part of ``python -m pytest``) and
 ``long`` (50,000 inputs for each of the two properties, 100,000 in all)::
 
-    HYPOTHESIS_PROFILE=long python -m pytest tests/test_properties.py -p no:cacheprovider
+    HYPOTHESIS_PROFILE=long python -m pytest tests/test_properties.py -p no:cacheprovider \
+        --hypothesis-show-statistics
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import twitch_cds
@@ -37,7 +38,7 @@ REPO = Path(__file__).parent.parent
 NOW = "2026-11-24T09:00:00Z"
 _COMMON = {"deadline": None, "print_blob": True,
            "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
-settings.register_profile("quick", max_examples=100, derandomize=True, **_COMMON)
+settings.register_profile("quick", max_examples=300, derandomize=True, **_COMMON)
 settings.register_profile("long", max_examples=50_000, database=None, **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "quick"))
 
@@ -232,8 +233,10 @@ def _evaluate(chart: Chart, data: Any) -> twitch_cds.EvaluationResult | None:
     """Evaluate; the only exceptions allowed are the documented ones."""
     try:
         result = twitch_cds.evaluate(data, now=chart.now)
-    except (InputError, EngineError):
+    except (InputError, EngineError) as exc:
+        event(f"outcome: {type(exc).__name__}")
         return None
+    event(f"outcome: {len(result.issues) and 'issues reported' or 'no issue'}")
     body = result.to_cds_hooks()
     text = json.dumps(body, ensure_ascii=False, allow_nan=False)
     text.encode("utf-8")  # no lone surrogate in any card

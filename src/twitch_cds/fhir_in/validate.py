@@ -103,7 +103,8 @@ def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
 
 def _primitive_extensions(data: dict[str, Any]) -> list[str]:
     """Top-level ``_field`` keys that are not objects (FHIR requires an Element there)."""
-    return [k for k, v in data.items() if k.startswith("_") and not isinstance(v, dict)]
+    return [k for k, v in data.items()
+            if not isinstance(k, str) or (k.startswith("_") and not isinstance(v, dict))]
 
 
 def prepare(raw: RawResource) -> tuple[dict[str, Any], list[InputIssue]]:

@@ -107,7 +107,7 @@ def test_a_cosmetic_defect_never_hides_a_red_flag() -> None:
     assert kinds(result)[0] == "red-flag"
     lenient = [i for i in result.issues if i.resource == "Observation/w"]
     assert {i.path for i in lenient} == {"foo", "note"}
-    assert all(i.action == "used-leniently" for i in lenient)
+    assert all(i.action == "used-leniently" and i.code == "validation-lenient" for i in lenient)
 
 
 def test_a_bad_value_in_a_read_field_is_removed_and_the_rest_used() -> None:
@@ -115,7 +115,8 @@ def test_a_bad_value_in_a_read_field_is_removed_and_the_rest_used() -> None:
     result = twitch_cds.evaluate([twitching(), bad, obs("w", SCT, "26544005")], now=NOW)
     assert kinds(result)[0] == "red-flag"
     assert any(i.resource == "Observation/k" and i.path == "valueQuantity.value"
-               and i.action == "value-not-used" for i in result.issues)
+               and i.action == "value-not-used" and i.code == "validation-failed"
+               for i in result.issues)
 
 
 def test_a_malformed_resource_does_not_hide_another_resources_red_flag() -> None:

@@ -56,6 +56,7 @@ def test_an_unknown_or_missing_unit_makes_the_value_indeterminate(unit: str) -> 
     result = twitch_cds.evaluate([twitching(), resource], now=NOW)
     assert "electrolyte-low-with-twitching" not in fired(result)
     assert any(i.resource == "Observation/x" and i.action == "value-not-used"
+               and i.code == ("unit-unknown" if unit else "unit-missing")
                for i in result.issues)
 
 

@@ -20,7 +20,7 @@ from fhir.resources.resource import Resource as ResourceR5
 from twitch_cds.fhir_in.coding import is_fhir_id, is_resource_type_name
 from twitch_cds.fhir_in.reader import FhirVersion, RawResource
 from twitch_cds.fhir_in.validate import Validated, preferred_version, validate
-from twitch_cds.issues import InputIssue
+from twitch_cds.issues import InputIssue, Severity
 
 
 class Chooser(Protocol):
@@ -65,14 +65,14 @@ def _checked(raw: RawResource, chooser: Chooser, issues: list[InputIssue]) -> bo
     than irrelevance is reported."""
     rtype = raw.data.get("resourceType")
     if not isinstance(rtype, str) or not is_resource_type(rtype):
+        severity: Severity = "warning"
+        words = ""
         for as_type in ("Observation", "Condition", "MedicationStatement"):
             if chooser.relevant({**raw.data, "resourceType": as_type}):
                 severity, words = "error", f" (it carries codes the rules read, as {as_type})"
                 break
-        else:
-            severity, words = "warning", ""
         issues.append(InputIssue(
-            severity=severity, resource=raw.label, path="resourceType", action="skipped",  # type: ignore[arg-type]
+            severity=severity, resource=raw.label, path="resourceType", action="skipped",
             code="unknown-resource-type",
             problem=f"not a FHIR resource type{words}: the resource is not read"))
         return False

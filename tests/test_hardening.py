@@ -329,3 +329,9 @@ def test_a_gender_that_is_not_a_code_is_not_used() -> None:
             [{"resourceType": "Patient", "id": "p1", "gender": gender}, twitching()], now=NOW)
         assert code in _codes(result, "Patient/p1")
         assert result.cards and gender not in str(result.trace)
+
+
+@pytest.mark.parametrize("date", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"])
+def test_dates_at_the_ends_of_the_calendar_are_not_dates(date: str) -> None:
+    result = _red_flag_survives(_with(_weakness("w4", date=date)))
+    assert "date-invalid" in _codes(result, "Observation/w4")

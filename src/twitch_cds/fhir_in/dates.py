@@ -27,9 +27,10 @@ def parse_fhir_datetime(value: object) -> dt.datetime | None:
             return None
     try:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        # in UTC, so that comparing two dates can never overflow (9999-12-31T23:00-14:00)
+        return parsed.astimezone(dt.UTC) if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+    except (ValueError, OverflowError):
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def days_between(earlier: dt.datetime, later: dt.datetime) -> float:

@@ -14,6 +14,7 @@ from twitch_cds.engine import Conclusion
 from twitch_cds.facts import Evidence
 from twitch_cds.knowledge.bundle import Knowledge
 from twitch_cds.knowledge.cardtexts import CardKind, Lang
+from twitch_cds.provenance import Provenance
 
 CARD_NAMESPACE = uuid.UUID("5b0c3f4e-6f1e-4c51-9d43-1f6b1c2a7e10")
 """uuid5 namespace: a card's uuid derives from patient, rules, versions and evidence."""
@@ -66,7 +67,7 @@ class CardBuilder:
         self._rule_order = {c.rule.id: i for i, c in enumerate(knowledge.rules)}
 
     def build(self, conclusions: Iterable[Conclusion], evidence: Mapping[str, Evidence],
-              basis: Mapping[str, list[str]], patient: str | None) -> list[BuiltCard]:
+              provenance: Provenance, patient: str | None) -> list[BuiltCard]:
         groups: dict[tuple[str, str], _Group] = {}
         order = self._rule_order
         def position(c: Conclusion) -> tuple[int, list[str]]:
@@ -76,24 +77,12 @@ class CardBuilder:
             texts = self.k.cards.kinds[conclusion.card]
             key = (conclusion.card, conclusion.subject if texts.group == "subject" else "")
             groups.setdefault(key, _Group(conclusion.card, texts)).conclusions.append(conclusion)
-        cards = [self._card(g, evidence, basis, patient) for g in groups.values()]
+        cards = [self._card(g, evidence, provenance, patient) for g in groups.values()]
         cards.sort(key=lambda b: (INDICATOR_ORDER[b.card.indicator],
                                   self._kind_order[b.card.kind or ""], b.card.summary))
         return cards
 
     # -- pieces --------------------------------------------------------------------------
-    def _evidence_ids(self, conclusion: Conclusion, basis: Mapping[str, list[str]]) -> list[str]:
-        """Input fact ids behind a conclusion, following derived facts to their basis."""
-        out: list[str] = []
-        stack = [f["id"] for f in conclusion.facts.values()]
-        while stack:
-            fact_id = stack.pop(0)
-            if fact_id in basis:
-                stack[:0] = basis[fact_id]
-            elif fact_id not in out:
-                out.append(fact_id)
-        return out
-
     def _summary(self, group: _Group) -> str:
         labels = [self._subject_label(group.texts, s) for s in group.subjects()]
         template = group.texts.summary(self.lang)
@@ -111,21 +100,21 @@ class CardBuilder:
         return text(self.lang) if text else subject
 
     def _card(self, group: _Group, evidence: Mapping[str, Evidence],
-              basis: Mapping[str, list[str]], patient: str | None) -> BuiltCard:
+              provenance: Provenance, patient: str | None) -> BuiltCard:
         labels = self.k.cards.labels
         lines = [f"**{labels['why'](self.lang)}**", ""]
-        references: list[str] = []
+        references: dict[str, None] = {}
         dates: list[str] = []
         citations: dict[str, tuple[str, str]] = {}
         rule_versions: list[str] = []
-        by_message: dict[str, list[str]] = {}
+        by_message: dict[str, dict[str, None]] = {}
         for conclusion in group.conclusions:
             rule = self.k.rules_by_id[conclusion.rule_id].rule
             message = getattr(rule.knowledge.message, self.lang)
             subject = self._subject_label(group.texts, conclusion.subject)
             text = _FORMATTER.format(message, **conclusion.facts, subject={"": subject})
-            fact_ids = by_message.setdefault(text, [])
-            fact_ids += [i for i in self._evidence_ids(conclusion, basis) if i not in fact_ids]
+            by_message.setdefault(text, {}).update(dict.fromkeys(
+                provenance.inputs(str(f["id"]) for f in conclusion.facts.values())))
             citation = rule.library.citation
             citations.setdefault(citation.text, (citation.section, citation.gloss))
             rule_versions.append(f"{rule.id} {rule.maintenance.version}")
@@ -138,8 +127,7 @@ class CardBuilder:
                 note = f" ({labels['matched_by_name'](self.lang)})" if item.match == "name" else ""
                 lines.append(f"  - {labels['evidence'](self.lang)}: `{item.reference}`: "
                              f"{item.text}{note}")
-                if item.reference not in references:
-                    references.append(item.reference)
+                references[item.reference] = None
                 if item.date:
                     dates.append(item.date)
         lines += ["", f"**{labels['article'](self.lang)}**", ""]
@@ -157,8 +145,8 @@ class CardBuilder:
         identity = "|".join([patient or "-", group.kind, ",".join(sorted(group.subjects())),
                              *sorted(set(rule_versions)), *sorted(references)])
         source = self.k.cards.source
-        suggestions = self._suggestions(group, patient, references)
-        return BuiltCard(references, Card(
+        suggestions = self._suggestions(group, patient, list(references))
+        return BuiltCard(list(references), Card(
             uuid=str(uuid.uuid5(CARD_NAMESPACE, identity)),
             summary=self._summary(group),
             detail="\n".join(lines),
@@ -180,8 +168,8 @@ class CardBuilder:
                      references: list[str]) -> list[Suggestion]:
         if patient is None:
             return []  # a ServiceRequest needs a subject
-        wanted = list(group.texts.suggestions)
-        wanted += [c.suggest for c in group.conclusions if c.suggest and c.suggest not in wanted]
+        wanted = dict.fromkeys([*group.texts.suggestions,
+                                *(c.suggest for c in group.conclusions if c.suggest)])
         out = []
         for key in wanted:
             texts = self.k.cards.suggestions[key]

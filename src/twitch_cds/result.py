@@ -22,6 +22,9 @@ class FactRef(BaseModel):
     match: str | None = None
     """How the resource was recognised: ``code``, ``class`` (ATC prefix) or ``name`` (text,
     the last resort)."""
+    members: list[str] = []
+    """When the fact stands for several records the rules cannot tell apart (the same
+    finding at every visit): the references of all of them; ``reference`` is the first."""
 
 
 class RuleFiring(BaseModel):
@@ -51,7 +54,9 @@ class Trace(BaseModel):
 
     ruleset_version: str
     facts: int
-    """How many facts were asserted (after trust checks)."""
+    """How many facts were read from the resources (after trust checks)."""
+    asserted: int = 0
+    """How many facts the engine saw: records the rules cannot tell apart count once."""
     fired: list[RuleFiring]
     derived: list[DerivedFinding]
 

@@ -47,6 +47,13 @@ class BuiltCard:
 
 
 @dataclass
+class _Block:
+    lines: list[str] = field(default_factory=list)
+    references: dict[str, None] = field(default_factory=dict)
+    dates: list[str] = field(default_factory=list)
+
+
+@dataclass
 class _Group:
     kind: str
     texts: CardKind
@@ -65,6 +72,28 @@ class CardBuilder:
         self.lang: Lang = lang
         self._kind_order = {kind: i for i, kind in enumerate(knowledge.cards.kinds)}
         self._rule_order = {c.rule.id: i for i, c in enumerate(knowledge.rules)}
+        labels = knowledge.cards.labels
+        self._evidence_label = labels["evidence"](lang)
+        self._by_name = f" ({labels['matched_by_name'](lang)})"
+        self._blocks: dict[tuple[str, ...], _Block] = {}
+
+    def _block(self, fact_ids: tuple[str, ...], evidence: Mapping[str, Evidence]) -> _Block:
+        """The evidence lines for these facts: the same records behind several messages and
+        cards (every self-care bullet rests on the twitching records) are written once."""
+        block = self._blocks.get(fact_ids)
+        if block is None:
+            block = self._blocks[fact_ids] = _Block()
+            for fact_id in fact_ids:
+                item = evidence.get(fact_id)
+                if item is None:
+                    continue
+                note = self._by_name if item.match == "name" else ""
+                block.lines.append(f"  - {self._evidence_label}: `{item.reference}`: "
+                                   f"{item.text}{note}")
+                block.references[item.reference] = None
+                if item.date:
+                    block.dates.append(item.date)
+        return block
 
     def build(self, conclusions: Iterable[Conclusion], evidence: Mapping[str, Evidence],
               provenance: Provenance, patient: str | None) -> list[BuiltCard]:
@@ -120,16 +149,10 @@ class CardBuilder:
             rule_versions.append(f"{rule.id} {rule.maintenance.version}")
         for message, fact_ids in by_message.items():
             lines.append(f"- {message}")
-            for fact_id in fact_ids:
-                item = evidence.get(fact_id)
-                if item is None:
-                    continue
-                note = f" ({labels['matched_by_name'](self.lang)})" if item.match == "name" else ""
-                lines.append(f"  - {labels['evidence'](self.lang)}: `{item.reference}`: "
-                             f"{item.text}{note}")
-                references[item.reference] = None
-                if item.date:
-                    dates.append(item.date)
+            block = self._block(tuple(fact_ids), evidence)
+            lines += block.lines
+            references.update(block.references)
+            dates += block.dates
         lines += ["", f"**{labels['article'](self.lang)}**", ""]
         for text, (section, gloss) in citations.items():
             lines.append(f"> {text}")

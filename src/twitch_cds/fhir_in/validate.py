@@ -17,6 +17,7 @@ import fhir.resources.R4B as fhir_r4b
 from pydantic import ValidationError
 
 from twitch_cds.fhir_in.reader import FhirVersion, RawResource
+from twitch_cds.fhir_in.validation_cache import VALIDATION_CACHE
 from twitch_cds.issues import InputIssue
 
 READ_FIELDS: dict[str, frozenset[str]] = {
@@ -72,13 +73,19 @@ def preferred_version(resources: list[RawResource]) -> FhirVersion:
 
 
 def _errors(data: dict[str, Any], version: FhirVersion) -> list[dict[str, Any]]:
+    key = VALIDATION_CACHE.key(data, version) if VALIDATION_CACHE.max_entries else None
+    if key is not None and (cached := VALIDATION_CACHE.get(key)) is not None:
+        return [dict(error) for error in cached]
     module = fhir_r5 if version == "R5" else fhir_r4b
     model = module.get_fhir_model_class(data["resourceType"])
+    errors: list[dict[str, Any]] = []
     try:
         model.model_validate(data)
     except ValidationError as exc:
-        return [dict(error) for error in exc.errors()]
-    return []
+        errors = [{"loc": e["loc"], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    if key is not None:
+        VALIDATION_CACHE.put(key, tuple(errors))
+    return errors
 
 
 def _path(loc: tuple[Any, ...]) -> str:

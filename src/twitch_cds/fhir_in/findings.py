@@ -113,12 +113,12 @@ class FindingReader(ReaderContext):
             lasted = days_between(first, self.now)
             if fact.duration_days is not None and fact.duration_days >= lasted:
                 continue
-            self.out.facts[index] = fact.model_copy(update={"duration_days": lasted})
+            self.out.facts[index] = fact.replace(duration_days=lasted)
             evidence = self.out.evidence[fact.id]
             if label != evidence.reference:
-                self.out.evidence[fact.id] = evidence.model_copy(update={
-                    "text": f"{evidence.text}; {self.word('first_recorded')} "
-                            f"{date_text(first)} ({label})"})
+                self.out.evidence[fact.id] = evidence.replace(
+                    text=f"{evidence.text}; {self.word('first_recorded')} "
+                         f"{date_text(first)} ({label})")
 
     def _findings(self, v: Validated, source: Any, findings: dict[str, Match], severe: bool,
                   onset: dt.datetime | None, when: dt.datetime | None, text: str) -> None:

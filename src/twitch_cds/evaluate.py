@@ -96,12 +96,12 @@ def evaluate(
         session.conclusions, normalised.evidence, provenance, normalised.patient
     )
     issues = [*read.issues, *(i for v in validated for i in v.issues), *normalised.issues]
-    return EvaluationResult(
+    return EvaluationResult.with_trace(
+        lambda: _trace(knowledge, normalised.evidence, session, grouped,
+                       Provenance(grouped.members, basis), len(normalised.facts)),
         cards=[b.card for b in built],
         evidence={str(b.card.uuid): b.references for b in built},
         issues=issues,
-        trace=_trace(knowledge, normalised.evidence, session, grouped,
-                     Provenance(grouped.members, basis), len(normalised.facts)),
         patient=normalised.patient,
         now=clock,
     )

@@ -14,6 +14,7 @@ import dataclasses
 import typing
 from typing import Any, ClassVar, Literal
 
+
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Evidence:
     """What a clinician needs to check a fact: the resource and the value that matched."""

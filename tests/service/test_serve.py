@@ -50,7 +50,8 @@ def test_config_file_then_environment(tmp_path: Path, monkeypatch: pytest.Monkey
     jwks.write_text(json.dumps({"keys": []}))
     path = tmp_path / "service.yaml"
     path.write_text(f"clients:\n  - issuer: https://ehr.example.org\n    jwks_file: {jwks}\n"
-                    "time_budget_ms: 250\ncors_origins: [https://a.example]\n")
+                    "time_budget_ms: 250\ncors_origins: [https://a.example]\n"
+                    "public_base_url: https://cds.example.org\n")
     monkeypatch.setenv("TWITCH_CDS_TIME_BUDGET_MS", "180")
     config = load_config(path)
     assert config.time_budget_ms == 180
@@ -59,3 +60,24 @@ def test_config_file_then_environment(tmp_path: Path, monkeypatch: pytest.Monkey
     path.write_text("clients:\n  - issuer: https://ehr.example.org\n")
     with pytest.raises(ValueError, match="exactly one of jwks_url or jwks_file"):
         load_config(path)
+
+
+def test_authentication_needs_public_base_url(tmp_path: Path) -> None:
+    path = tmp_path / "service.yaml"
+    path.write_text("clients:\n  - issuer: https://ehr.example.org\n    jwks_url: "
+                    "https://ehr.example.org/jwks\n")
+    with pytest.raises(ValueError, match="public_base_url is required"):
+        load_config(path)
+    path.write_text("allow_unauthenticated: true\n")
+    assert load_config(path).public_base_url is None
+
+
+def test_serve_refuses_to_start_without_public_base_url(tmp_path: Path) -> None:
+    path = tmp_path / "service.yaml"
+    path.write_text("clients:\n  - issuer: https://ehr.example.org\n    jwks_url: "
+                    "https://ehr.example.org/jwks\n")
+    done = subprocess.run([sys.executable, "-m", "twitch_cds.cli", "serve", "--port",
+                           str(_free_port()), "--config", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "public_base_url is required" in done.stderr

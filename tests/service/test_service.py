@@ -5,8 +5,10 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -53,16 +55,20 @@ def service(tmp_path_factory: pytest.TempPathFactory, keys: dict[str, SigningKey
     folder = tmp_path_factory.mktemp("service")
     jwks_file = folder / "ehr-jwks.json"
     jwks_file.write_text(json.dumps(jwks(keys["es"], keys["rs"])))
-    config = ServiceConfig(
-        clients=[TrustedClient(issuer=ISSUER, jwks_file=jwks_file),
-                 TrustedClient(issuer=ROTATING_ISSUER, jwks_url=f"{fhir.base}/jwks",
-                               tenants=["hospital-a"])],
-        database_url=f"sqlite:///{folder / 'service.db'}",
-        cors_origins=["https://ehr.example.org"],
-        time_budget_ms=2000, fetch_timeout_ms=1500, jwks_refresh_cooldown_s=0,
-        max_body_bytes=200_000,
-    )
-    with LiveServer(create_app(config)) as server:
+
+    def app(url: str) -> Any:
+        return create_app(ServiceConfig(
+            clients=[TrustedClient(issuer=ISSUER, jwks_file=jwks_file),
+                     TrustedClient(issuer=ROTATING_ISSUER, jwks_url=f"{fhir.base}/jwks",
+                                   tenants=["hospital-a"])],
+            public_base_url=url, allow_insecure_fhir_server=True,  # the stand-in is http
+            database_url=f"sqlite:///{folder / 'service.db'}",
+            cors_origins=["https://ehr.example.org"],
+            time_budget_ms=2000, fetch_timeout_ms=1500, jwks_refresh_cooldown_s=0,
+            max_body_bytes=200_000, max_feedback_items=5, body_read_timeout_ms=1000,
+        ))
+
+    with LiveServer.build(app) as server:
         yield server.url
 
 
@@ -202,15 +208,104 @@ def test_order_sign_warns_about_a_draft_diuretic(service: str, keys: dict[str, S
     assert cards[0]["source"]["topic"]["code"] == "medication-side-effect"
 
 
-def test_time_budget_answers_no_cards(tmp_path: Path, keys: dict[str, SigningKey]) -> None:
-    jwks_file = tmp_path / "jwks.json"
-    jwks_file.write_text(json.dumps(jwks(keys["es"])))
-    config = ServiceConfig(clients=[TrustedClient(issuer=ISSUER, jwks_file=jwks_file)],
-                           database_url=f"sqlite:///{tmp_path / 's.db'}", time_budget_ms=100)
+def _open_app(tmp_path: Path, **options: Any) -> Any:
+    """An app without authentication (these tests are about the clock, not the caller)."""
+    return create_app(ServiceConfig(allow_unauthenticated=True, allow_insecure_fhir_server=True,
+                                    database_url=f"sqlite:///{tmp_path / 's.db'}", **options))
+
+
+def _slow_evaluate(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """Make every evaluation take ``seconds`` longer (in the engine thread)."""
+    import twitch_cds
+
+    real = twitch_cds.evaluate
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(seconds)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(twitch_cds, "evaluate", slow)
+
+
+def _assert_check_incomplete(response: httpx.Response, hook_instance: str) -> None:
+    assert response.status_code == 200
+    check_response(response.json())
+    cards = response.json()["cards"]
+    assert len(cards) == 1, "never {'cards': []}: the answer must not look like no guidance"
+    card = cards[0]
+    assert card["source"]["topic"]["code"] == "check-incomplete"
+    assert card["indicator"] == "warning"
+    assert "red flags" in card["summary"] and len(card["summary"]) < 140
+    for sign in ("weakness", "loss of sensation", "muscle wasting", "outside exercise",
+                 "severe or chronic"):
+        assert sign in card["detail"]
+    namespace = uuid.uuid5(uuid.NAMESPACE_URL, "https://twitch-cds.github.io/fhir/CodeSystem/"
+                                               "twitch-cds#check-incomplete")
+    assert card["uuid"] == str(uuid.uuid5(namespace, hook_instance))
+
+
+def test_the_event_loop_answers_while_an_evaluation_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _slow_evaluate(monkeypatch, 1.5)
+    with LiveServer(_open_app(tmp_path, time_budget_ms=5000)) as server, \
+            ThreadPoolExecutor(1) as pool:
+        request = _request()
+        slow = pool.submit(httpx.post, f"{server.url}/cds-services/{PATIENT_VIEW}",
+                           json=request, timeout=10)
+        time.sleep(0.3)  # the evaluation is now sleeping in the engine thread
+        started = time.perf_counter()
+        health = httpx.get(f"{server.url}/healthz", timeout=5)
+        discovery = httpx.get(f"{server.url}/cds-services", timeout=5)
+        waited = time.perf_counter() - started
+        assert not slow.done(), "the evaluation was still running meanwhile"
+        answer = slow.result()
+    assert health.status_code == 200 and discovery.status_code == 200
+    assert waited < 0.5, f"/healthz and discovery waited {waited:.2f} s for the engine"
+    assert answer.status_code == 200 and _kinds(answer)[0] == "electrolyte-depletion"
+
+
+def test_a_slow_evaluation_answers_the_check_incomplete_card(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    _slow_evaluate(monkeypatch, 1.0)
+    with LiveServer(_open_app(tmp_path, time_budget_ms=200)) as server:
+        request = _request()
+        started = time.perf_counter()
+        response = httpx.post(f"{server.url}/cds-services/{PATIENT_VIEW}", json=request,
+                              timeout=10)
+        elapsed = time.perf_counter() - started
+        health = httpx.get(f"{server.url}/healthz").json()
+    _assert_check_incomplete(response, request["hookInstance"])
+    assert elapsed < 0.9, "answered at the budget, not when the evaluation ended"
+    assert health["checks_incomplete"] == 1
+    assert any("check incomplete (time-budget)" in r.getMessage()
+               and request["hookInstance"] in r.getMessage() for r in caplog.records)
+
+
+def test_a_slow_fetch_answers_the_check_incomplete_card(tmp_path: Path) -> None:
     with fhir_server(example_resources("03-diuretic-no-labs.json"), delay_s=1.0) as slow, \
-            LiveServer(create_app(config)) as server:
-        response = _post(server.url, keys, _margaret(slow))
-    assert response.status_code == 200 and response.json() == {"cards": []}
+            LiveServer(_open_app(tmp_path, time_budget_ms=100)) as server:
+        request = _margaret(slow)
+        response = httpx.post(f"{server.url}/cds-services/{PATIENT_VIEW}", json=request,
+                              timeout=10)
+    _assert_check_incomplete(response, request["hookInstance"])
+
+
+def test_a_failed_evaluation_answers_the_check_incomplete_card_not_a_trace(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import twitch_cds
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("secret patient detail")
+
+    monkeypatch.setattr(twitch_cds, "evaluate", broken)
+    with LiveServer(_open_app(tmp_path)) as server:
+        request = _request()
+        response = httpx.post(f"{server.url}/cds-services/{PATIENT_VIEW}", json=request)
+    _assert_check_incomplete(response, request["hookInstance"])
+    assert "internal error" in response.json()["cards"][0]["summary"]
+    assert "secret" not in response.text
 
 
 # -- feedback ----------------------------------------------------------------------------
@@ -395,23 +490,6 @@ def test_logs_hold_no_tokens_and_no_resource_contents(service: str, keys: dict[s
     assert request["hookInstance"] in text
     for secret in (token, FHIR_TOKEN, "Hall", "furosemide", "Margaret"):
         assert secret not in text
-
-
-def test_an_internal_failure_is_an_operation_outcome_not_a_trace(
-        tmp_path: Path, keys: dict[str, SigningKey], monkeypatch: pytest.MonkeyPatch) -> None:
-    import twitch_cds
-
-    def broken(*args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("secret patient detail")
-
-    config = ServiceConfig(allow_unauthenticated=True,
-                           database_url=f"sqlite:///{tmp_path / 's.db'}")
-    monkeypatch.setattr(twitch_cds, "evaluate", broken)
-    with LiveServer(create_app(config)) as server:
-        response = httpx.post(f"{server.url}/cds-services/{PATIENT_VIEW}", json=_request())
-    assert response.status_code == 500
-    assert response.json()["resourceType"] == "OperationOutcome"
-    assert "secret" not in response.text
 
 
 def test_order_select_for_an_unrelated_drug_has_no_cards(service: str,

@@ -352,7 +352,8 @@ def test_rs384_is_accepted(service: str, keys: dict[str, SigningKey]) -> None:
 
 @pytest.mark.parametrize("case", [
     "no-header", "expired", "wrong-audience", "unknown-issuer", "alg-none", "hs256",
-    "tampered", "no-jti", "future-iat", "unknown-kid"])
+    "tampered", "no-jti", "future-iat", "unknown-kid", "rs384-on-an-ec-key",
+    "es384-on-an-rsa-key", "no-typ", "typ-jose", "string-exp", "not-a-jwt", "aud-from-host"])
 def test_bad_tokens_get_a_bare_401(service: str, keys: dict[str, SigningKey], case: str) -> None:
     url = f"{service}/cds-services/{PATIENT_VIEW}"
     key = keys["es"]
@@ -369,11 +370,33 @@ def test_bad_tokens_get_a_bare_401(service: str, keys: dict[str, SigningKey], ca
         "no-jti": lambda: key.token(url, jti=None),
         "future-iat": lambda: key.token(url, iat=4_000_000_000),
         "unknown-kid": lambda: SigningKey.es384("stranger").token(url),
+        "rs384-on-an-ec-key": lambda: _signed(keys["rs"], url, kid=key.kid),
+        "es384-on-an-rsa-key": lambda: _signed(key, url, kid=keys["rs"].kid),
+        "no-typ": lambda: _signed(key, url, typ=None),
+        "typ-jose": lambda: _signed(key, url, typ="JOSE+JSON"),
+        "string-exp": lambda: key.token(url, exp="4000000000"),
+        "not-a-jwt": lambda: "a.b.c",
+        # minted for another service; the Host header claims to be that service
+        "aud-from-host": lambda: key.token("http://other.example/cds-services/" + PATIENT_VIEW),
     }
     headers = {} if case == "no-header" else {"Authorization": f"Bearer {tokens[case]()}"}
+    if case == "aud-from-host":
+        headers["Host"] = "other.example"
     response = httpx.post(url, json=_request(), headers=headers)
     assert response.status_code == 401
     assert response.content == b""
+
+
+def _signed(signer: SigningKey, audience: str, kid: str | None = None,
+            typ: str | None = "JWT") -> str:
+    """A token signed by ``signer`` whose header names ``kid`` and ``typ`` as given (PyJWT
+    leaves ``typ`` out when it is None)."""
+    now = int(time.time())
+    token = jwt.encode({"iss": ISSUER, "aud": audience, "exp": now + 300, "iat": now,
+                        "jti": str(uuid.uuid4())}, signer.private, algorithm=signer.alg,
+                       headers={"kid": kid or signer.kid, "typ": typ})
+    assert jwt.get_unverified_header(token).get("typ") == typ
+    return token
 
 
 def _hs256(claims: dict[str, Any], key: SigningKey) -> str:
@@ -508,3 +531,121 @@ def test_order_select_for_an_unrelated_drug_has_no_cards(service: str,
             "display": "metformin"}]}}}]}
     response = _post(service, keys, request, service_id="twitch-cds-order-select")
     assert response.status_code == 200 and response.json() == {"cards": []}
+
+
+# -- where the FHIR token may go ----------------------------------------------------------
+
+def test_a_next_link_to_another_origin_is_not_followed(service: str, keys: dict[str, SigningKey],
+                                                       fhir: Any,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    many = [dict(copy.deepcopy(fhir.resources[1]), id=f"far-{i}") for i in range(5)]
+    fhir.resources.extend(many)
+    request = _margaret(fhir)  # fhirServer on 127.0.0.1 ...
+    home = fhir.base
+    fhir.base = home.replace("127.0.0.1", "localhost")  # ... its next links elsewhere
+    try:
+        before = len(fhir.requests)
+        response = _post(service, keys, request)
+    finally:
+        fhir.base = home
+        del fhir.resources[-5:]
+    assert response.status_code == 200
+    asked = fhir.requests[before:]
+    assert asked and all(url.startswith(home) for url in asked)
+    assert not any("page=1" in url for url in asked)
+    assert any("next link to another origin was not followed" in r.getMessage()
+               and request["hookInstance"] in r.getMessage() for r in caplog.records)
+
+
+def test_fhir_server_must_be_https_and_on_the_clients_list(tmp_path: Path,
+                                                           keys: dict[str, SigningKey]) -> None:
+    jwks_file = tmp_path / "jwks.json"
+    jwks_file.write_text(json.dumps(jwks(keys["es"])))
+    listed = TrustedClient(issuer=ISSUER, jwks_file=jwks_file,
+                           fhir_servers=["https://fhir.example.org"])
+
+    def app(url: str, insecure: bool) -> Any:
+        return create_app(ServiceConfig(
+            clients=[listed], public_base_url=url, allow_insecure_fhir_server=insecure,
+            database_url=f"sqlite:///{tmp_path / f's{insecure}.db'}"))
+
+    with fhir_server(example_resources("03-diuretic-no-labs.json")) as stand_in:
+        for insecure, says in ((False, "must be an https URL"),
+                               (True, "not on this client's list")):
+            with LiveServer.build(lambda url, insecure=insecure: app(url, insecure)) as server:
+                response = _post(server.url, keys, _margaret(stand_in))
+            assert response.status_code == 412
+            assert says in response.json()["issue"][0]["diagnostics"]
+        assert stand_in.requests == [], "nothing, least of all the token, was sent"
+
+
+# -- requests, feedback, OpenAPI ------------------------------------------------------------
+
+def test_a_hook_instance_with_control_characters_is_400(service: str,
+                                                         keys: dict[str, SigningKey]) -> None:
+    for forged in ("x\ny", "x\ry", "x\u2028y", "x\x1b[31my"):
+        request = _request()
+        request["hookInstance"] = forged
+        response = _post(service, keys, request)
+        assert response.status_code == 400
+        assert "control characters" in response.json()["issue"][0]["diagnostics"]
+
+
+def test_feedback_items_are_capped_and_written_together(service: str,
+                                                        keys: dict[str, SigningKey]) -> None:
+    url = f"{service}/cds-services/{PATIENT_VIEW}/feedback"
+
+    def item(card: str) -> dict[str, Any]:
+        return {"card": card, "outcome": "accepted", "acceptedSuggestions": [],
+                "outcomeTimestamp": "2026-11-24T09:06:00Z"}
+
+    six = [item(str(uuid.uuid4())) for _ in range(6)]  # the fixture allows 5
+    too_many = httpx.post(url, json={"feedback": six}, headers=_headers(keys, url))
+    assert too_many.status_code == 413
+    assert "at most 5" in too_many.json()["issue"][0]["diagnostics"]
+    five = six[:4] + [six[0]]  # a repeated item is stored once
+    assert httpx.post(url, json={"feedback": five},
+                      headers=_headers(keys, url)).status_code == 200
+    bad_reason = {**item("c"), "outcome": "overridden", "overrideReason": {"reason": "x"}}
+    response = httpx.post(url, json={"feedback": [bad_reason]}, headers=_headers(keys, url))
+    assert response.status_code == 400 and "Coding" in response.text
+
+
+def test_feedback_store_writes_a_batch_once(tmp_path: Path) -> None:
+    from twitch_cds.service.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'nested' / 'f.db'}")  # its folder is made
+    items = [{"card": f"c{i % 3}", "outcome": "accepted", "outcomeTimestamp": "t"}
+             for i in range(6)]
+    assert store.record_feedback_items("s", items) == 3
+    assert store.record_feedback_items("s", items) == 0
+    assert len(store.feedback_for("c1")) == 1
+
+
+def test_openapi_is_off_by_default_and_describes_the_bodies_when_on(
+        service: str, tmp_path: Path) -> None:
+    assert httpx.get(f"{service}/openapi.json").status_code == 404
+    assert httpx.get(f"{service}/docs").status_code == 404
+    with LiveServer(_open_app(tmp_path, openapi=True)) as server:
+        document = httpx.get(f"{server.url}/openapi.json").json()
+    operation = document["paths"]["/cds-services/{service_id}"]["post"]
+    ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert ref == "#/components/schemas/HookRequest"
+    schemas = document["components"]["schemas"]
+    assert {"hook", "hookInstance", "context"} <= set(schemas["HookRequest"]["required"])
+    feedback = document["paths"]["/cds-services/{service_id}/feedback"]["post"]
+    assert feedback["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/Feedback")
+    assert "FeedbackItem" in schemas and "Card" in schemas
+
+
+def test_the_default_database_is_outside_the_working_tree(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from twitch_cds.service.config import default_database_path
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    config = ServiceConfig(allow_unauthenticated=True)
+    assert config.database == f"sqlite:///{tmp_path / 'state' / 'twitch-cds' / 'service.db'}"
+    monkeypatch.delenv("XDG_STATE_HOME")
+    assert default_database_path() == Path.home() / ".local/state/twitch-cds/service.db"

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import socket
@@ -189,12 +190,20 @@ class Connection:
     """A keep-alive HTTP/1.1 connection that sends prepared requests: a client this thin
     (no httpx per request) keeps the load generator's own cost out of the figures."""
 
+    IDLE_S = 4.0
+    """Reconnect after this long idle: the server closes idle connections after 5 s."""
+
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.used = 0.0
 
     async def post(self, raw: bytes) -> tuple[int, bytes]:
+        if self.writer is not None and time.monotonic() - self.used > self.IDLE_S:
+            self.writer.close()
+            self.writer = None
+        self.used = time.monotonic()
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
@@ -205,7 +214,9 @@ class Connection:
         for line in head.split(b"\r\n"):
             if line.lower().startswith(b"content-length:"):
                 length = int(line.split(b":", 1)[1])
-        return status, await self.reader.readexactly(length)
+        content = await self.reader.readexactly(length)
+        self.used = time.monotonic()
+        return status, content
 
 
 def prepared(url: str, path: str, token: str, body: bytes) -> bytes:
@@ -217,7 +228,8 @@ def prepared(url: str, path: str, token: str, body: bytes) -> bytes:
 
 async def load(url: str, key: Any, kid: str, body: dict[str, Any], rate: float,
                seconds: float, concurrency: int = 0,
-               expect: bytes = b'"cards":[{') -> tuple[list[float], int, int, float]:
+               expect: bytes = b'"cards":[{'
+               ) -> tuple[list[float], collections.Counter[str], int, float]:
     """Open loop (request i starts at i / rate, on a free connection) or, with
     ``concurrency``, closed loop. Latencies in ms, errors (not 200, or ``expect`` not in the
     answer), requests, wall seconds."""
@@ -232,20 +244,23 @@ async def load(url: str, key: Any, kid: str, body: dict[str, Any], rate: float,
         for _ in range(total)]  # prepared ahead: the client should cost little CPU
     idle: list[Connection] = []
     latencies: list[float] = []
-    errors = 0
+    errors: collections.Counter[str] = collections.Counter()
 
     async def one(raw: bytes) -> None:
-        nonlocal errors
         connection = idle.pop() if idle else Connection(host, int(port))
         started = time.perf_counter()
         try:
             status, content = await connection.post(raw)
-            ok = status == 200 and expect in content
+            if status != 200:
+                errors[f"HTTP {status}"] += 1
+            elif b'"code":"check-incomplete"' in content:
+                errors["check-incomplete"] += 1
+            elif expect not in content:
+                errors["unexpected cards"] += 1
             idle.append(connection)
-        except (OSError, asyncio.IncompleteReadError, ValueError):
-            ok = False
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            errors[type(exc).__name__] += 1
         latencies.append((time.perf_counter() - started) * 1000)
-        errors += not ok
 
     start = time.perf_counter()
     if concurrency:
@@ -362,7 +377,9 @@ def main() -> None:
             p50 = statistics.median(latencies)
             base = statistics.median(baselines[name.split(",")[0]])
             print(f"{name:30} {total / wall:7.1f} {p50:8.2f} {percentile(latencies, 0.99):8.2f} "
-                  f"{errors:7d} {p50 / base:17.2f}")
+                  f"{sum(errors.values()):7d} {p50 / base:17.2f}"
+                  + (f"   ({', '.join(f'{k}: {v}' for k, v in errors.items())})"
+                     if errors else ""))
     finally:
         for process in processes:
             process.terminate()

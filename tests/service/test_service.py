@@ -649,3 +649,66 @@ def test_the_default_database_is_outside_the_working_tree(
     assert config.database == f"sqlite:///{tmp_path / 'state' / 'twitch-cds' / 'service.db'}"
     monkeypatch.delenv("XDG_STATE_HOME")
     assert default_database_path() == Path.home() / ".local/state/twitch-cds/service.db"
+
+
+def test_results_cut_at_the_page_limit_are_reported(service: str, keys: dict[str, SigningKey],
+                                                    fhir: Any, monkeypatch: pytest.MonkeyPatch,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    from twitch_cds.service import prefetch
+
+    caplog.set_level(logging.INFO)
+    monkeypatch.setattr(prefetch, "MAX_PAGES", 1)
+    many = [dict(copy.deepcopy(fhir.resources[1]), id=f"cut-{i}") for i in range(3)]
+    fhir.resources.extend(many)
+    try:
+        request = _margaret(fhir)
+        response = _post(service, keys, request)
+    finally:
+        del fhir.resources[-3:]
+    assert response.status_code == 200
+    assert any("results cut at 1 pages" in r.getMessage()
+               and request["hookInstance"] in r.getMessage() for r in caplog.records)
+
+
+def test_an_optional_key_that_fails_is_reported(service: str, keys: dict[str, SigningKey],
+                                                fhir: Any,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    fhir.fail_types.add("MedicationStatement")
+    try:
+        request = _margaret(fhir)
+        response = _post(service, keys, request)
+    finally:
+        fhir.fail_types.clear()
+    assert response.status_code == 200
+    assert any("medicationStatements: fetching failed (HTTP 500)" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_a_slow_jwks_fetch_does_not_block_the_event_loop(tmp_path: Path,
+                                                         keys: dict[str, SigningKey]) -> None:
+    import asyncio
+
+    from fastapi import FastAPI
+
+    slow_keys = FastAPI()
+
+    @slow_keys.get("/jwks")
+    async def published() -> dict[str, Any]:
+        await asyncio.sleep(1.5)
+        return jwks(keys["es"])
+
+    with LiveServer(slow_keys) as ehr, ThreadPoolExecutor(1) as pool:
+        config = {"clients": [TrustedClient(issuer=ISSUER, jwks_url=f"{ehr.url}/jwks")],
+                  "database_url": f"sqlite:///{tmp_path / 's.db'}"}
+        with LiveServer.build(lambda url: create_app(ServiceConfig(
+                public_base_url=url, **config))) as server:
+            url = f"{server.url}/cds-services"
+            call = pool.submit(httpx.get, url, headers=_headers(keys, url), timeout=10)
+            time.sleep(0.3)  # the service is now fetching the JWKS
+            started = time.perf_counter()
+            assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+            waited = time.perf_counter() - started
+            assert not call.done()
+            assert call.result().status_code == 200
+    assert waited < 0.5, f"/healthz waited {waited:.2f} s for the JWKS fetch"

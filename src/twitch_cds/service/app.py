@@ -194,6 +194,8 @@ def create_app(config: ServiceConfig | None = None,
                   "application/json": {"schema": {"$ref": schemas.REF.format(
                       model="CdsServiceResponse")}}}}})
     async def call_service(service_id: str, request: Request) -> Response:
+        started = time.perf_counter()  # the budget covers the whole call, JWT check included
+        deadline = started + config.time_budget_ms / 1000
         client = await authenticate(request)
         service = service_for(service_id)
         body = await read_json(request)
@@ -202,8 +204,6 @@ def create_app(config: ServiceConfig | None = None,
             return operation_outcome(400, "invalid", problem)
         hook_instance: str = body["hookInstance"]
         request.state.hook_instance = hook_instance
-        started = time.perf_counter()
-        deadline = started + config.time_budget_ms / 1000
         server = body.get("fhirServer")
         refusal = fhir_server_refusal(
             server, allow_insecure=config.allow_insecure_fhir_server,

@@ -56,8 +56,10 @@ def _serve(args: argparse.Namespace) -> int:
     from twitch_cds.service.config import load_config
     from twitch_cds.service.logs import log_config
     from twitch_cds.service.protocol import HeaderTimeoutProtocol
+    from twitch_cds.service.store import Store
 
-    load_config()  # fail here, with the reason, rather than in every worker
+    config = load_config()  # fail here, with the reason, rather than in every worker
+    Store(config.database)  # the tables exist before the workers start (each logs where)
     # uvicorn's access log is off (it writes query strings, where a token may be): the
     # service writes its own access line, path only, as JSON like every other line.
     uvicorn.run("twitch_cds.service.app:app", host=args.host, port=args.port,

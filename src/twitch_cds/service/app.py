@@ -52,6 +52,7 @@ def create_app(config: ServiceConfig | None = None,
     """The ASGI app. ``config`` defaults to ``$TWITCH_CDS_CONFIG`` and the environment."""
     config = config or load_config()
     knowledge = knowledge or default_knowledge()
+    twitch_cds.configure_validation_cache(config.validation_cache_entries)
     logs.ensure_handler()
     store = Store(config.database)
     log.info("database: %s", store.location)

@@ -64,6 +64,9 @@ class ServiceConfig(BaseSettings):
     """Feedback items accepted in one request; more get 413."""
     openapi: bool = False
     """Serve ``/openapi.json`` and ``/docs`` (off by default: they need no token)."""
+    validation_cache_entries: int = Field(default=50_000, ge=0)
+    """fhir.resources validation results kept per worker, keyed by each resource's content:
+    patient-view brings the same chart back again and again (0 turns it off)."""
     database_url: str | None = None
     """Feedback and JWT ids seen (replay protection); any SQLAlchemy URL. Default: SQLite
     under the user's state directory (``$XDG_STATE_HOME/twitch-cds/service.db``, else

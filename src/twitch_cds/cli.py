@@ -90,7 +90,13 @@ def _text(result: EvaluationResult) -> str:
             lines.append(f"    -> suggestion: {suggestion.label}")
         lines.append("")
     if not result.cards:
-        lines.append("No cards: nothing in this data calls for one (no current twitching).")
+        unused = sum(1 for i in result.issues if i.action != "used-leniently")
+        lines.append(
+            f"No cards: {result.trace.facts} usable fact(s) were read from this data and no "
+            "rule concluded anything (the rules need a current twitching finding). "
+            + (f"{unused} input issue(s) below name data that was not used or only partly "
+               "used: check them before concluding the patient has no twitching."
+               if unused else "No data was left unused."))
     if result.issues:
         lines.append(f"Input issues ({len(result.issues)}):")
         lines += [f"  - {issue}" for issue in result.issues]

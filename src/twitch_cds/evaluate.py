@@ -17,7 +17,7 @@ from twitch_cds.engine import RuleEngine, SessionResult
 from twitch_cds.facts import Evidence
 from twitch_cds.fhir_in.normalise import Normaliser
 from twitch_cds.fhir_in.reader import FhirVersion, read_input
-from twitch_cds.fhir_in.validate import preferred_version, validate
+from twitch_cds.fhir_in.screen import screen
 from twitch_cds.knowledge.bundle import Knowledge, default_knowledge
 from twitch_cds.knowledge.cardtexts import Lang
 from twitch_cds.provenance import Provenance
@@ -80,9 +80,8 @@ def evaluate(
     values = knowledge.parameters.resolve(_process_parameters, parameters)
     read = read_input(data)
     normaliser = Normaliser(knowledge, values, clock, lang)
-    relevant = [r for r in read.resources if normaliser.relevant(r.data)]
-    default_version = fhir_version or preferred_version(relevant)
-    validated = [validate(r, default_version) for r in relevant]
+    screened = screen(read.resources, normaliser, fhir_version)
+    validated = screened.validated
     patient_id = None
     if read.request is not None:
         context_patient = read.request.context.get("patientId")
@@ -95,7 +94,8 @@ def evaluate(
     built = CardBuilder(knowledge, lang).build(
         session.conclusions, normalised.evidence, provenance, normalised.patient
     )
-    issues = [*read.issues, *(i for v in validated for i in v.issues), *normalised.issues]
+    issues = [*read.issues, *screened.issues, *(i for v in validated for i in v.issues),
+              *normalised.issues]
     return EvaluationResult.with_trace(
         lambda: _trace(knowledge, normalised.evidence, session, grouped,
                        Provenance(grouped.members, basis), len(normalised.facts)),

@@ -2,12 +2,65 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 Severity = Literal["error", "warning", "information"]
 Action = Literal["skipped", "used-leniently", "value-not-used", "ignored", "used"]
+IssueCode = Literal[
+    # the input as a whole, and its envelope
+    "request-invalid",          # a CDS Hooks envelope field is malformed; the prefetch is read
+    "prefetch-missing",         # a prefetch key is null: the client did not provide it
+    "prefetch-failed",          # the client sent an OperationOutcome for a prefetch key
+    "not-a-resource",           # an entry or prefetch value without a resourceType
+    "bundle-invalid",           # Bundle.entry is not a list, or Bundles nested too deeply
+    "unknown-resource-type",    # resourceType is not a FHIR resource type (misspelt, invented)
+    "unreadable-resource",      # reading this resource failed; the rest was evaluated
+    "id-unusable",              # Resource.id is not a FHIR id; an internal label is used
+    "nesting-too-deep",         # a field nested deeper than any FHIR resource needs
+    # validation
+    "validation-failed",        # a field the rules read failed validation: that value not used
+    "validation-lenient",       # a field the rules never read failed validation: resource used
+    # whose data
+    "other-patient",            # the resource belongs to another patient than the one evaluated
+    "several-patients",         # the input holds data for more than one patient
+    "patient-unreferenced",     # a Patient resource that no other resource refers to
+    # trust: statuses and dates
+    "status-unusable",          # status / clinicalStatus / verificationStatus / adherence
+    "status-assumed",           # no usable clinicalStatus: treated as active (used)
+    "stale",                    # older than the parameter for its kind of data
+    "future-date",              # dated after now beyond the tolerance
+    "date-invalid",             # not a FHIR date
+    "date-missing",             # no date where one is needed
+    "onset-unusable",           # a Condition onset[x] that cannot be dated
+    # values
+    "value-missing",            # no value, or a dataAbsentReason
+    "value-unreadable",         # a value of the wrong shape, or not a finite number
+    "unit-missing",
+    "unit-unknown",             # a unit not accepted for the analyte: the value is not used
+    "implausible-value",        # outside the plausible limits in rulesets/measurements.yaml
+    "range-unusable",           # the lab's referenceRange cannot be read or chosen
+    # codes
+    "code-without-system",      # a coding with no system whose code is in a value set
+    "text-only",                # words that name a finding, but no code: not used
+    "reference-unresolved",     # a referenced resource is not in the input
+    "not-systemic",             # a corticosteroid recognised but not systemic
+]
+"""Stable machine-readable issue codes (documented in docs/input-profile.md)."""
+
+MAX_TEXT = 300
+"""Characters of any one issue field kept: input text never floods a report."""
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
+def safe_text(text: str, limit: int = MAX_TEXT) -> str:
+    """Text safe to print, log and encode on one line: control characters (newlines too)
+    and lone surrogates replaced with U+FFFD, cut to ``limit`` characters."""
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return _UNSAFE.sub("\ufffd", text)
 
 
 class InputIssue(BaseModel):
@@ -17,11 +70,20 @@ class InputIssue(BaseModel):
 
     severity: Severity
     resource: str
-    """``ResourceType/id`` (or ``ResourceType[#n]`` when the resource has no id)."""
+    """``ResourceType/id`` (or ``ResourceType at <where in the input>`` when it has no usable
+    id)."""
     path: str
     """Field path inside the resource, FHIRPath-like (``valueQuantity.unit``)."""
     problem: str
     action: Action
+    code: IssueCode
+    """What kind of problem, for programs: stable across versions and languages."""
+
+    @field_validator("resource", "path", "problem")
+    @classmethod
+    def _safe(cls, value: str) -> str:
+        return safe_text(value)
 
     def __str__(self) -> str:
-        return f"{self.severity}: {self.resource} {self.path}: {self.problem} ({self.action})"
+        return (f"{self.severity}: {self.resource} {self.path}: {self.problem} "
+                f"({self.action}, {self.code})")

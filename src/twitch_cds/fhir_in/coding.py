@@ -1,16 +1,29 @@
-"""Reading CodeableConcepts, Quantities and References defensively, whatever their shape."""
+"""Reading CodeableConcepts, Quantities and References defensively, whatever their shape.
+
+Every reader here accepts any JSON value (or any Python object) and never raises: a shape
+that is not what FHIR says reads as nothing.
+"""
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterator
 from typing import Any
+
+_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+"""FHIR ``id`` (R4B and R5): the only ids twitch-cds carries into facts and cards."""
+_TYPE = re.compile(r"[A-Z][A-Za-z]{0,63}")
 
 
 def codings(concept: Any) -> Iterator[tuple[str | None, str | None, str | None]]:
     """``(system, code, display)`` of every coding in a CodeableConcept (bad shapes skipped)."""
     if not isinstance(concept, dict):
         return
-    for coding in concept.get("coding") or ():
+    found = concept.get("coding")
+    if not isinstance(found, list):
+        return
+    for coding in found:
         if isinstance(coding, dict):
             system, code, display = coding.get("system"), coding.get("code"), coding.get("display")
             yield (
@@ -37,10 +50,24 @@ def first_code(concept: Any) -> str | None:
 
 
 def number(value: Any) -> float | None:
-    """A JSON number as float; booleans and strings are not numbers here."""
+    """A JSON number as a finite float; booleans, strings, NaN, infinities and integers too
+    large for a float are not numbers here."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        result = float(value)
+    except OverflowError:
+        return None
+    return result if math.isfinite(result) else None
+
+
+def is_fhir_id(value: Any) -> bool:
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
+
+
+def is_resource_type_name(value: Any) -> bool:
+    """Spelled like a FHIR resource type (whether FHIR has one of that name is checked later)."""
+    return isinstance(value, str) and _TYPE.fullmatch(value) is not None
 
 
 def reference(value: Any) -> str | None:
@@ -55,3 +82,24 @@ def reference(value: Any) -> str | None:
         if len(parts) >= 2:
             return f"{parts[-2]}/{parts[-1]}"
     return ref
+
+
+def safe_reference(ref: str | None) -> str | None:
+    """A ``Type/id`` reference when it is one with a FHIR id, else None."""
+    if ref is None:
+        return None
+    rtype, slash, rid = ref.partition("/")
+    return ref if slash and is_resource_type_name(rtype) and is_fhir_id(rid) else None
+
+
+def preview(value: Any, limit: int = 60) -> str:
+    """A short, safe rendering of a value for an issue's text (never the whole value)."""
+    if isinstance(value, str):
+        return repr(value[:limit] + ("…" if len(value) > limit else ""))
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return "a very large integer"
+    if isinstance(value, bool | int | float) or value is None:
+        return repr(value)
+    if isinstance(value, dict):
+        return "a JSON object"
+    return "a JSON array" if isinstance(value, list) else f"a {type(value).__name__}"

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twitch_cds.facts import Evidence, Fact
-from twitch_cds.fhir_in.coding import codings
+from twitch_cds.fhir_in.coding import codings, preview
 from twitch_cds.fhir_in.dates import days_between, parse_fhir_datetime
 from twitch_cds.fhir_in.validate import Validated
-from twitch_cds.issues import Action, InputIssue, Severity
+from twitch_cds.issues import Action, InputIssue, IssueCode, Severity, safe_text
 from twitch_cds.knowledge.bundle import Knowledge
 from twitch_cds.knowledge.cardtexts import Lang
 from twitch_cds.knowledge.terminology import Match
@@ -24,6 +24,10 @@ class Normalised:
     issues: list[InputIssue] = field(default_factory=list)
     patient: str | None = None
     """``Patient/id`` of the patient the data is about, when known."""
+
+
+EVIDENCE_TEXT_LIMIT = 500
+"""Characters of a record's own text carried into a card's evidence."""
 
 
 def date_text(when: dt.datetime | None) -> str | None:
@@ -56,15 +60,17 @@ class ReaderContext:
 
     # -- reporting -----------------------------------------------------------------------
     def issue(self, severity: Severity, resource: str, path: str, problem: str,
-              action: Action) -> None:
+              action: Action, code: IssueCode) -> None:
         self.out.issues.append(InputIssue(severity=severity, resource=resource, path=path,
-                                          problem=problem, action=action))
+                                          problem=problem, action=action, code=code))
 
     def add(self, fact: Fact, evidence: Evidence) -> None:
         if fact.id in self.out.evidence:
             return  # the same resource arrived twice (e.g. in two prefetch keys)
         self.out.facts.append(fact)
-        self.out.evidence[fact.id] = evidence
+        # the record's own words reach cards: one safe line, of a readable length
+        self.out.evidence[fact.id] = evidence.replace(
+            text=safe_text(evidence.text, EVIDENCE_TEXT_LIMIT))
 
     # -- shared pieces -------------------------------------------------------------------
     def _classify(self, concept: Any) -> dict[str, Match]:
@@ -84,8 +90,8 @@ class ReaderContext:
                 continue
             when = parse_fhir_datetime(node)
             if when is None:
-                self.issue("warning", v.raw.label, path, f"{node!r} is not a FHIR date",
-                           "value-not-used")
+                self.issue("warning", v.raw.label, path, f"{preview(node)} is not a FHIR date",
+                           "value-not-used", "date-invalid")
                 continue
             return when
         return None
@@ -94,7 +100,7 @@ class ReaderContext:
         if when and days_between(self.now, when) * 24 > self.p["future_tolerance_hours"]:
             self.issue("error", v.raw.label, path,
                        f"dated {when.isoformat()}, after now ({self.now.isoformat()})",
-                       "skipped")
+                       "skipped", "future-date")
             return True
         return False
 

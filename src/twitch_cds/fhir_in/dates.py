@@ -6,6 +6,8 @@ import datetime as dt
 import re
 
 _PARTIAL = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
+_LONGEST = len("2026-11-24T09:00:00.000000000+14:00")
+"""No FHIR date, dateTime or instant is longer (nanoseconds and a zone included)."""
 
 
 def parse_fhir_datetime(value: object) -> dt.datetime | None:
@@ -14,7 +16,7 @@ def parse_fhir_datetime(value: object) -> dt.datetime | None:
     Partial dates (``2026``, ``2026-11``) take their first day; values without a zone are
     read as UTC (FHIR requires a zone whenever a time is given).
     """
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str) or not value or len(value) > _LONGEST:
         return None
     partial = _PARTIAL.match(value)
     if partial:

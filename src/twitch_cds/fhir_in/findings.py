@@ -6,9 +6,9 @@ import datetime as dt
 from typing import Any
 
 from twitch_cds.facts import Evidence, Finding
-from twitch_cds.fhir_in.coding import concept_text, first_code, number
+from twitch_cds.fhir_in.coding import concept_text, first_code, number, preview
 from twitch_cds.fhir_in.context import ReaderContext, date_text, fmt
-from twitch_cds.fhir_in.dates import days_between
+from twitch_cds.fhir_in.dates import days_between, parse_fhir_datetime
 from twitch_cds.fhir_in.validate import Validated
 from twitch_cds.knowledge.terminology import Match
 
@@ -39,11 +39,13 @@ class FindingReader(ReaderContext):
         if data.get("dataAbsentReason") is not None:
             reason = first_code(data["dataAbsentReason"]) or "given"
             self.issue("information", v.raw.label, "dataAbsentReason",
-                       f"no value (dataAbsentReason {reason}): presence unknown", "ignored")
+                       f"no value (dataAbsentReason {preview(reason)}): presence unknown",
+                       "ignored", "value-missing")
             return None
         if any(k.startswith("value") for k in data):
             self.issue("warning", v.raw.label, "value[x]",
-                       "a finding needs valueBoolean or a present/absent code", "ignored")
+                       "a finding needs valueBoolean or a present/absent code", "ignored",
+                       "value-unreadable")
             return None
         return True  # a recorded finding with no value asserts its presence
 
@@ -58,11 +60,13 @@ class FindingReader(ReaderContext):
         self._seen(v, findings, self._when(v, "effectivePeriod.start") or when)
         if when is None:
             self.issue("warning", v.raw.label, "effective[x]",
-                       "no date: treated as current so that a red flag is not missed", "used")
+                       "no date: treated as current so that a red flag is not missed", "used",
+                       "date-missing")
         elif days_between(when, self.now) > self.p["symptom_current_days"]:
             self.issue("information", v.raw.label, "effective[x]",
                        f"dated {date_text(when)}, older than "
-                       f"{fmt(self.p['symptom_current_days'])} days: not current", "ignored")
+                       f"{fmt(self.p['symptom_current_days'])} days: not current", "ignored",
+                       "stale")
             return
         qualifiers = self._classify(v.data.get("valueCodeableConcept"))
         severe = self.k.concepts.severe in qualifiers
@@ -76,23 +80,38 @@ class FindingReader(ReaderContext):
             if vs in self.k.concepts.findings:
                 findings.setdefault(vs, match)
         onset = self._when(v, "effectivePeriod.start")
-        lasted = max((d for d in map(self._duration, [v.data, *(v.data.get("component") or ())])
-                      if d is not None), default=None)
+        holders = [("value", v.data), *((f"component[{i}].value", c) for i, c in
+                                         enumerate(v.data.get("component") or ()))]
+        lasted = max((d for path, holder in holders
+                      if (d := self._duration(v, path, holder)) is not None), default=None)
         if lasted is not None and (onset is None or days_between(onset, self.now) < lasted):
             onset = self.now - dt.timedelta(days=lasted)
         text = concept_text(v.data.get("code")) or self._titles(findings)
         self._findings(v, "Observation", findings, severe, onset, when, text)
 
-    def _duration(self, holder: Any) -> float | None:
+    def _duration(self, v: Validated, path: str, holder: Any) -> float | None:
         """Days a finding has lasted, when its value (or a component's) is a time quantity."""
         quantity = holder.get("valueQuantity") if isinstance(holder, dict) else None
-        if not isinstance(quantity, dict) or number(quantity.get("value")) is None:
+        return self._days(v, f"{path}Quantity", quantity)
+
+    def _days(self, v: Validated, path: str, quantity: Any) -> float | None:
+        """A time Quantity (Duration, Age) in days; an impossible one is reported, not used."""
+        value = number(quantity.get("value")) if isinstance(quantity, dict) else None
+        if value is None:
             return None
         unit = quantity.get("code") or quantity.get("unit")
         if not isinstance(unit, str):
             return None
         days = self.k.measurements.durations.get(self.k.measurements.canonical_unit(unit))
-        return None if days is None else (number(quantity.get("value")) or 0.0) * days
+        if days is None:
+            return None
+        longest = self.p["finding_duration_max_days"]
+        if not 0 <= value * days <= longest:
+            self.issue("warning", v.raw.label, path,
+                       f"{fmt(value)} {preview(unit)} is not a plausible duration (0 to "
+                       f"{fmt(longest)} days): not used", "value-not-used", "implausible-value")
+            return None
+        return value * days
 
     def _seen(self, v: Validated, findings: dict[str, Match], when: dt.datetime | None) -> None:
         """Remember the earliest record of each finding, current or not: a finding recorded
@@ -136,6 +155,42 @@ class FindingReader(ReaderContext):
                                     date=date_text(when or onset)))
 
     # -- Condition -----------------------------------------------------------------------
+    def _onset_other(self, v: Validated) -> dt.datetime | None:
+        """``onsetString`` when it is a date; ``onsetAge`` and ``onsetRange`` (the higher age:
+        present at least since then) dated with the patient's birth date. Reported when not
+        usable: the Condition still counts, without its onset."""
+        data = v.data
+        if isinstance(data.get("onsetString"), str):
+            when = parse_fhir_datetime(data["onsetString"].strip())
+            if when is None:
+                self.issue("information", v.raw.label, "onsetString",
+                           f"{preview(data['onsetString'])} is not a date: onset unknown",
+                           "value-not-used", "onset-unusable")
+            return when
+        if isinstance(data.get("onsetAge"), dict):
+            path, age = "onsetAge", data["onsetAge"]
+        elif isinstance(data.get("onsetRange"), dict):
+            bounds = data["onsetRange"]
+            end = "high" if isinstance(bounds.get("high"), dict) else "low"
+            path, age = f"onsetRange.{end}", bounds.get(end)
+        else:
+            return None
+        days = self._days(v, path, age)
+        patient = self._by_ref.get(self.out.patient or "", {})
+        born = parse_fhir_datetime(patient.get("birthDate"))
+        if days is None or born is None:
+            self.issue("information", v.raw.label, path,
+                       "an onset age needs a time unit and the patient's birthDate: onset "
+                       "unknown", "value-not-used", "onset-unusable")
+            return None
+        try:
+            return born + dt.timedelta(days=days)
+        except OverflowError:
+            self.issue("information", v.raw.label, path, "the onset age is out of range",
+                       "value-not-used", "onset-unusable")
+            return None
+
+
     def _condition(self, v: Validated) -> None:
         trust = self.k.trust.condition
         hits = {vs: m for vs, m in self._classify(v.data.get("code")).items()
@@ -145,23 +200,26 @@ class FindingReader(ReaderContext):
         verification = first_code(v.data.get("verificationStatus"))
         if verification in trust.verification_excluded:
             self.issue("information", v.raw.label, "verificationStatus",
-                       f"verification status {verification}: not used", "ignored")
+                       f"verification status {preview(verification)}: not used", "ignored",
+                       "status-unusable")
             return
         clinical = first_code(v.data.get("clinicalStatus"))
         if clinical in trust.clinical_not_current:
             self.issue("information", v.raw.label, "clinicalStatus",
-                       f"clinical status {clinical}: not current", "ignored")
+                       f"clinical status {preview(clinical)}: not current", "ignored",
+                       "status-unusable")
             return
         if clinical not in trust.clinical_current:
             self.issue("warning", v.raw.label, "clinicalStatus",
-                       f"clinical status {clinical or 'missing'}: treated as active so that "
-                       "a red flag is not missed", "used")
+                       f"clinical status {preview(clinical) if clinical else 'missing'}: "
+                       "treated as active so that a red flag is not missed", "used",
+                       "status-assumed")
         abated = self._when(v, "abatementDateTime", "abatementPeriod.end")
         if abated and abated <= self.now:
             self.issue("information", v.raw.label, "abatement[x]",
-                       f"abated on {date_text(abated)}: not current", "ignored")
+                       f"abated on {date_text(abated)}: not current", "ignored", "stale")
             return
-        onset = self._when(v, "onsetDateTime", "onsetPeriod.start")
+        onset = self._when(v, "onsetDateTime", "onsetPeriod.start") or self._onset_other(v)
         if self._future(v, onset, "onset[x]"):
             return
         recorded = self._when(v, "recordedDate")

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from twitch_cds.facts import Evidence, Intake, Lab
-from twitch_cds.fhir_in.coding import codings, first_code, number
+from twitch_cds.fhir_in.coding import codings, first_code, number, preview
 from twitch_cds.fhir_in.context import ReaderContext, date_text, fmt
-from twitch_cds.fhir_in.dates import days_between
+from twitch_cds.fhir_in.dates import days_between, parse_fhir_datetime
 from twitch_cds.fhir_in.validate import Validated
 from twitch_cds.knowledge.measurements import Measurement
 from twitch_cds.knowledge.terminology import Match
@@ -29,6 +29,12 @@ class Reading:
         return f"{fmt(self.raw)} {self.unit}"
 
 
+def _years(age_range: Any, end: str) -> float | None:
+    """``referenceRange.age.low`` or ``.high`` in years (FHIR Range of Age)."""
+    bound = age_range.get(end) if isinstance(age_range, dict) else None
+    return number(bound.get("value")) if isinstance(bound, dict) else None
+
+
 class LabReader(ReaderContext):
     """Lab results and intakes: units checked and converted, ranges and flags kept."""
 
@@ -40,13 +46,16 @@ class LabReader(ReaderContext):
             return None
         value = number(quantity.get("value"))
         if value is None:
-            self.issue("error", v.raw.label, f"{path}.value", "no numeric value",
-                       "value-not-used")
+            self.issue("error", v.raw.label, f"{path}.value",
+                       f"{preview(quantity.get('value'))} is not a finite number",
+                       "value-not-used", "value-unreadable" if "value" in quantity
+                       else "value-missing")
             return None
         spelled = quantity.get("code") or quantity.get("unit")
         if not isinstance(spelled, str) or not spelled.strip():
             self.issue("error", v.raw.label, f"{path}.unit",
-                       f"no unit: {fmt(value)} cannot be read as {m.unit}", "value-not-used")
+                       f"no unit: {fmt(value)} cannot be read as {m.unit}", "value-not-used",
+                       "unit-missing")
             return None
         factor = m.factor(self.k.measurements.canonical_unit(spelled), self.p)
         if factor is None and isinstance(quantity.get("unit"), str):
@@ -54,32 +63,45 @@ class LabReader(ReaderContext):
         if factor is None:
             field = "code" if quantity.get("code") else "unit"
             self.issue("error", v.raw.label, f"{path}.{field}",
-                       f"unit {spelled!r} is not a known unit for {m.display.en.lower()} "
-                       f"(accepted: {', '.join(m.units)})", "value-not-used")
+                       f"unit {preview(spelled)} is not a known unit for "
+                       f"{m.display.en.lower()} (accepted: {', '.join(m.units)})",
+                       "value-not-used", "unit-unknown")
             return None
         shown = quantity.get("unit") if isinstance(quantity.get("unit"), str) else spelled
-        return Reading(value * factor, value, str(shown), factor)
+        converted = value * factor
+        low = self.p[m.plausible_low] if m.plausible_low else None
+        high = self.p[m.plausible_high] if m.plausible_high else None
+        if (low is not None and converted < low) or (high is not None and converted > high):
+            self.issue("error", v.raw.label, f"{path}.value",
+                       f"{fmt(value)} {preview(shown)} is not a plausible "
+                       f"{m.display.en.lower()} (plausible: {fmt(low or 0)}–{fmt(high or 0)} "
+                       f"{m.unit}): an entry or unit error", "value-not-used",
+                       "implausible-value")
+            return None
+        return Reading(converted, value, str(shown), factor)
 
     def _lab(self, v: Validated, analyte: str, m: Measurement, when: dt.datetime | None,
              match: Match) -> None:
         if v.data.get("valueQuantity") is None:
             reason = first_code(v.data.get("dataAbsentReason"))
             self.issue("information" if reason else "error", v.raw.label, "valueQuantity",
-                       f"no result value (dataAbsentReason {reason})" if reason
-                       else "no valueQuantity", "value-not-used")
+                       f"no result value (dataAbsentReason {preview(reason)})" if reason
+                       else "no valueQuantity", "value-not-used", "value-missing")
             return
         reading = self._quantity(v, m, "valueQuantity", v.data["valueQuantity"])
         if reading is None:
+            self._flag_only(v, analyte, m, when, match)
             return
         if when is None:
             self.issue("error", v.raw.label, "effective[x]",
-                       "no date: cannot tell whether the result is current", "value-not-used")
+                       "no date: cannot tell whether the result is current", "value-not-used",
+                       "date-missing")
             return
         age = days_between(when, self.now)
         if age > self.p["lab_stale_days"]:
             self.issue("information", v.raw.label, "effective[x]",
                        f"result from {date_text(when)} is older than "
-                       f"{fmt(self.p['lab_stale_days'])} days: not current", "ignored")
+                       f"{fmt(self.p['lab_stale_days'])} days: not current", "ignored", "stale")
             return
         low, high, range_text = self._reference_range(v, m)
         interpretation = self._interpretation(v)
@@ -103,12 +125,74 @@ class LabReader(ReaderContext):
         self.add(fact, Evidence(reference=v.raw.label, text=shown, match=match.method,
                                 date=date_text(when)))
 
-    def _reference_range(self, v: Validated,
-                         m: Measurement) -> tuple[float | None, float | None, str]:
-        """The lab's range in the canonical unit, and as the lab wrote it."""
-        for index, entry in enumerate(v.data.get("referenceRange") or ()):
+    def _flag_only(self, v: Validated, analyte: str, m: Measurement,
+                   when: dt.datetime | None, match: Match) -> None:
+        """A result whose value cannot be used (unit unknown, implausible) still counts by the
+        lab's own low or high flag, which the lab set knowing its unit. The fact's ``value``
+        is then the analyte's default limit the flag crosses: a placeholder no rule reads when
+        an interpretation is present (it is never shown as the result)."""
+        interpretation = self._interpretation(v)
+        trust = self.k.trust.interpretation
+        if interpretation not in trust.low | trust.high or when is None:
+            return
+        age = days_between(when, self.now)
+        if age > self.p["lab_stale_days"] or self._future(v, when, "effective[x]"):
+            return
+        default_low = self.p[m.default_low] if m.default_low else 0.0
+        default_high = self.p[m.default_high] if m.default_high else 0.0
+        placeholder = default_low if interpretation in trust.low else default_high
+        shown = (f"{m.display(self.lang)} ({self.word('flagged', code=interpretation)}; "
+                 f"value not used), {date_text(when)}")
+        fact = Lab(id=f"{v.raw.label}#{analyte}", analyte=analyte, value=placeholder,
+                   unit=m.unit, interpretation=interpretation, default_low=default_low,
+                   default_high=default_high, age_days=age)
+        self.add(fact, Evidence(reference=v.raw.label, text=shown, match=match.method,
+                                date=date_text(when)))
+
+    def _normal_ranges(self, v: Validated) -> list[tuple[int, dict[str, Any]]]:
+        """The referenceRange entries that can be this patient's normal range: typed normal
+        (or untyped), for the patient's sex and age when the lab says whom they apply to."""
+        trust = self.k.trust.reference_range
+        entries = v.data.get("referenceRange")
+        patient = self._by_ref.get(self.out.patient or "", {})
+        gender = patient.get("gender")
+        born = parse_fhir_datetime(patient.get("birthDate"))
+        age = days_between(born, self.now) / 365.25 if born else None
+        out = []
+        for index, entry in enumerate(entries if isinstance(entries, list) else ()):
             if not isinstance(entry, dict) or ("low" not in entry and "high" not in entry):
                 continue
+            types = {code for _, code, _ in codings(entry.get("type"))}
+            if types and not types & trust.normal:
+                continue
+            applies = {code for c in entry.get("appliesTo") or () for _, code, _ in codings(c)}
+            sexes = applies & trust.genders
+            if sexes and isinstance(gender, str) and gender in trust.genders \
+                    and gender not in sexes:
+                continue
+            low, high = (_years(entry.get("age"), end) for end in ("low", "high"))
+            if age is not None and ((low is not None and age < low)
+                                    or (high is not None and age > high)):
+                continue
+            out.append((index, entry))
+        return out
+
+    def _reference_range(self, v: Validated,
+                         m: Measurement) -> tuple[float | None, float | None, str]:
+        """The lab's normal range in the canonical unit, and as the lab wrote it."""
+        candidates = self._normal_ranges(v)
+        if len(candidates) > 1:
+            self.issue("warning", v.raw.label, "referenceRange",
+                       f"{len(candidates)} ranges could each be the normal range for this "
+                       "patient: none is used (the lab's flag or the default range is)",
+                       "value-not-used", "range-unusable")
+            return None, None, ""
+        if not candidates and isinstance(v.data.get("referenceRange"), list) \
+                and v.data["referenceRange"]:
+            self.issue("information", v.raw.label, "referenceRange",
+                       "no range is the normal range for this patient: none is used",
+                       "value-not-used", "range-unusable")
+        for index, entry in candidates:
             bounds: list[Reading | None] = []
             for end in ("low", "high"):
                 if entry.get(end) is None:
@@ -116,6 +200,9 @@ class LabReader(ReaderContext):
                     continue
                 reading = self._quantity(v, m, f"referenceRange[{index}].{end}", entry[end])
                 if reading is None:
+                    self.issue("warning", v.raw.label, f"referenceRange[{index}]",
+                               "the range cannot be read: not used", "value-not-used",
+                               "range-unusable")
                     return None, None, ""  # an unreadable range is not used at all
                 bounds.append(reading)
             low, high = bounds
@@ -141,11 +228,11 @@ class LabReader(ReaderContext):
         if reading is None:
             if v.data.get("valueQuantity") is None:
                 self.issue("warning", v.raw.label, "valueQuantity",
-                           "an intake needs a valueQuantity", "value-not-used")
+                           "an intake needs a valueQuantity", "value-not-used", "value-missing")
             return
         if when and days_between(when, self.now) > self.p["symptom_current_days"]:
             self.issue("information", v.raw.label, "effective[x]",
-                       f"dated {date_text(when)}: not current", "ignored")
+                       f"dated {date_text(when)}: not current", "ignored", "stale")
             return
         value = reading.value
         shown = f"{m.display(self.lang)} {reading.text}"

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from twitch_cds.facts import Evidence, Medication
-from twitch_cds.fhir_in.coding import concept_text, first_code, reference
+from twitch_cds.fhir_in.coding import concept_text, first_code, preview, reference
 from twitch_cds.fhir_in.context import ReaderContext, date_text, fmt
 from twitch_cds.fhir_in.dates import days_between
 from twitch_cds.fhir_in.reader import DRAFT_ORDERS
@@ -44,8 +44,8 @@ class MedicationReader(ReaderContext):
                 medication = self._by_ref.get(ref)
             if medication is None:
                 self.issue("warning", v.raw.label, "medication.reference",
-                           f"{ref} is not in the input: the drug cannot be identified",
-                           "value-not-used")
+                           f"{preview(ref)} is not in the input: the drug cannot be identified",
+                           "value-not-used", "reference-unresolved")
             else:
                 concepts.append(medication.get("code"))
                 for ingredient in medication.get("ingredient") or ():
@@ -77,14 +77,15 @@ class MedicationReader(ReaderContext):
             pass  # the order being written now (CDS Hooks order-select / order-sign)
         elif status in trust.not_current or status not in trust.current | trust.recent:
             self.issue("information" if status in trust.not_current else "warning",
-                       v.raw.label, "status", f"status {status!r}: not a current exposure",
-                       "ignored")
+                       v.raw.label, "status", f"status {preview(status)}: not a current exposure",
+                       "ignored", "status-unusable")
             return
         adherence = first_code((v.data.get("adherence") or {}).get("code")
                                if isinstance(v.data.get("adherence"), dict) else None)
         if adherence in trust.adherence_not_taking:
             self.issue("information", v.raw.label, "adherence.code",
-                       f"adherence {adherence}: not a current exposure", "ignored")
+                       f"adherence {preview(adherence)}: not a current exposure", "ignored",
+                       "status-unusable")
             return
         period_end = self._when(v, end_paths[0])
         recent_only = not proposed and (
@@ -92,12 +93,13 @@ class MedicationReader(ReaderContext):
         if recent_only:
             if ended is None:
                 self.issue("information", v.raw.label, "effective[x]",
-                           f"status {status} with no date: cannot tell if recent", "ignored")
+                           f"status {status} with no date: cannot tell if recent", "ignored",
+                           "date-missing")
                 return
             if days_between(ended, self.now) > self.p["medication_recent_days"]:
                 self.issue("information", v.raw.label, "effective[x]",
                            f"ended {date_text(ended)}, more than "
-                           f"{fmt(self.p['medication_recent_days'])} days ago", "ignored")
+                           f"{fmt(self.p['medication_recent_days'])} days ago", "ignored", "stale")
                 return
         routes = " | ".join(concept_text(d.get("route")) for d in
                             (v.data.get("dosage") or v.data.get("dosageInstruction") or ())
@@ -126,5 +128,6 @@ class MedicationReader(ReaderContext):
             return False
         word = found.group(1)
         self.issue("information", v.raw.label, "medication",
-                   f"{drug_class} recognised but '{word}' marks it as not systemic", "ignored")
+                   f"{drug_class} recognised but '{word}' marks it as not systemic", "ignored",
+                   "not-systemic")
         return True

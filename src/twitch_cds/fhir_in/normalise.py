@@ -8,16 +8,28 @@ a reason other than irrelevance is reported as an ``InputIssue``.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from twitch_cds.facts import Evidence, PatientFact
-from twitch_cds.fhir_in.coding import concept_text, reference
+from twitch_cds.fhir_in.coding import (
+    codings,
+    concept_text,
+    is_fhir_id,
+    preview,
+    reference,
+    safe_reference,
+)
 from twitch_cds.fhir_in.context import Normalised
 from twitch_cds.fhir_in.dates import days_between
 from twitch_cds.fhir_in.findings import FindingReader
 from twitch_cds.fhir_in.labs import LabReader
 from twitch_cds.fhir_in.medications import MedicationReader
+from twitch_cds.fhir_in.reader import RawResource
+from twitch_cds.fhir_in.screen import unreadable
 from twitch_cds.fhir_in.validate import Validated
+from twitch_cds.issues import InputIssue
 
 __all__ = ["Normalised", "Normaliser"]
 
@@ -27,27 +39,83 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
 
     # -- entry point ---------------------------------------------------------------------
     def run(self, resources: list[Validated], patient_id: str | None) -> Normalised:
+        """Facts from every usable resource; a resource whose reading fails is reported and
+        skipped (with any fact it had begun to give), and the rest are read."""
         usable = [v for v in resources if v.usable]
         for v in usable:
             rid = v.data.get("id")
-            if isinstance(rid, str):
+            if is_fhir_id(rid):
                 self._by_ref.setdefault(f"{v.raw.resource_type}/{rid}", v.data)
             if v.raw.full_url:
                 self._by_ref.setdefault(v.raw.full_url, v.data)
-        self.out.patient = self._whose(usable, patient_id)
-        handlers = {
+        subjects: dict[int, str | None] = {}
+        for v in usable:
+            self._isolated(v, "reading the subject", partial(self._read_subject, v, subjects))
+        readable = [v for v in usable if id(v) in subjects]
+        self.out.patient = self._whose(readable, patient_id, subjects)
+        handlers: dict[str, Callable[[Validated], None]] = {
             "Observation": self._observation,
             "Condition": self._condition,
             "MedicationStatement": self._medication_statement,
             "MedicationRequest": self._medication_request,
             "Patient": self._patient_resource,
         }
-        for v in usable:
+        for v in readable:
             handler = handlers.get(v.raw.resource_type)
-            if handler is not None and self._belongs(v):
-                handler(v)
-        self._durations()
+            if handler is not None and self._belongs(v, subjects[id(v)]):
+                self._isolated(v, "reading", partial(handler, v))
+        try:
+            self._durations()
+        except Exception as exc:  # never lose the facts already read
+            self.issue("error", "input", "duration", f"durations could not be computed "
+                       f"({type(exc).__name__}): findings keep their own onset",
+                       "used", "unreadable-resource")
         return self.out
+
+    def _read_subject(self, v: Validated, subjects: dict[int, str | None]) -> None:
+        subjects[id(v)] = self._subject(v)
+
+    def _isolated(self, v: Validated, stage: str, work: Callable[[], None]) -> None:
+        """Run one resource's reading; if it fails, undo what it added and report it."""
+        facts, evidence = len(self.out.facts), set(self.out.evidence)
+        try:
+            work()
+        except Exception as exc:
+            for fact in self.out.facts[facts:]:
+                if fact.id not in evidence:
+                    self.out.evidence.pop(fact.id, None)
+            del self.out.facts[facts:]
+            self.out.issues.append(unreadable(v.raw, exc, stage))
+
+    def unrecognised(self, raw: RawResource) -> list[InputIssue]:
+        """Why a resource the rules pass over might have mattered: a code without a system
+        that is in a value set, or a finding's name given only as text. Reported, not used."""
+        data = raw.data
+        if data.get("resourceType") not in ("Observation", "Condition"):
+            return []
+        issues = []
+        for path in ("code", "valueCodeableConcept"):
+            concept = data.get(path)
+            for system, code, _ in codings(concept):
+                if system is None and code and (systems := self.k.terminology.systems_for_code(
+                        code)):
+                    issues.append(InputIssue(
+                        severity="warning", resource=raw.label, path=f"{path}.coding",
+                        action="ignored", code="code-without-system",
+                        problem=f"code {preview(code)} has no system; in "
+                                f"{', '.join(sorted(systems))} it is a code the rules read: "
+                                "not used without its system"))
+            if not issues:
+                words = self.k.terminology.lookup_words(concept_text(concept),
+                                                        self.k.concepts.findings)
+                if words:
+                    titles = ", ".join(self.k.terminology.titles[m.valueset] for m in words)
+                    issues.append(InputIssue(
+                        severity="warning", resource=raw.label, path=path, action="ignored",
+                        code="text-only",
+                        problem=f"the text names {titles} ({preview(words[0].matched)}) but "
+                                "carries no code the rules read: not used; code it"))
+        return issues
 
     # -- what matters -------------------------------------------------------------------
     def relevant(self, data: dict[str, Any]) -> bool:
@@ -58,6 +126,8 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
         and Medications always do. Everything else is skipped without validation cost.
         """
         rtype = data.get("resourceType")
+        if not isinstance(rtype, str):
+            return False
         if rtype == "Observation":
             return bool(self._classify(data.get("code")) or self._value_findings(data))
         if rtype == "Condition":
@@ -74,35 +144,54 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
 
     # -- whose data ----------------------------------------------------------------------
     def _subject(self, v: Validated) -> str | None:
+        """``Patient/id`` the resource is about; ``?`` when its subject cannot be read."""
+        if v.data.get("subject") is None:
+            return None
         subject = reference(v.data.get("subject"))
-        if subject and subject in self._by_ref and self._by_ref[subject].get("id"):
-            return f"Patient/{self._by_ref[subject]['id']}"
-        return subject
+        target = self._by_ref.get(subject) if subject else None
+        if target is not None and is_fhir_id(target.get("id")):
+            return f"{target.get('resourceType')}/{target['id']}"
+        return safe_reference(subject) or "?"
 
-    def _whose(self, usable: list[Validated], patient_id: str | None) -> str | None:
+    def _whose(self, usable: list[Validated], patient_id: str | None,
+               subjects: dict[int, str | None]) -> str | None:
+        """The patient the data is about: the CDS Hooks context's, else the one the
+        resources' subjects name (most often), else the only Patient resource."""
         if patient_id:
-            return f"Patient/{patient_id}"
-        patients = [v for v in usable if v.raw.resource_type == "Patient" and v.data.get("id")]
-        subjects = Counter(s for v in usable if (s := self._subject(v)))
-        if len(patients) == 1:
-            return f"Patient/{patients[0].data['id']}"
-        if subjects:
-            chosen = subjects.most_common(1)[0][0]
-            if len(patients) > 1 or len(subjects) > 1:
-                self.issue("error", chosen, "subject",
-                           "the input holds data for more than one patient; only this "
-                           "patient's resources are used", "used")
-            return chosen
-        return None
+            return f"Patient/{patient_id}" if is_fhir_id(patient_id) else None
+        patients = [v for v in usable if v.raw.resource_type == "Patient"
+                    and is_fhir_id(v.data.get("id"))]
+        named = Counter(s for v in usable if (s := subjects[id(v)]) and s != "?")
+        present = {f"Patient/{v.data['id']}" for v in patients}
+        top = max(named.values(), default=0)
+        leaders = [s for s, n in named.items() if n == top]  # ties: a Patient in the input wins
+        chosen = next((s for s in leaders if s in present), leaders[0]) if leaders else (
+            f"Patient/{patients[0].data['id']}" if len(patients) == 1 else None)
+        if len(named) > 1 or (not named and len(patients) > 1):
+            self.issue("error", chosen or "input", "subject",
+                       "the input holds data for more than one patient; only "
+                       f"{chosen or 'resources without a subject'} are used", "used",
+                       "several-patients")
+        for v in patients:
+            if named and f"Patient/{v.data['id']}" not in named:
+                self.issue("warning", v.raw.label, "id",
+                           f"no resource in the input refers to this Patient; the data is "
+                           f"about {chosen}: this Patient is not used", "ignored",
+                           "patient-unreferenced")
+        return chosen
 
-    def _belongs(self, v: Validated) -> bool:
+    def _belongs(self, v: Validated, subject: str | None) -> bool:
         if v.raw.resource_type in ("Patient", "Medication"):
             return True
-        subject = self._subject(v)
+        if subject == "?":
+            self.issue("error", v.raw.label, "subject",
+                       "the subject is not a readable reference: whose data this is cannot "
+                       "be told", "skipped", "value-unreadable")
+            return False
         if subject is None or self.out.patient is None or subject == self.out.patient:
             return True
         self.issue("error", v.raw.label, "subject",
-                   f"belongs to {subject}, not {self.out.patient}", "skipped")
+                   f"belongs to {subject}, not {self.out.patient}", "skipped", "other-patient")
         return False
 
     # -- Observation ---------------------------------------------------------------------
@@ -115,7 +204,8 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
         if status not in trust.usable:
             known = status in trust.not_usable
             self.issue("information" if known else "warning", v.raw.label, "status",
-                       f"status {status!r} is not a usable result", "ignored")
+                       f"status {preview(status)} is not a usable result", "ignored",
+                       "status-unusable")
             return
         when = self._when(v, "effectiveDateTime", "effectiveInstant", "effectivePeriod.end",
                           "effectivePeriod.start", "issued")  # the latest time it was seen
@@ -136,7 +226,11 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
             return
         born = self._when(v, "birthDate")
         age = days_between(born, self.now) / 365.25 if born else None
-        gender = v.data.get("gender") if isinstance(v.data.get("gender"), str) else None
+        gender = v.data.get("gender")
+        if gender is not None and not is_fhir_id(gender):  # a FHIR code is a token
+            self.issue("warning", v.raw.label, "gender", f"{preview(gender)} is not a "
+                       "gender code: not used", "value-not-used", "value-unreadable")
+            gender = None
         fact = PatientFact(id=v.raw.label, age_years=age, sex=gender)
         self.add(fact, Evidence(reference=v.raw.label, match="code",
                                 text=f"{gender or 'sex unknown'}, "

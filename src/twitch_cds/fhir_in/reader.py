@@ -8,6 +8,7 @@ are resources, Bundles or OperationOutcomes.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -16,11 +17,16 @@ from pydantic import ValidationError
 
 from twitch_cds.cds_hooks import CdsHooksRequest
 from twitch_cds.errors import InputError
-from twitch_cds.issues import InputIssue
+from twitch_cds.fhir_in.coding import is_fhir_id
+from twitch_cds.issues import InputIssue, safe_text
 
 FhirVersion = Literal["R4B", "R5"]
 DRAFT_ORDERS = "context.draftOrders"
 """Origin of the orders a clinician is writing (CDS Hooks order-select and order-sign)."""
+MAX_BUNDLE_DEPTH = 8
+"""Bundles inside Bundles deeper than this are not read (a technical bound: a search result
+of a batch response is two levels)."""
+_KEY = re.compile(r"[^A-Za-z0-9_\-.]")
 
 
 @dataclass
@@ -40,10 +46,11 @@ class RawResource:
 
     @property
     def label(self) -> str:
+        """``Type/id``, or ``Type at <origin>`` when the resource has no usable FHIR id: only
+        safe text ever names a resource in facts, issues and cards."""
+        rtype = safe_text(self.resource_type, 64)
         rid = self.data.get("id")
-        return f"{self.resource_type}/{rid}" if isinstance(rid, str) and rid else (
-            f"{self.resource_type} at {self.origin}"
-        )
+        return f"{rtype}/{rid}" if is_fhir_id(rid) else f"{rtype} at {self.origin}"
 
 
 @dataclass
@@ -66,6 +73,10 @@ def _decode(data: str | bytes | bytearray) -> Any:
             f"input is not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}; "
             "pass a FHIR resource, Bundle, list of resources or CDS Hooks request"
         ) from exc
+    except RecursionError as exc:
+        raise InputError("input JSON is nested too deeply to be FHIR") from exc
+    except ValueError as exc:  # e.g. an integer with more digits than Python converts
+        raise InputError(f"input JSON cannot be read: {safe_text(str(exc), 200)}") from exc
 
 
 def _model_version(model: Any) -> FhirVersion:
@@ -99,26 +110,52 @@ def read_input(data: Any) -> ReadInput:
     return result
 
 
-def _read_request(data: dict[str, Any], result: ReadInput) -> None:
+def _request(data: dict[str, Any], result: ReadInput) -> CdsHooksRequest:
+    """The request; an envelope field of the wrong type is reported and left out, so that the
+    prefetch is still read. Raise InputError when no prefetch or draft order can be read."""
     try:
-        request = CdsHooksRequest.model_validate(data)
+        return CdsHooksRequest.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}" for e in exc.errors()
-        )
-        raise InputError(f"not a valid CDS Hooks request: {problems}") from exc
+        errors = exc.errors()
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}" for e in errors)
+    bad = {e["loc"][0] for e in errors if e["loc"]}
+    readable = {k: v for k, v in data.items() if k not in bad}
+    if "hook" in bad:
+        readable["hook"] = "unknown"
+    try:
+        request = CdsHooksRequest.model_validate(readable)
+    except ValidationError:
+        request = None
+    draft = request.context.get("draftOrders") if request else None
+    if request is None or not (request.prefetch or isinstance(draft, dict)):
+        raise InputError(f"not a valid CDS Hooks request: {safe_text(problems, 500)}")
+    for error in errors:
+        where = ".".join(str(p) for p in error["loc"]) or "request"
+        result.issues.append(InputIssue(
+            severity="error", resource="request", path=where, action="ignored",
+            code="request-invalid",
+            problem=f"not a valid CDS Hooks request field: {error['msg']}; the prefetch is "
+                    "still evaluated"))
+    return request
+
+
+def _read_request(data: dict[str, Any], result: ReadInput) -> None:
+    request = _request(data, result)
     result.request = request
     for key, value in (request.prefetch or {}).items():
-        origin = f"prefetch.{key}"
+        origin = f"prefetch.{_KEY.sub('_', key[:64])}"
         if value is None:
             result.issues.append(InputIssue(
                 severity="warning", resource=origin, path="prefetch", action="ignored",
-                problem=f"prefetch key {key!r} is null: the client did not provide it"))
+                code="prefetch-missing",
+                problem="the prefetch key is null: the client did not provide it"))
             continue
         if not isinstance(value, dict) or "resourceType" not in value:
             result.issues.append(InputIssue(
                 severity="error", resource=origin, path="prefetch", action="skipped",
-                problem=f"prefetch key {key!r} is not a FHIR resource or Bundle"))
+                code="not-a-resource",
+                problem="the prefetch value is not a FHIR resource or Bundle"))
             continue
         _collect(value, origin, result)
     draft_orders = request.context.get("draftOrders")
@@ -126,23 +163,33 @@ def _read_request(data: dict[str, Any], result: ReadInput) -> None:
         _collect(draft_orders, DRAFT_ORDERS, result)
 
 
-def _collect(item: Any, origin: str, result: ReadInput, full_url: str | None = None) -> None:
+def _collect(item: Any, origin: str, result: ReadInput, full_url: str | None = None,
+             depth: int = 0) -> None:
     version: FhirVersion | None = None
     if hasattr(item, "model_dump") and hasattr(item, "get_resource_type"):
         version = _model_version(item)
-        item = item.model_dump(mode="json", by_alias=True, exclude_none=True)
+        try:
+            item = item.model_dump(mode="json", by_alias=True, exclude_none=True)
+        except Exception as exc:  # a model instance built without validation
+            result.issues.append(InputIssue(
+                severity="error", resource=origin, path="resourceType", action="skipped",
+                code="unreadable-resource",
+                problem=f"the fhir.resources model cannot be read ({type(exc).__name__})"))
+            return
     if not isinstance(item, dict) or not isinstance(item.get("resourceType"), str):
         result.issues.append(InputIssue(
             severity="error", resource=origin, path="resourceType", action="skipped",
-            problem="not a FHIR resource (no resourceType)"))
+            code="not-a-resource", problem="not a FHIR resource (no resourceType)"))
         return
     rtype = item["resourceType"]
     if rtype == "Bundle":
         entries = item.get("entry", [])
-        if not isinstance(entries, list):
+        if not isinstance(entries, list) or depth >= MAX_BUNDLE_DEPTH:
             result.issues.append(InputIssue(
                 severity="error", resource=_bundle_label(item, origin), path="entry",
-                action="skipped", problem="Bundle.entry is not a list"))
+                action="skipped", code="bundle-invalid",
+                problem="Bundle.entry is not a list" if not isinstance(entries, list) else
+                f"Bundles nested more than {MAX_BUNDLE_DEPTH} deep are not read"))
             return
         for index, entry in enumerate(entries):
             where = f"{origin}.entry[{index}]"
@@ -152,27 +199,38 @@ def _collect(item: Any, origin: str, result: ReadInput, full_url: str | None = N
                     continue  # a delete or read request entry carries no resource
                 result.issues.append(InputIssue(
                     severity="error", resource=_bundle_label(item, origin),
-                    path=f"entry[{index}].resource", action="skipped",
+                    path=f"entry[{index}].resource", action="skipped", code="not-a-resource",
                     problem="Bundle entry has no resource"))
                 continue
             url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
-            _collect(resource, where, result, url)
+            _collect(resource, where, result, url, depth + 1)
         return
     if rtype == "OperationOutcome" and origin.startswith("prefetch."):
         result.issues.append(InputIssue(
             severity="warning", resource=origin, path="prefetch", action="ignored",
+            code="prefetch-failed",
             problem="the client could not prefetch this key: " + _diagnostics(item)))
         return
     result.resources.append(RawResource(item, origin, version, full_url))
 
 
 def _bundle_label(bundle: dict[str, Any], origin: str) -> str:
-    return f"Bundle/{bundle['id']}" if isinstance(bundle.get("id"), str) else f"Bundle at {origin}"
+    return f"Bundle/{bundle['id']}" if is_fhir_id(bundle.get("id")) else f"Bundle at {origin}"
 
 
 def _diagnostics(outcome: dict[str, Any]) -> str:
+    issues = outcome.get("issue")
     texts: Iterable[str] = (
-        str(issue.get("diagnostics") or issue.get("details", {}).get("text") or issue.get("code"))
-        for issue in outcome.get("issue", []) if isinstance(issue, dict)
+        safe_text(_issue_text(issue), 200)
+        for issue in (issues if isinstance(issues, list) else ())[:10] if isinstance(issue, dict)
     )
     return "; ".join(texts) or "no diagnostics given"
+
+
+def _issue_text(issue: dict[str, Any]) -> str:
+    details = issue.get("details")
+    for text in (issue.get("diagnostics"),
+                 details.get("text") if isinstance(details, dict) else None, issue.get("code")):
+        if isinstance(text, str) and text:
+            return text
+    return "no diagnostics given"

@@ -27,8 +27,8 @@ READ_FIELDS: dict[str, frozenset[str]] = {
         "dataAbsentReason", "interpretation", "referenceRange", "component"}),
     "Condition": frozenset({
         "id", "clinicalStatus", "verificationStatus", "code", "subject", "onsetDateTime",
-        "onsetPeriod", "onsetAge", "recordedDate", "abatementDateTime", "abatementPeriod",
-        "severity"}),
+        "onsetPeriod", "onsetAge", "onsetRange", "onsetString", "recordedDate",
+        "abatementDateTime", "abatementPeriod", "severity"}),
     "MedicationStatement": frozenset({
         "id", "status", "medicationCodeableConcept", "medicationReference", "medication",
         "subject", "effectiveDateTime", "effectivePeriod", "dateAsserted", "adherence",
@@ -41,6 +41,9 @@ READ_FIELDS: dict[str, frozenset[str]] = {
     "Medication": frozenset({"id", "code", "ingredient", "form"}),
 }
 """The fields the FHIR reader reads, per resource type; everything else is cosmetic here."""
+MAX_DEPTH = 32
+"""Deeper than any FHIR resource nests (a technical bound): a field nested deeper is removed
+before validation, which would otherwise recurse without bound."""
 
 
 @dataclass
@@ -83,9 +86,55 @@ def _errors(data: dict[str, Any], version: FhirVersion) -> list[dict[str, Any]]:
         model.model_validate(data)
     except ValidationError as exc:
         errors = [{"loc": e["loc"], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+        # fhir.resources itself fails on some shapes (e.g. ``"_status": "null"``)
+        errors = [{"loc": (), "msg": f"fhir.resources cannot validate it ({type(exc).__name__})",
+                   "type": "fhir-resources-failure"}]
     if key is not None:
         VALIDATION_CACHE.put(key, tuple(errors))
     return errors
+
+
+def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether a JSON value nests deeper than ``limit`` (iterative: never recurses)."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values())
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+    return False
+
+
+def _primitive_extensions(data: dict[str, Any]) -> list[str]:
+    """Top-level ``_field`` keys that are not objects (FHIR requires an Element there)."""
+    return [k for k, v in data.items() if k.startswith("_") and not isinstance(v, dict)]
+
+
+def prepare(raw: RawResource) -> tuple[dict[str, Any], list[InputIssue]]:
+    """The resource without fields that would make validation itself fail (too deeply
+    nested, malformed primitive extensions), and an issue for each field taken out."""
+    read = READ_FIELDS.get(raw.resource_type, frozenset())
+    removed = [k for k, v in raw.data.items() if too_deep(v, MAX_DEPTH - 1)]
+    malformed = [k for k in _primitive_extensions(raw.data) if k not in removed]
+    if not removed and not malformed:
+        return raw.data, []
+    issues = []
+    for key in removed + malformed:
+        used = key in read or key.lstrip("_") in read
+        deep = key in removed
+        issues.append(InputIssue(
+            severity="error" if used else "warning", resource=raw.label, path=key,
+            action="value-not-used" if used else "used-leniently",
+            code="nesting-too-deep" if deep else "validation-failed" if used
+            else "validation-lenient",
+            problem=f"nested more than {MAX_DEPTH} levels deep: not read" if deep
+            else "a primitive's extension must be a JSON object: not read"))
+    gone = set(removed + malformed)
+    return {k: v for k, v in raw.data.items() if k not in gone}, issues
 
 
 def _path(loc: tuple[Any, ...]) -> str:
@@ -109,7 +158,7 @@ def _remove(data: dict[str, Any], loc: tuple[Any, ...]) -> None:
 
 
 def validate(raw: RawResource, default: FhirVersion) -> Validated:
-    data = raw.data
+    data, prepared = prepare(raw)
     rtype = raw.resource_type
     version = raw.version or shape_version(data) or default
     errors = [] if raw.version else _errors(data, version)
@@ -119,9 +168,9 @@ def validate(raw: RawResource, default: FhirVersion) -> Validated:
         if not other_errors:
             version, errors = other, []
     if not errors:
-        return Validated(raw, data, version, [], True)
+        return Validated(raw, data, version, prepared, True)
     read = READ_FIELDS[rtype]
-    issues: list[InputIssue] = []
+    issues: list[InputIssue] = list(prepared)
     cleaned = copy.deepcopy(data)
     usable = True
     for error in errors:
@@ -131,12 +180,15 @@ def validate(raw: RawResource, default: FhirVersion) -> Validated:
         if field is None or field in ("resourceType",):
             usable = False
             issues.append(InputIssue(severity="error", resource=raw.label, path=rtype,
-                                     problem=message, action="skipped"))
+                                     problem=message, action="skipped",
+                                     code="validation-failed"))
         elif field in read:
             _remove(cleaned, loc)
             issues.append(InputIssue(severity="error", resource=raw.label, path=_path(loc),
-                                     problem=message, action="value-not-used"))
+                                     problem=message, action="value-not-used",
+                                     code="validation-failed"))
         else:
             issues.append(InputIssue(severity="warning", resource=raw.label, path=_path(loc),
-                                     problem=message, action="used-leniently"))
+                                     problem=message, action="used-leniently",
+                                     code="validation-lenient"))
     return Validated(raw, cleaned if usable else data, version, issues, usable)

@@ -25,6 +25,9 @@ class Measurement(BaseModel):
     """Accepted UCUM unit -> factor to the canonical unit (a number or a parameter)."""
     default_low: str | None = None
     default_high: str | None = None
+    plausible_low: str | None = None
+    """Parameter below which a value (in ``unit``) cannot be real: not used, reported."""
+    plausible_high: str | None = None
 
     def factor(self, unit: str, parameters: dict[str, float]) -> float | None:
         """The factor for ``unit`` (already synonym-mapped), or None when not accepted."""

@@ -26,6 +26,11 @@ MEDICATION_NAME_SYSTEM = "https://twitch-cds.github.io/fhir/CodeSystem/medicatio
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 DRUG_SYSTEMS = frozenset({RXNORM, ATC, MEDICATION_NAME_SYSTEM})
 """Systems whose concept displays are drug names, matched in free text as a last resort."""
+MAX_CODE_LENGTH = 100
+"""Longer than any code of any code system twitch-cds reads (technical bound, not clinical):
+a longer "code" matches nothing, so a giant code costs no more than a short one."""
+MAX_TEXT_LENGTH = 2000
+"""Characters of free text searched for names (a name further in is not looked for)."""
 
 
 def _normalise_code(system: str, code: str) -> str:
@@ -56,19 +61,46 @@ class Terminology:
     _exact: dict[tuple[str, str], list[str]] = field(default_factory=lambda: defaultdict(list))
     _prefix: dict[str, dict[str, list[str]]] = field(default_factory=lambda: defaultdict(dict))
     _names: dict[str, re.Pattern[str]] = field(default_factory=dict)
+    _words: dict[str, re.Pattern[str]] = field(default_factory=dict)
+    _systems_by_code: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
 
     def lookup(self, system: str | None, code: str | None) -> list[Match]:
         """Value sets holding this coding, by exact code or by class prefix."""
-        if not system or not code:
+        if not system or not code or len(code) > MAX_CODE_LENGTH:
             return []
         code = _normalise_code(system, code)
         hits = [Match(vs, "code", f"{system}|{code}") for vs in self._exact.get((system, code), ())]
         prefixes = self._prefix.get(system)
         if prefixes:
-            for end in range(len(code), 0, -1):
+            for end in self._prefix_lengths(system, len(code)):
                 for vs in prefixes.get(code[:end], ()):
                     if all(h.valueset != vs for h in hits):
                         hits.append(Match(vs, "class", f"{system}|{code} is-a {code[:end]}"))
+        return hits
+
+    def _prefix_lengths(self, system: str, longest: int) -> list[int]:
+        """The lengths of this system's is-a prefixes, longest first, up to ``longest``."""
+        lengths = sorted({len(p) for p in self._prefix.get(system, ())}, reverse=True)
+        return [n for n in lengths if n <= longest]
+
+    def systems_for_code(self, code: str | None) -> set[str]:
+        """The systems in whose value sets this code appears (for a coding with no system)."""
+        if not code or len(code) > MAX_CODE_LENGTH:
+            return set()
+        return set(self._systems_by_code.get(code.strip(), ()))
+
+    def lookup_words(self, text: str | None, valuesets: Iterable[str]) -> list[Match]:
+        """Value sets whose concept displays occur, as whole words, in free text (to report
+        a finding given only as text; never used as a finding)."""
+        if not text:
+            return []
+        text = text[:MAX_TEXT_LENGTH]
+        hits = []
+        for vs in valuesets:
+            pattern = self._words.get(vs)
+            found = pattern.search(text) if pattern else None
+            if found:
+                hits.append(Match(vs, "text", found.group(0)))
         return hits
 
     def codes(self, valuesets: Iterable[str]) -> list[tuple[str, str]]:
@@ -80,6 +112,7 @@ class Terminology:
         """Value sets whose medication names occur, as whole words, in free text."""
         if not text:
             return []
+        text = text[:MAX_TEXT_LENGTH]
         hits = []
         for vs, pattern in self._names.items():
             if valuesets is not None and vs not in valuesets:
@@ -97,6 +130,7 @@ class Terminology:
             raise RulesetError(f"{origin}: duplicate value set id {key!r}")
         self.titles[key] = resource.get("title") or key
         names: list[str] = []
+        words: list[str] = []
         for include in resource.get("compose", {}).get("include", []):
             system = include.get("system")
             if not system:
@@ -105,6 +139,8 @@ class Terminology:
                 synonyms = [d["value"] for d in concept.get("designation", []) if d.get("value")]
                 if system != MEDICATION_NAME_SYSTEM:
                     self._exact[(system, _normalise_code(system, concept["code"]))].append(key)
+                    self._systems_by_code[concept["code"].strip()].add(system)
+                    words.extend([concept.get("display") or "", *synonyms])
                 if system in DRUG_SYSTEMS or synonyms:
                     names.extend([concept.get("display") or concept["code"], *synonyms])
             for flt in include.get("filter", []):
@@ -119,10 +155,17 @@ class Terminology:
             pair = (entry["system"], _normalise_code(entry["system"], entry["code"]))
             if entry["system"] != MEDICATION_NAME_SYSTEM and key not in self._exact.get(pair, ()):
                 self._exact[pair].append(key)
+                self._systems_by_code[entry["code"].strip()].add(entry["system"])
+        if words:
+            self._words[key] = _whole_words(words)
         if names:
-            alternatives = sorted({n.strip().lower() for n in names if n.strip()}, key=len)
-            body = "|".join(re.escape(n).replace(r"\ ", r"[\s-]+") for n in reversed(alternatives))
-            self._names[key] = re.compile(rf"(?<![A-Za-z])(?:{body})(?![A-Za-z])", re.IGNORECASE)
+            self._names[key] = _whole_words(names)
+
+
+def _whole_words(phrases: Iterable[str]) -> re.Pattern[str]:
+    alternatives = sorted({p.strip().lower() for p in phrases if p.strip()}, key=len)
+    body = "|".join(re.escape(p).replace(r"\ ", r"[\s-]+") for p in reversed(alternatives))
+    return re.compile(rf"(?<![A-Za-z])(?:{body})(?![A-Za-z])", re.IGNORECASE)
 
 
 def load_terminology(directory: Path) -> Terminology:

@@ -36,6 +36,13 @@ class InterpretationTrust(_Frozen):
     normal: frozenset[str]
 
 
+class ReferenceRangeTrust(_Frozen):
+    normal: frozenset[str] = frozenset({"normal"})
+    """``referenceRange.type`` codes of the normal range (no type also means normal)."""
+    genders: frozenset[str] = frozenset({"male", "female"})
+    """``referenceRange.appliesTo`` codes compared with ``Patient.gender``."""
+
+
 class NonSystemic(_Frozen):
     words: tuple[str, ...]
 
@@ -46,4 +53,5 @@ class Trust(_Frozen):
     medication_statement: MedicationTrust
     medication_request: MedicationTrust
     interpretation: InterpretationTrust
+    reference_range: ReferenceRangeTrust = ReferenceRangeTrust()
     non_systemic: dict[str, NonSystemic]

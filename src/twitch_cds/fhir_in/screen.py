@@ -1,0 +1,111 @@
+"""Which resources are read at all: each one checked, chosen and validated on its own, so a
+resource that cannot be read costs only itself (it is reported, and the rest evaluated).
+
+Unknown resource types, unusable ids, codes without a system and findings given only as text
+are reported here rather than silently passed over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Protocol
+
+import fhir.resources as fhir_r5
+import fhir.resources.R4B as fhir_r4b
+from fhir.resources.R4B.resource import Resource as ResourceR4B
+from fhir.resources.resource import Resource as ResourceR5
+
+from twitch_cds.fhir_in.coding import is_fhir_id, is_resource_type_name
+from twitch_cds.fhir_in.reader import FhirVersion, RawResource
+from twitch_cds.fhir_in.validate import Validated, preferred_version, validate
+from twitch_cds.issues import InputIssue
+
+
+class Chooser(Protocol):
+    """What the normaliser tells the screen: which resources matter, and why others might."""
+
+    def relevant(self, data: dict[str, Any]) -> bool: ...
+
+    def unrecognised(self, raw: RawResource) -> list[InputIssue]: ...
+
+
+@dataclass
+class Screened:
+    validated: list[Validated] = field(default_factory=list)
+    issues: list[InputIssue] = field(default_factory=list)
+
+
+@lru_cache(maxsize=512)
+def is_resource_type(name: str) -> bool:
+    """Whether FHIR R4B or R5 has a resource of this name (``Observaton`` has not)."""
+    if not is_resource_type_name(name):
+        return False
+    for module, base in ((fhir_r4b, ResourceR4B), (fhir_r5, ResourceR5)):
+        try:
+            if issubclass(module.get_fhir_model_class(name), base):
+                return True
+        except (ValueError, TypeError, ImportError):
+            continue
+    return False
+
+
+def unreadable(raw: RawResource, exc: BaseException, stage: str) -> InputIssue:
+    """The issue for a resource whose reading failed: the exception's type, never its text
+    (which may quote the resource's content)."""
+    return InputIssue(severity="error", resource=raw.label, path=raw.resource_type,
+                      action="skipped", code="unreadable-resource",
+                      problem=f"{stage} failed ({type(exc).__name__}): the resource is not "
+                              "used; the rest of the input is evaluated")
+
+
+def _checked(raw: RawResource, chooser: Chooser, issues: list[InputIssue]) -> bool:
+    """Whether the resource goes on to validation; anything passed over for a reason other
+    than irrelevance is reported."""
+    rtype = raw.data.get("resourceType")
+    if not isinstance(rtype, str) or not is_resource_type(rtype):
+        for as_type in ("Observation", "Condition", "MedicationStatement"):
+            if chooser.relevant({**raw.data, "resourceType": as_type}):
+                severity, words = "error", f" (it carries codes the rules read, as {as_type})"
+                break
+        else:
+            severity, words = "warning", ""
+        issues.append(InputIssue(
+            severity=severity, resource=raw.label, path="resourceType", action="skipped",  # type: ignore[arg-type]
+            code="unknown-resource-type",
+            problem=f"not a FHIR resource type{words}: the resource is not read"))
+        return False
+    if not chooser.relevant(raw.data):
+        issues.extend(chooser.unrecognised(raw))
+        return False
+    rid = raw.data.get("id")
+    if rid is not None and not is_fhir_id(rid):
+        issues.append(InputIssue(
+            severity="warning", resource=raw.label, path="id", action="used",
+            code="id-unusable",
+            problem="not a FHIR id (1-64 letters, digits, '-' or '.'): the resource is named "
+                    "by where it sits in the input, and references to it cannot be resolved"))
+    return True
+
+
+def _each(items: Iterable[RawResource], stage: str, issues: list[InputIssue],
+          work: Callable[[RawResource], None]) -> None:
+    for raw in items:
+        try:
+            work(raw)
+        except Exception as exc:  # one resource's failure costs only that resource
+            issues.append(unreadable(raw, exc, stage))
+
+
+def screen(resources: list[RawResource], chooser: Chooser,
+           fhir_version: FhirVersion | None) -> Screened:
+    """The resources that can matter to the rules, validated; every other outcome reported."""
+    out = Screened()
+    chosen: list[RawResource] = []
+    _each(resources, "reading", out.issues,
+          lambda raw: chosen.append(raw) if _checked(raw, chooser, out.issues) else None)
+    default = fhir_version or preferred_version(chosen)
+    _each(chosen, "validation", out.issues,
+          lambda raw: out.validated.append(validate(raw, default)))
+    return out

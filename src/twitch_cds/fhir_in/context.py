@@ -50,6 +50,7 @@ class ReaderContext:
         self.out = Normalised()
         self._by_ref: dict[str, dict[str, Any]] = {}
         self._first_seen: dict[str, tuple[dt.datetime, str]] = {}
+        self._patient_sex_and_age: tuple[Any, float | None] | None = None
         measurements = knowledge.measurements
         self._analytes = {m.valueset: (name, m) for name, m in measurements.analytes.items()}
         self._intakes = {m.valueset: (name, m) for name, m in measurements.intakes.items()}
@@ -69,8 +70,9 @@ class ReaderContext:
             return  # the same resource arrived twice (e.g. in two prefetch keys)
         self.out.facts.append(fact)
         # the record's own words reach cards: one safe line, of a readable length
-        self.out.evidence[fact.id] = evidence.replace(
-            text=safe_text(evidence.text, EVIDENCE_TEXT_LIMIT))
+        text = safe_text(evidence.text, EVIDENCE_TEXT_LIMIT)
+        self.out.evidence[fact.id] = evidence if text == evidence.text else evidence.replace(
+            text=text)
 
     # -- shared pieces -------------------------------------------------------------------
     def _classify(self, concept: Any) -> dict[str, Match]:

@@ -7,6 +7,7 @@ are resources, Bundles or OperationOutcomes.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable
@@ -40,11 +41,11 @@ class RawResource:
     """Set when the input says (a fhir.resources model instance of a known version)."""
     full_url: str | None = None
 
-    @property
+    @functools.cached_property
     def resource_type(self) -> str:
         return str(self.data.get("resourceType"))
 
-    @property
+    @functools.cached_property
     def label(self) -> str:
         """``Type/id``, or ``Type at <origin>`` when the resource has no usable FHIR id: only
         safe text ever names a resource in facts, issues and cards."""

@@ -158,7 +158,25 @@ def _remove(data: dict[str, Any], loc: tuple[Any, ...]) -> None:
 
 
 def validate(raw: RawResource, default: FhirVersion) -> Validated:
-    data, prepared = prepare(raw)
+    """The resource validated, every failure reported. Resources nested too deeply or with
+    malformed primitive extensions make fhir.resources itself fail: those fields are taken
+    out first. Looking for them costs a walk of the whole resource, so it is done only for a
+    resource that failed (the common, well-formed resource pays nothing)."""
+    if _primitive_extensions(raw.data):
+        return _validate(raw, *prepare(raw), default)
+    try:
+        validated = _validate(raw, raw.data, [], default)
+    except RecursionError:
+        return _validate(raw, *prepare(raw), default)
+    if validated.issues and any(i.path == raw.resource_type for i in validated.issues):
+        data, prepared = prepare(raw)
+        if prepared:  # a field made validation itself fail: validate without it
+            return _validate(raw, data, prepared, default)
+    return validated
+
+
+def _validate(raw: RawResource, data: dict[str, Any], prepared: list[InputIssue],
+              default: FhirVersion) -> Validated:
     rtype = raw.resource_type
     version = raw.version or shape_version(data) or default
     errors = [] if raw.version else _errors(data, version)

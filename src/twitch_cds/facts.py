@@ -1,11 +1,12 @@
 """Normalised facts: what the rules reason over, one step removed from FHIR.
 
-Each fact is a small frozen, slotted dataclass: a chart of hundreds of records makes
-hundreds of them per call, and a validating model per record measured as much as the
-rules themselves. They are internal; the public result (cards, issues, trace) is pydantic.
-``to_engine()`` gives the flat JSON the engine matches (real floats, so the engine never
-compares numbers as strings; no ``None``; no nested objects). Evidence (which resource, which
-value, which date) stays on the Python side, keyed by fact id, so it never slows matching.
+Each fact is a small slotted dataclass, treated as immutable (``replace`` makes changed
+copies): a chart of hundreds of records makes hundreds of them per call, and a validating
+(or frozen) model per record measured as much as the rules themselves. They are internal;
+the public result (cards, issues, trace) is pydantic. ``to_engine()`` gives the flat JSON the
+engine matches (real floats, so the engine never compares numbers as strings; no ``None``;
+no nested objects). Evidence (which resource, which value, which date) stays on the Python
+side, keyed by fact id, so it never slows matching.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import typing
 from typing import Any, ClassVar, Literal
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class Evidence:
     """What a clinician needs to check a fact: the resource and the value that matched."""
 
@@ -33,7 +34,7 @@ class Evidence:
         return copy
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class Fact:
     """Base of every fact the engine sees."""
 
@@ -60,9 +61,11 @@ _LAYOUTS: dict[type, tuple[tuple[str, ...], frozenset[str]]] = {}
 
 def _replace(item: Any, changes: dict[str, Any]) -> Any:
     """``dataclasses.replace`` without its generic checks (a chart replaces hundreds)."""
-    names = _layout(type(item))[0]
-    return type(item)(**{name: changes[name] if name in changes else getattr(item, name)
-                         for name in names})
+    cls = type(item)
+    copy = object.__new__(cls)
+    for name in _layout(cls)[0]:
+        setattr(copy, name, changes[name] if name in changes else getattr(item, name))
+    return copy
 
 
 def _layout(cls: type) -> tuple[tuple[str, ...], frozenset[str]]:
@@ -76,7 +79,7 @@ def _layout(cls: type) -> tuple[tuple[str, ...], frozenset[str]]:
     return found
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class Finding(Fact):
     """A current, present clinical finding or condition (twitching, weakness, ALS, ...)."""
 
@@ -91,7 +94,7 @@ class Finding(Fact):
     """Days since this record was made (effective or recorded date), when dated."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class Lab(Fact):
     """A current electrolyte result in the analyte's canonical unit."""
 
@@ -109,7 +112,7 @@ class Lab(Fact):
     age_days: float
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class Medication(Fact):
     """A current exposure to a drug class (MedicationStatement or MedicationRequest)."""
 
@@ -122,7 +125,7 @@ class Medication(Fact):
     """A draft order being written now (CDS Hooks order hooks), not yet an exposure."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class Intake(Fact):
     """A recorded daily intake of a substance (caffeine), in mg per day."""
 
@@ -131,7 +134,7 @@ class Intake(Fact):
     mg_per_day: float
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+@dataclasses.dataclass(slots=True, kw_only=True)
 class PatientFact(Fact):
     fact_type = "patient"
     age_years: float | None = None

@@ -4,6 +4,7 @@ clock, the facts and issues so far, and the small helpers they all use."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +32,17 @@ EVIDENCE_TEXT_LIMIT = 500
 
 
 def date_text(when: dt.datetime | None) -> str | None:
-    return when.date().isoformat() if when else None
+    return _day(when) if when else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _day(when: dt.datetime) -> str:
+    return when.date().isoformat()
+
+
+@functools.cache
+def _steps(path: str) -> tuple[str, ...]:
+    return tuple(path.split("."))
 
 
 def fmt(value: float) -> str:
@@ -51,6 +62,7 @@ class ReaderContext:
         self._by_ref: dict[str, dict[str, Any]] = {}
         self._first_seen: dict[str, tuple[dt.datetime, str]] = {}
         self._patient_sex_and_age: tuple[Any, float | None] | None = None
+        self._classified: dict[int, tuple[Any, dict[str, Match]]] = {}
         measurements = knowledge.measurements
         self._analytes = {m.valueset: (name, m) for name, m in measurements.analytes.items()}
         self._intakes = {m.valueset: (name, m) for name, m in measurements.intakes.items()}
@@ -76,17 +88,24 @@ class ReaderContext:
 
     # -- shared pieces -------------------------------------------------------------------
     def _classify(self, concept: Any) -> dict[str, Match]:
+        """The value sets a CodeableConcept's codings fall in. Remembered for this call by the
+        concept's identity: screening, reading and presence checks ask about the same one."""
+        key = id(concept)
+        found = self._classified.get(key)
+        if found is not None and found[0] is concept:
+            return dict(found[1])
         hits: dict[str, Match] = {}
         for system, code, _ in codings(concept):
             for match in self.k.terminology.lookup(system, code):
                 hits.setdefault(match.valueset, match)
-        return hits
+        self._classified[key] = (concept, hits)
+        return dict(hits)
 
     def _when(self, v: Validated, *paths: str) -> dt.datetime | None:
         """The first readable date among the paths (``effectivePeriod.start`` style)."""
         for path in paths:
             node: Any = v.data
-            for part in path.split("."):
+            for part in _steps(path):
                 node = node.get(part) if isinstance(node, dict) else None
             if node is None:
                 continue

@@ -58,20 +58,52 @@ class _Group:
     kind: str
     texts: CardKind
     conclusions: list[Conclusion] = field(default_factory=list)
+    _subjects: list[str] | None = field(default=None, init=False, repr=False)
 
     def subjects(self) -> list[str]:
-        """Subjects in the order cards.yaml lists them, unknown ones last."""
-        order = {s: i for i, s in enumerate(self.texts.subjects)}
-        unique = dict.fromkeys(c.subject for c in self.conclusions)
-        return sorted(unique, key=lambda s: (order.get(s, len(order)), s))
+        """Subjects in the order cards.yaml lists them, unknown ones last (all conclusions
+        are in by the time this is asked)."""
+        if self._subjects is None:
+            order = {s: i for i, s in enumerate(self.texts.subjects)}
+            unique = dict.fromkeys(c.subject for c in self.conclusions)
+            self._subjects = sorted(unique, key=lambda s: (order.get(s, len(order)), s))
+        return self._subjects
+
+
+@dataclass(frozen=True)
+class _Fixed:
+    """What every card of one ruleset and language shares, worked out once per process."""
+
+    knowledge: Knowledge
+    kind_order: dict[str, int]
+    rule_order: dict[str, int]
+    override_reasons: list[Coding]
+
+
+_FIXED: dict[tuple[int, str], _Fixed] = {}
+
+
+def _fixed(knowledge: Knowledge, lang: Lang) -> _Fixed:
+    found = _FIXED.get((id(knowledge), lang))
+    if found is None or found.knowledge is not knowledge:
+        system = knowledge.cards.source.topic_system
+        found = _FIXED[(id(knowledge), lang)] = _Fixed(
+            knowledge,
+            {kind: i for i, kind in enumerate(knowledge.cards.kinds)},
+            {c.rule.id: i for i, c in enumerate(knowledge.rules)},
+            [Coding(system=system, code=r.code, display=r.display(lang))
+             for r in knowledge.cards.override_reasons])
+    return found
 
 
 class CardBuilder:
     def __init__(self, knowledge: Knowledge, lang: Lang):
         self.k = knowledge
         self.lang: Lang = lang
-        self._kind_order = {kind: i for i, kind in enumerate(knowledge.cards.kinds)}
-        self._rule_order = {c.rule.id: i for i, c in enumerate(knowledge.rules)}
+        fixed = _fixed(knowledge, lang)
+        self._kind_order = fixed.kind_order
+        self._rule_order = fixed.rule_order
+        self._override_reasons = fixed.override_reasons
         labels = knowledge.cards.labels
         self._evidence_label = labels["evidence"](lang)
         self._by_name = f" ({labels['matched_by_name'](lang)})"
@@ -141,7 +173,8 @@ class CardBuilder:
             rule = self.k.rules_by_id[conclusion.rule_id].rule
             message = getattr(rule.knowledge.message, self.lang)
             subject = self._subject_label(group.texts, conclusion.subject)
-            text = _FORMATTER.format(message, **conclusion.facts, subject={"": subject})
+            text = _FORMATTER.format(message, **conclusion.facts, subject={"": subject}) \
+                if "{" in message else message
             by_message.setdefault(text, {}).update(dict.fromkeys(
                 provenance.inputs(str(f["id"]) for f in conclusion.facts.values())))
             citation = rule.library.citation
@@ -181,10 +214,7 @@ class CardBuilder:
             ),
             suggestions=suggestions or None,
             selectionBehavior="any" if suggestions else None,
-            overrideReasons=[
-                Coding(system=source.topic_system, code=r.code, display=r.display(self.lang))
-                for r in self.k.cards.override_reasons
-            ] or None,
+            overrideReasons=list(self._override_reasons) or None,
         ))
 
     def _suggestions(self, group: _Group, patient: str | None,
@@ -194,16 +224,16 @@ class CardBuilder:
         wanted = dict.fromkeys([*group.texts.suggestions,
                                 *(c.suggest for c in group.conclusions if c.suggest)])
         out = []
+        reasons = [{"reference": r} for r in references
+                   if " " not in r and not r.startswith("Patient/")]
         for key in wanted:
             texts = self.k.cards.suggestions[key]
             actions = []
             for template in texts.resources:
                 resource = dict(template)
                 resource["subject"] = {"reference": patient}
-                reasons = [{"reference": r} for r in references
-                           if " " not in r and not r.startswith("Patient/")]
                 if reasons:
-                    resource["reasonReference"] = reasons
+                    resource["reasonReference"] = list(reasons)
                 what = (resource.get("code") or {}).get("text") or next(
                     (c.get("display") for c in (resource.get("code") or {}).get("coding", [])
                      if c.get("display")), texts.label(self.lang))

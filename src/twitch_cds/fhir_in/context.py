@@ -63,13 +63,15 @@ class ReaderContext:
         self._first_seen: dict[str, tuple[dt.datetime, str]] = {}
         self._patient_sex_and_age: tuple[Any, float | None] | None = None
         self._classified: dict[int, tuple[Any, dict[str, Match]]] = {}
+        self._title_texts: dict[tuple[str, ...], str] = {}
         measurements = knowledge.measurements
         self._analytes = {m.valueset: (name, m) for name, m in measurements.analytes.items()}
         self._intakes = {m.valueset: (name, m) for name, m in measurements.intakes.items()}
 
     def word(self, key: str, **values: str) -> str:
         """An evidence word from cards.yaml, in the caller's language."""
-        return self.k.cards.evidence_words[key](self.lang).format(**values)
+        text = self.k.cards.evidence_words[key](self.lang)
+        return text.format(**values) if values else text
 
     # -- reporting -----------------------------------------------------------------------
     def issue(self, severity: Severity, resource: str, path: str, problem: str,
@@ -127,4 +129,8 @@ class ReaderContext:
 
     def _titles(self, valuesets: dict[str, Match]) -> str:
         """What a coded-only record is, when it carries no display or text."""
-        return ", ".join(self.k.terminology.titles[vs] for vs in valuesets)
+        key = tuple(valuesets)
+        text = self._title_texts.get(key)
+        if text is None:
+            text = self._title_texts[key] = ", ".join(self.k.terminology.titles[vs] for vs in key)
+        return text

@@ -223,7 +223,9 @@ class CardBuilder:
             return []  # a ServiceRequest needs a subject
         wanted = dict.fromkeys([*group.texts.suggestions,
                                 *(c.suggest for c in group.conclusions if c.suggest)])
-        out = []
+        out: list[Suggestion] = []
+        if not wanted:
+            return out
         reasons = [{"reference": r} for r in references
                    if " " not in r and not r.startswith("Patient/")]
         for key in wanted:

@@ -5,15 +5,22 @@
 
 Starts ``twitch-cds serve`` (JWT on: ES384 or RS384 tokens, a fresh jti each request) and a stand-in
 FHIR server in their own processes, then sends patient-view requests at a fixed rate
-(open loop) from concurrent clients: with full prefetch, and with prefetch left out so the
-service fetches from the FHIR server. Prints throughput and p50/p99 latency, and the same
-request evaluated in this process (the service's overhead as a ratio).
+(open loop) from concurrent clients: a light chart with full prefetch, a heavy chart with
+full prefetch (200 resources the rules read: twitching records over weeks, weakness
+Observations and Conditions, low and normal potassium, a diuretic and a corticosteroid;
+plus 300 vitals), and prefetch left out so the service fetches from the FHIR server. Prints
+throughput and p50/p99 latency, and the same request evaluated in this process (the
+service's overhead as a ratio). Every heavy-chart answer must carry the red-flag card: one
+without it (the check-incomplete card past the time budget, say) counts as an error.
+
+    python benchmarks/service_load.py --heavy-rate 50 --seconds 20   # the heavy target
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import socket
@@ -37,9 +44,105 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 import twitch_cds
 
 ROOT = Path(__file__).resolve().parents[1]
+SCT, LOINC, ICD = "http://snomed.info/sct", "http://loinc.org", "http://hl7.org/fhir/sid/icd-10-cm"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+UCUM = "http://unitsofmeasure.org"
+CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+RED_FLAG = b'"code":"red-flag"'
 ISSUER = "https://ehr.example.org"
 FHIR_TOKEN = "bench-token"
 ALG = ["ES384"]
+
+
+def _day(days_ago: int) -> str:
+    moment = time.gmtime(time.time() - days_ago * 86400)
+    return time.strftime("%Y-%m-%dT08:30:00Z", moment)
+
+
+def _observation(i: int, system: str, code: str, display: str, category: str,
+                 days_ago: int, **value: Any) -> dict[str, Any]:
+    return {"resourceType": "Observation", "id": f"obs-{i}", "status": "final",
+            "category": [{"coding": [{"system": CATEGORY, "code": category}]}],
+            "code": {"coding": [{"system": system, "code": code, "display": display}],
+                     "text": display},
+            "subject": {"reference": "Patient/heavy"}, "effectiveDateTime": _day(days_ago),
+            **value}
+
+
+def _potassium(i: int, value: float, days_ago: int) -> dict[str, Any]:
+    q = {"unit": "mmol/L", "system": UCUM, "code": "mmol/L"}
+    return _observation(i, LOINC, "2823-3", "Potassium [Moles/volume] in Serum or Plasma",
+                        "laboratory", days_ago, valueQuantity={"value": value, **q},
+                        referenceRange=[{"low": {"value": 3.5, **q},
+                                         "high": {"value": 5.1, **q}}])
+
+
+def _weakness_condition(i: int) -> dict[str, Any]:
+    return {"resourceType": "Condition", "id": f"cond-{i}",
+            "clinicalStatus": {"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                "code": "active"}]},
+            "verificationStatus": {"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/condition-ver-status",
+                "code": "confirmed"}]},
+            "code": {"coding": [{"system": ICD, "code": "M62.81",
+                                 "display": "Muscle weakness (generalized)"}]},
+            "subject": {"reference": "Patient/heavy"}, "onsetDateTime": _day(40 + i % 30)[:10],
+            "recordedDate": _day(40 + i % 30)[:10]}
+
+
+def _statement(i: int, code: str, display: str) -> dict[str, Any]:
+    return {"resourceType": "MedicationStatement", "id": f"med-{i}", "status": "active",
+            "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": code,
+                                                      "display": display}], "text": display},
+            "subject": {"reference": "Patient/heavy"},
+            "effectivePeriod": {"start": _day(90)[:10]}, "dateAsserted": _day(3)[:10]}
+
+
+def heavy_request() -> dict[str, Any]:
+    """A patient-view request with full prefetch: 200 resources the rules read and 300
+    vitals (heart rate, temperature), dated over the last weeks."""
+    observations: list[dict[str, Any]] = []
+    i = 0
+    for n in range(80):  # twitching recorded at visits over eight weeks
+        i += 1
+        observations.append(_observation(i, SCT, "82470000", "Muscle fasciculation", "exam",
+                                         n % 56, valueBoolean=True))
+    for n in range(30):
+        i += 1
+        observations.append(_observation(i, SCT, "26544005", "Muscle weakness", "exam",
+                                         n % 40, valueBoolean=True))
+    for n in range(60):  # low and normal potassium
+        i += 1
+        observations.append(_potassium(i, [3.1, 3.3, 3.9, 4.4][n % 4], n % 30))
+    conditions = [_weakness_condition(n) for n in range(20)]
+    statements = [_statement(n, *[("4603", "furosemide"), ("8640", "prednisone")][n % 2])
+                  for n in range(10)]
+    for n in range(300):
+        i += 1
+        if n % 2:
+            observations.append(_observation(i, LOINC, "8867-4", "Heart rate", "vital-signs",
+                                             n % 60, valueQuantity={
+                                                 "value": 60 + n % 30, "unit": "/min",
+                                                 "system": UCUM, "code": "/min"}))
+        else:
+            observations.append(_observation(i, LOINC, "8310-5", "Body temperature",
+                                             "vital-signs", n % 60, valueQuantity={
+                                                 "value": 36.5 + (n % 8) / 10, "unit": "Cel",
+                                                 "system": UCUM, "code": "Cel"}))
+    assert len(observations) + len(conditions) + len(statements) == 500
+
+    def bundle(resources: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"resourceType": "Bundle", "type": "searchset", "total": len(resources),
+                "entry": [{"resource": r} for r in resources]}
+
+    return {"hook": "patient-view",
+            "context": {"userId": "Practitioner/1", "patientId": "heavy"},
+            "prefetch": {
+                "patient": {"resourceType": "Patient", "id": "heavy", "gender": "male",
+                            "birthDate": "1961-08-12"},
+                "observations": bundle(observations), "conditions": bundle(conditions),
+                "medicationRequests": bundle([]), "medicationStatements": bundle(statements)}}
 
 
 def free_port() -> int:
@@ -87,12 +190,20 @@ class Connection:
     """A keep-alive HTTP/1.1 connection that sends prepared requests: a client this thin
     (no httpx per request) keeps the load generator's own cost out of the figures."""
 
+    IDLE_S = 4.0
+    """Reconnect after this long idle: the server closes idle connections after 5 s."""
+
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.used = 0.0
 
     async def post(self, raw: bytes) -> tuple[int, bytes]:
+        if self.writer is not None and time.monotonic() - self.used > self.IDLE_S:
+            self.writer.close()
+            self.writer = None
+        self.used = time.monotonic()
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
@@ -103,7 +214,9 @@ class Connection:
         for line in head.split(b"\r\n"):
             if line.lower().startswith(b"content-length:"):
                 length = int(line.split(b":", 1)[1])
-        return status, await self.reader.readexactly(length)
+        content = await self.reader.readexactly(length)
+        self.used = time.monotonic()
+        return status, content
 
 
 def prepared(url: str, path: str, token: str, body: bytes) -> bytes:
@@ -114,9 +227,12 @@ def prepared(url: str, path: str, token: str, body: bytes) -> bytes:
 
 
 async def load(url: str, key: Any, kid: str, body: dict[str, Any], rate: float,
-               seconds: float, concurrency: int = 0) -> tuple[list[float], int, int, float]:
+               seconds: float, concurrency: int = 0,
+               expect: bytes = b'"cards":[{'
+               ) -> tuple[list[float], collections.Counter[str], int, float]:
     """Open loop (request i starts at i / rate, on a free connection) or, with
-    ``concurrency``, closed loop. Latencies in ms, errors, requests, wall seconds."""
+    ``concurrency``, closed loop. Latencies in ms, errors (not 200, or ``expect`` not in the
+    answer), requests, wall seconds."""
     total = max(1, int(rate * seconds))
     now = int(time.time())
     path = "/" + url.split("//", 1)[1].split("/", 1)[1]
@@ -128,20 +244,23 @@ async def load(url: str, key: Any, kid: str, body: dict[str, Any], rate: float,
         for _ in range(total)]  # prepared ahead: the client should cost little CPU
     idle: list[Connection] = []
     latencies: list[float] = []
-    errors = 0
+    errors: collections.Counter[str] = collections.Counter()
 
     async def one(raw: bytes) -> None:
-        nonlocal errors
         connection = idle.pop() if idle else Connection(host, int(port))
         started = time.perf_counter()
         try:
             status, content = await connection.post(raw)
-            ok = status == 200 and b'"cards":[{' in content
+            if status != 200:
+                errors[f"HTTP {status}"] += 1
+            elif b'"code":"check-incomplete"' in content:
+                errors["check-incomplete"] += 1
+            elif expect not in content:
+                errors["unexpected cards"] += 1
             idle.append(connection)
-        except (OSError, asyncio.IncompleteReadError, ValueError):
-            ok = False
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            errors[type(exc).__name__] += 1
         latencies.append((time.perf_counter() - started) * 1000)
-        errors += not ok
 
     start = time.perf_counter()
     if concurrency:
@@ -174,6 +293,8 @@ def main() -> None:
     parser.add_argument("--fallback-rate", type=float, default=50.0,
                         help="requests per second that make the service fetch (each one is "
                              "four searches on the stand-in FHIR server, on the same cores)")
+    parser.add_argument("--heavy-rate", type=float, default=50.0,
+                        help="requests per second with the heavy chart (500 resources)")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--workers", type=int, default=2, help="service worker processes")
     parser.add_argument("--alg", choices=("ES384", "RS384"), default="ES384",
@@ -185,6 +306,7 @@ def main() -> None:
         return
 
     folder = Path(tempfile.mkdtemp(prefix="twitch-cds-bench-"))
+    service_port, fhir_port = free_port(), free_port()
     ALG[0] = args.alg
     key: Any
     if args.alg == "ES384":
@@ -198,8 +320,8 @@ def main() -> None:
     (folder / "service.json").write_text(json.dumps({
         "clients": [{"issuer": ISSUER, "jwks_file": str(folder / "jwks.json")}],
         "database_url": f"sqlite:///{folder / 'service.db'}", "time_budget_ms": 450,
-        "fetch_timeout_ms": 400}))
-    service_port, fhir_port = free_port(), free_port()
+        "fetch_timeout_ms": 400, "public_base_url": f"http://127.0.0.1:{service_port}",
+        "allow_insecure_fhir_server": True}))  # the stand-in FHIR server is plain http
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     processes = [
         subprocess.Popen([sys.executable, __file__, "--fhir-stand-in", str(fhir_port)],
@@ -225,30 +347,39 @@ def main() -> None:
         asyncio.run(load(url, key, "bench", full, 50, 2))  # warm up every worker
         print(f"service: {args.workers} worker(s); open-loop load for {args.seconds:.0f} s per "
               f"scenario, an {args.alg} JWT per request")
+        heavy = heavy_request()
         baselines = {}
-        for label, data in (("full prefetch", full), ("fetch fallback", margaret)):
+        for label, data, runs in (("full prefetch", full, 1000),
+                                  ("heavy chart", heavy, 20),
+                                  ("fetch fallback", margaret, 1000)):
             samples = []
-            for _ in range(1000):
+            for _ in range(runs):
                 started = time.perf_counter()
                 twitch_cds.evaluate(data)  # the same patient, in this process
                 samples.append((time.perf_counter() - started) * 1000)
             baselines[label] = samples
             print(f"in-process evaluate(), {label:15} p50 {statistics.median(samples):6.2f} ms"
                   f"  p99 {percentile(samples, 0.99):6.2f} ms")
+        red = twitch_cds.evaluate(heavy).cards
+        assert red and red[0].kind == "red-flag", "the heavy chart must carry a red flag"
         print(f"{'service':30} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
               f"{'x in-process p50':>17}")
-        for name, body, rate, concurrency in (
-                ("full prefetch, one at a time", full, 100, 1),
-                ("full prefetch, open loop", full, args.rate, 0),
-                ("fetch fallback, one at a time", fallback, 50, 1),
-                ("fetch fallback, open loop", fallback, args.fallback_rate, 0)):
+        for name, body, rate, concurrency, expect in (
+                ("full prefetch, one at a time", full, 100, 1, b'"cards":[{'),
+                ("full prefetch, open loop", full, args.rate, 0, b'"cards":[{'),
+                ("heavy chart, one at a time", heavy, 10, 1, RED_FLAG),
+                ("heavy chart, open loop", heavy, args.heavy_rate, 0, RED_FLAG),
+                ("fetch fallback, one at a time", fallback, 50, 1, b'"cards":[{'),
+                ("fetch fallback, open loop", fallback, args.fallback_rate, 0, b'"cards":[{')):
             latencies, errors, total, wall = asyncio.run(
                 load(url, key, "bench", body, rate, args.seconds if not concurrency else 3,
-                     concurrency))
+                     concurrency, expect))
             p50 = statistics.median(latencies)
             base = statistics.median(baselines[name.split(",")[0]])
             print(f"{name:30} {total / wall:7.1f} {p50:8.2f} {percentile(latencies, 0.99):8.2f} "
-                  f"{errors:7d} {p50 / base:17.2f}")
+                  f"{sum(errors.values()):7d} {p50 / base:17.2f}"
+                  + (f"   ({', '.join(f'{k}: {v}' for k, v in errors.items())})"
+                     if errors else ""))
     finally:
         for process in processes:
             process.terminate()

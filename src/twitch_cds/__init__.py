@@ -8,6 +8,7 @@
 from twitch_cds.cds_hooks import Card, CdsHooksRequest
 from twitch_cds.errors import EngineError, InputError, RulesetError, TwitchCdsError
 from twitch_cds.evaluate import evaluate, set_default_parameters
+from twitch_cds.fhir_in.validation_cache import configure_validation_cache
 from twitch_cds.issues import InputIssue
 from twitch_cds.knowledge.bundle import Knowledge, load_knowledge
 from twitch_cds.result import DerivedFinding, EvaluationResult, RuleFiring, Trace
@@ -25,6 +26,7 @@ __all__ = [
     "RulesetError",
     "Trace",
     "TwitchCdsError",
+    "configure_validation_cache",
     "evaluate",
     "load_knowledge",
     "set_default_parameters",

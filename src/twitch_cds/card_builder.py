@@ -14,6 +14,7 @@ from twitch_cds.engine import Conclusion
 from twitch_cds.facts import Evidence
 from twitch_cds.knowledge.bundle import Knowledge
 from twitch_cds.knowledge.cardtexts import CardKind, Lang
+from twitch_cds.provenance import Provenance
 
 CARD_NAMESPACE = uuid.UUID("5b0c3f4e-6f1e-4c51-9d43-1f6b1c2a7e10")
 """uuid5 namespace: a card's uuid derives from patient, rules, versions and evidence."""
@@ -46,27 +47,88 @@ class BuiltCard:
 
 
 @dataclass
+class _Block:
+    lines: list[str] = field(default_factory=list)
+    references: dict[str, None] = field(default_factory=dict)
+    dates: list[str] = field(default_factory=list)
+
+
+@dataclass
 class _Group:
     kind: str
     texts: CardKind
     conclusions: list[Conclusion] = field(default_factory=list)
+    _subjects: list[str] | None = field(default=None, init=False, repr=False)
 
     def subjects(self) -> list[str]:
-        """Subjects in the order cards.yaml lists them, unknown ones last."""
-        order = {s: i for i, s in enumerate(self.texts.subjects)}
-        unique = dict.fromkeys(c.subject for c in self.conclusions)
-        return sorted(unique, key=lambda s: (order.get(s, len(order)), s))
+        """Subjects in the order cards.yaml lists them, unknown ones last (all conclusions
+        are in by the time this is asked)."""
+        if self._subjects is None:
+            order = {s: i for i, s in enumerate(self.texts.subjects)}
+            unique = dict.fromkeys(c.subject for c in self.conclusions)
+            self._subjects = sorted(unique, key=lambda s: (order.get(s, len(order)), s))
+        return self._subjects
+
+
+@dataclass(frozen=True)
+class _Fixed:
+    """What every card of one ruleset and language shares, worked out once per process."""
+
+    knowledge: Knowledge
+    kind_order: dict[str, int]
+    rule_order: dict[str, int]
+    override_reasons: list[Coding]
+
+
+_FIXED: dict[tuple[int, str], _Fixed] = {}
+
+
+def _fixed(knowledge: Knowledge, lang: Lang) -> _Fixed:
+    found = _FIXED.get((id(knowledge), lang))
+    if found is None or found.knowledge is not knowledge:
+        system = knowledge.cards.source.topic_system
+        found = _FIXED[(id(knowledge), lang)] = _Fixed(
+            knowledge,
+            {kind: i for i, kind in enumerate(knowledge.cards.kinds)},
+            {c.rule.id: i for i, c in enumerate(knowledge.rules)},
+            [Coding(system=system, code=r.code, display=r.display(lang))
+             for r in knowledge.cards.override_reasons])
+    return found
 
 
 class CardBuilder:
     def __init__(self, knowledge: Knowledge, lang: Lang):
         self.k = knowledge
         self.lang: Lang = lang
-        self._kind_order = {kind: i for i, kind in enumerate(knowledge.cards.kinds)}
-        self._rule_order = {c.rule.id: i for i, c in enumerate(knowledge.rules)}
+        fixed = _fixed(knowledge, lang)
+        self._kind_order = fixed.kind_order
+        self._rule_order = fixed.rule_order
+        self._override_reasons = fixed.override_reasons
+        labels = knowledge.cards.labels
+        self._evidence_label = labels["evidence"](lang)
+        self._by_name = f" ({labels['matched_by_name'](lang)})"
+        self._blocks: dict[tuple[str, ...], _Block] = {}
+
+    def _block(self, fact_ids: tuple[str, ...], evidence: Mapping[str, Evidence]) -> _Block:
+        """The evidence lines for these facts: the same records behind several messages and
+        cards (every self-care bullet rests on the twitching records) are written once."""
+        block = self._blocks.get(fact_ids)
+        if block is None:
+            block = self._blocks[fact_ids] = _Block()
+            for fact_id in fact_ids:
+                item = evidence.get(fact_id)
+                if item is None:
+                    continue
+                note = self._by_name if item.match == "name" else ""
+                block.lines.append(f"  - {self._evidence_label}: `{item.reference}`: "
+                                   f"{item.text}{note}")
+                block.references[item.reference] = None
+                if item.date:
+                    block.dates.append(item.date)
+        return block
 
     def build(self, conclusions: Iterable[Conclusion], evidence: Mapping[str, Evidence],
-              basis: Mapping[str, list[str]], patient: str | None) -> list[BuiltCard]:
+              provenance: Provenance, patient: str | None) -> list[BuiltCard]:
         groups: dict[tuple[str, str], _Group] = {}
         order = self._rule_order
         def position(c: Conclusion) -> tuple[int, list[str]]:
@@ -76,24 +138,12 @@ class CardBuilder:
             texts = self.k.cards.kinds[conclusion.card]
             key = (conclusion.card, conclusion.subject if texts.group == "subject" else "")
             groups.setdefault(key, _Group(conclusion.card, texts)).conclusions.append(conclusion)
-        cards = [self._card(g, evidence, basis, patient) for g in groups.values()]
+        cards = [self._card(g, evidence, provenance, patient) for g in groups.values()]
         cards.sort(key=lambda b: (INDICATOR_ORDER[b.card.indicator],
                                   self._kind_order[b.card.kind or ""], b.card.summary))
         return cards
 
     # -- pieces --------------------------------------------------------------------------
-    def _evidence_ids(self, conclusion: Conclusion, basis: Mapping[str, list[str]]) -> list[str]:
-        """Input fact ids behind a conclusion, following derived facts to their basis."""
-        out: list[str] = []
-        stack = [f["id"] for f in conclusion.facts.values()]
-        while stack:
-            fact_id = stack.pop(0)
-            if fact_id in basis:
-                stack[:0] = basis[fact_id]
-            elif fact_id not in out:
-                out.append(fact_id)
-        return out
-
     def _summary(self, group: _Group) -> str:
         labels = [self._subject_label(group.texts, s) for s in group.subjects()]
         template = group.texts.summary(self.lang)
@@ -111,37 +161,31 @@ class CardBuilder:
         return text(self.lang) if text else subject
 
     def _card(self, group: _Group, evidence: Mapping[str, Evidence],
-              basis: Mapping[str, list[str]], patient: str | None) -> BuiltCard:
+              provenance: Provenance, patient: str | None) -> BuiltCard:
         labels = self.k.cards.labels
         lines = [f"**{labels['why'](self.lang)}**", ""]
-        references: list[str] = []
+        references: dict[str, None] = {}
         dates: list[str] = []
         citations: dict[str, tuple[str, str]] = {}
         rule_versions: list[str] = []
-        by_message: dict[str, list[str]] = {}
+        by_message: dict[str, dict[str, None]] = {}
         for conclusion in group.conclusions:
             rule = self.k.rules_by_id[conclusion.rule_id].rule
             message = getattr(rule.knowledge.message, self.lang)
             subject = self._subject_label(group.texts, conclusion.subject)
-            text = _FORMATTER.format(message, **conclusion.facts, subject={"": subject})
-            fact_ids = by_message.setdefault(text, [])
-            fact_ids += [i for i in self._evidence_ids(conclusion, basis) if i not in fact_ids]
+            text = _FORMATTER.format(message, **conclusion.facts, subject={"": subject}) \
+                if "{" in message else message
+            by_message.setdefault(text, {}).update(dict.fromkeys(
+                provenance.inputs(str(f["id"]) for f in conclusion.facts.values())))
             citation = rule.library.citation
             citations.setdefault(citation.text, (citation.section, citation.gloss))
             rule_versions.append(f"{rule.id} {rule.maintenance.version}")
         for message, fact_ids in by_message.items():
             lines.append(f"- {message}")
-            for fact_id in fact_ids:
-                item = evidence.get(fact_id)
-                if item is None:
-                    continue
-                note = f" ({labels['matched_by_name'](self.lang)})" if item.match == "name" else ""
-                lines.append(f"  - {labels['evidence'](self.lang)}: `{item.reference}`: "
-                             f"{item.text}{note}")
-                if item.reference not in references:
-                    references.append(item.reference)
-                if item.date:
-                    dates.append(item.date)
+            block = self._block(tuple(fact_ids), evidence)
+            lines += block.lines
+            references.update(block.references)
+            dates += block.dates
         lines += ["", f"**{labels['article'](self.lang)}**", ""]
         for text, (section, gloss) in citations.items():
             lines.append(f"> {text}")
@@ -157,8 +201,8 @@ class CardBuilder:
         identity = "|".join([patient or "-", group.kind, ",".join(sorted(group.subjects())),
                              *sorted(set(rule_versions)), *sorted(references)])
         source = self.k.cards.source
-        suggestions = self._suggestions(group, patient, references)
-        return BuiltCard(references, Card(
+        suggestions = self._suggestions(group, patient, list(references))
+        return BuiltCard(list(references), Card(
             uuid=str(uuid.uuid5(CARD_NAMESPACE, identity)),
             summary=self._summary(group),
             detail="\n".join(lines),
@@ -170,29 +214,28 @@ class CardBuilder:
             ),
             suggestions=suggestions or None,
             selectionBehavior="any" if suggestions else None,
-            overrideReasons=[
-                Coding(system=source.topic_system, code=r.code, display=r.display(self.lang))
-                for r in self.k.cards.override_reasons
-            ] or None,
+            overrideReasons=list(self._override_reasons) or None,
         ))
 
     def _suggestions(self, group: _Group, patient: str | None,
                      references: list[str]) -> list[Suggestion]:
         if patient is None:
             return []  # a ServiceRequest needs a subject
-        wanted = list(group.texts.suggestions)
-        wanted += [c.suggest for c in group.conclusions if c.suggest and c.suggest not in wanted]
-        out = []
+        wanted = dict.fromkeys([*group.texts.suggestions,
+                                *(c.suggest for c in group.conclusions if c.suggest)])
+        out: list[Suggestion] = []
+        if not wanted:
+            return out
+        reasons = [{"reference": r} for r in references
+                   if " " not in r and not r.startswith("Patient/")]
         for key in wanted:
             texts = self.k.cards.suggestions[key]
             actions = []
             for template in texts.resources:
                 resource = dict(template)
                 resource["subject"] = {"reference": patient}
-                reasons = [{"reference": r} for r in references
-                           if " " not in r and not r.startswith("Patient/")]
                 if reasons:
-                    resource["reasonReference"] = reasons
+                    resource["reasonReference"] = list(reasons)
                 what = (resource.get("code") or {}).get("text") or next(
                     (c.get("display") for c in (resource.get("code") or {}).get("coding", [])
                      if c.get("display")), texts.label(self.lang))

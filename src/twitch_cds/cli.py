@@ -54,10 +54,17 @@ def _serve(args: argparse.Namespace) -> int:
     if args.insecure_no_auth:
         os.environ["TWITCH_CDS_ALLOW_UNAUTHENTICATED"] = "true"
     from twitch_cds.service.config import load_config
+    from twitch_cds.service.logs import log_config
+    from twitch_cds.service.protocol import HeaderTimeoutProtocol
+    from twitch_cds.service.store import Store
 
-    load_config()  # fail here, with the reason, rather than in every worker
+    config = load_config()  # fail here, with the reason, rather than in every worker
+    Store(config.database)  # the tables exist before the workers start (each logs where)
+    # uvicorn's access log is off (it writes query strings, where a token may be): the
+    # service writes its own access line, path only, as JSON like every other line.
     uvicorn.run("twitch_cds.service.app:app", host=args.host, port=args.port,
-                workers=args.workers, log_level="info")
+                workers=args.workers, log_config=log_config("info"), access_log=False,
+                http=HeaderTimeoutProtocol, timeout_keep_alive=5, server_header=False)
     return 0
 
 

@@ -18,18 +18,25 @@ handled here, and ``tests/test_engine.py`` has a test for each:
 9. ~510 rules hang the process: the loader refuses more than 450.
 10. Conditions on session state re-fire forever: rules never read ``s``.
 11. An action over 10 s is dropped silently: a run that long is discarded with an error.
+
+Actions run through a lean driver over the engine's C calls (``_drive``) instead of
+durable's ``Closure``/promise machinery, which costs a JSON round trip of the session state
+and an ``update_state`` per firing. This relies on durable-rules 2.0.28 internals (the
+version is pinned; ``tests/test_engine.py`` checks the reliance).
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import durable_rules_engine
 from durable import engine as durable_engine
 
 from twitch_cds.errors import EngineError
@@ -45,15 +52,15 @@ _ruleset_names = itertools.count(1)
 class QuietHost(durable_engine.Host):  # type: ignore[misc]
     """A durable-rules host without the background dispatcher threads (pitfall 1)."""
 
-    def __init__(self, actions: dict[str, Callable[[Any], None]]) -> None:
-        self._actions = actions
-        super().__init__()
-
     def _run(self) -> None:
         """No timer threads: every action runs inside the caller's assert."""
 
     def get_action(self, action_name: str) -> Callable[[Any], None]:
-        return self._actions[action_name]
+        return _never_called
+
+
+def _never_called(c: Any) -> None:  # pragma: no cover - the lean driver runs actions
+    raise AssertionError("durable's own action dispatch is not used")
 
 
 @dataclass(frozen=True)
@@ -79,7 +86,16 @@ class Conclusion:
 class SessionResult:
     conclusions: list[Conclusion] = field(default_factory=list)
     derived: list[dict[str, Any]] = field(default_factory=list)
+    """Every derivation, with its values and ``basis`` (the ids of the facts it came from)."""
+    merged: dict[str, list[str]] = field(default_factory=dict)
+    """Asserted derived fact id -> ids of later derivations the rules cannot tell apart from
+    it, which were not asserted again (they stay evidence behind it)."""
     firings: list[Firing] = field(default_factory=list)
+    _derived_keys: dict[tuple[Any, ...], str] = field(default_factory=dict, repr=False)
+
+
+Action = Callable[[dict[str, Any], SessionResult], None]
+_ABSENT = object()
 
 
 class RuleEngine:
@@ -87,56 +103,37 @@ class RuleEngine:
 
     def __init__(self, knowledge: Knowledge, clock: Callable[[], float] = time.monotonic):
         self._knowledge = knowledge
+        self._reads = knowledge.reads
         self._clock = clock
         self._lock = threading.Lock()
-        self._sessions: dict[str, SessionResult] = {}
         self._sids = itertools.count(1)
         self.name = f"twitch_cds_{next(_ruleset_names)}"
-        actions: dict[str, Callable[[Any], None]] = {
-            GO_RULE: self._go,
-            SINK_RULE: self._go,
-        }
+        self._actions: dict[str, Action] = {GO_RULE: _nothing, SINK_RULE: _nothing}
         definition: dict[str, Any] = {}
         for compiled in knowledge.rules:
-            actions[compiled.rule.id] = self._action(compiled)
+            self._actions[compiled.rule.id] = self._action(compiled)
             definition[compiled.rule.id] = {**compiled.definition, "run": compiled.rule.id}
         definition[GO_RULE] = {"all": [{"go": {"type": "go"}}], "run": GO_RULE}
         definition[SINK_RULE] = {
             "all": [{"m": {"$ex": {"type": 1}}}, {"never": {"twitch_cds_never": 1}}],
             "run": SINK_RULE,
         }
-        self._host = QuietHost(actions)
+        self._host = QuietHost()
         self._host.set_rulesets({self.name: definition})
+        self._handle: int = self._host.get_ruleset(self.name)._handle
 
-    def _go(self, c: Any) -> None:
-        """The always-firing rule: guarantees an action ran before ``delete_state``."""
-
-    def _action(self, compiled: CompiledRule) -> Callable[[Any], None]:
+    def _action(self, compiled: CompiledRule) -> Action:
         rule = compiled.rule
         knowledge = rule.knowledge
-        binds = compiled.binds
+        binds = tuple(b for b in compiled.binds if b not in ("params", "go"))
+        all_binds = compiled.binds
 
-        def run(c: Any) -> None:
-            session = self._sessions[c.s.sid]
-            matched = c._m  # bind name -> fact dict, as durable-rules hands it over
-            facts = {bind: dict(matched[bind]) for bind in binds}
-            session.firings.append(Firing(rule.id, {
-                b: f["id"] for b, f in facts.items() if b not in ("params", "go")}))
+        def run(matched: dict[str, Any], session: SessionResult) -> None:
+            facts = {bind: matched[bind] for bind in all_binds}
+            fact_ids = {bind: str(facts[bind]["id"]) for bind in binds}
+            session.firings.append(Firing(rule.id, fact_ids))
             if knowledge.derive is not None:
-                derived: dict[str, Any] = {
-                    "id": f"{rule.id}({'+'.join(f['id'] for f in facts.values())})",  # unique
-                    "type": "derived",
-                    "name": knowledge.derive.name,
-                    "basis": [f["id"] for b, f in facts.items() if b not in ("params", "go")],
-                }
-                derived.update(knowledge.derive.set_fields)
-                for target, source in knowledge.derive.copy_fields.items():
-                    bind, _, source_field = source.partition(".")
-                    if source_field in facts[bind]:
-                        derived[target] = facts[bind][source_field]
-                session.derived.append(derived)
-                engine_fact = {k: v for k, v in derived.items() if k != "basis"}
-                c.assert_fact(engine_fact)
+                self._derive(rule.id, knowledge.derive, facts, fact_ids, session)
             elif knowledge.conclude is not None:
                 subject = knowledge.conclude.subject
                 bind, dot, subject_field = subject.partition(".")
@@ -149,20 +146,46 @@ class RuleEngine:
 
         return run
 
+    def _derive(self, rule_id: str, derive: Any, facts: dict[str, Any],
+                fact_ids: dict[str, str], session: SessionResult) -> None:
+        """Record a derived fact; assert it unless an equal one (on every field the rules
+        read) is already in the session, in which case it joins that one's evidence."""
+        derived: dict[str, Any] = {
+            "id": f"{rule_id}({'+'.join(fact_ids.values())})",  # unique
+            "type": "derived",
+            "name": derive.name,
+            "basis": list(fact_ids.values()),
+        }
+        derived.update(derive.set_fields)
+        for target, source in derive.copy_fields.items():
+            bind, _, source_field = source.partition(".")
+            if source_field in facts[bind]:
+                derived[target] = facts[bind][source_field]
+        session.derived.append(derived)
+        fields = self._reads.fields("derived", derive.name)
+        key = (derive.name, *(derived.get(f, _ABSENT) for f in fields))
+        asserted = session._derived_keys.get(key)
+        if asserted is not None:
+            session.merged.setdefault(asserted, []).append(derived["id"])
+            return
+        session._derived_keys[key] = derived["id"]
+        engine_fact = {"id": derived["id"], "type": "derived", "sid": facts_sid(facts)}
+        engine_fact.update((f, derived[f]) for f in fields if f in derived)
+        self._assert_one(engine_fact)
+
     def run(self, facts: Sequence[dict[str, Any]], parameters: dict[str, float]) -> SessionResult:
         """Evaluate one patient's facts in a fresh session, and delete the session."""
         with self._lock:
             sid = str(next(self._sids))
             session = SessionResult()
-            self._sessions[sid] = session
-            went = False
             started = self._clock()
+            went = False
             try:
                 batch = [{"sid": sid, "id": "parameters", "type": "parameters", **parameters}]
                 batch.extend({**fact, "sid": sid} for fact in facts)
-                self._assert(sid, batch)
+                self._assert_batch(batch, session)
                 went = True
-                self._assert(sid, [{"sid": sid, "id": "go", "type": "go"}])
+                self._assert_batch([{"sid": sid, "id": "go", "type": "go"}], session)
                 if self._clock() - started >= ACTION_TIME_LIMIT_S:
                     raise EngineError(
                         f"the rule engine took over {ACTION_TIME_LIMIT_S:.0f} s; durable-rules "
@@ -171,21 +194,68 @@ class RuleEngine:
                 return session
             finally:
                 if not went:
-                    self._end_safely(sid)
-                self._host.delete_state(self.name, sid)
-                del self._sessions[sid]
+                    self._end_safely(sid, session)
+                durable_rules_engine.delete_state(self._handle, sid)
 
-    def _assert(self, sid: str, batch: list[dict[str, Any]]) -> None:
-        try:
-            self._host.assert_facts(self.name, batch)
-        except (durable_engine.MessageNotHandledException,
-                durable_engine.MessageObservedException) as exc:
-            raise EngineError(f"the rule engine refused the facts: {exc.message}") from exc
-        state = self._host.get_state(self.name, sid)
-        if state.get("exception"):
-            raise EngineError(f"a rule action failed: {state['exception']}")
+    # -- the lean driver over durable-rules' C calls -----------------------------------------
+    def _assert_batch(self, batch: list[dict[str, Any]], session: SessionResult) -> None:
+        state = self._checked(durable_rules_engine.assert_facts(
+            self._handle, json.dumps(batch, ensure_ascii=False)), batch)
+        if state is not None:
+            self._drive(state, session)
 
-    def _end_safely(self, sid: str) -> None:
+    def _assert_one(self, fact: dict[str, Any]) -> None:
+        """A derived fact, asserted from inside an action: its firings queue behind it."""
+        self._checked(durable_rules_engine.assert_fact(
+            self._handle, json.dumps(fact, ensure_ascii=False)), fact)
+
+    def _checked(self, result: Any, sent: Any) -> int | None:
+        """The state handle of an assert, or None when no action is pending; raises when the
+        engine refused the facts."""
+        code = result[0]
+        if code == 1:
+            raise EngineError(f"the rule engine refused the facts: no rule handles {_ids(sent)}")
+        if code == 2:
+            raise EngineError(f"the rule engine refused the facts: {_ids(sent)} already seen")
+        return None if code == 3 else int(result[1])
+
+    def _drive(self, state: int, session: SessionResult) -> None:
+        """Run every pending action of the session, one after another, until none is left."""
+        started = durable_rules_engine.start_action_for_state(self._handle, state)
+        if not started:
+            return
+        message: dict[str, Any] = json.loads(started[1])
+        while True:
+            ((rule_id, matched),) = message.items()
+            try:
+                self._actions[rule_id](matched, session)
+            except EngineError:
+                durable_rules_engine.abandon_action(self._handle, state)
+                raise
+            except Exception as exc:
+                durable_rules_engine.abandon_action(self._handle, state)
+                raise EngineError(f"a rule action failed ({rule_id}): "
+                                  f"{type(exc).__name__}: {exc}") from exc
+            following = durable_rules_engine.complete_and_start_action(self._handle, state)
+            if not following:
+                return
+            message = json.loads(following)
+
+    def _end_safely(self, sid: str, session: SessionResult) -> None:
         """Make sure an action ran in the session, so deleting it cannot crash (pitfall 2)."""
         with contextlib.suppress(Exception):  # the original error is already propagating
-            self._host.assert_facts(self.name, [{"sid": sid, "id": "go", "type": "go"}])
+            self._assert_batch([{"sid": sid, "id": "go", "type": "go"}], session)
+
+
+def _nothing(matched: dict[str, Any], session: SessionResult) -> None:
+    """The go rule (guarantees an action ran before ``delete_state``) and the sink rule."""
+
+
+def facts_sid(facts: dict[str, Any]) -> str:
+    """The session id the matched facts belong to."""
+    return str(next(iter(facts.values()))["sid"])
+
+
+def _ids(sent: Any) -> str:
+    items = sent if isinstance(sent, list) else [sent]
+    return ", ".join(str(item.get("id")) for item in items[:5] if isinstance(item, dict))

@@ -11,13 +11,16 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+from twitch_cds.aggregate import Aggregated, aggregate
 from twitch_cds.card_builder import CardBuilder
-from twitch_cds.engine import RuleEngine
+from twitch_cds.engine import RuleEngine, SessionResult
+from twitch_cds.facts import Evidence
 from twitch_cds.fhir_in.normalise import Normaliser
 from twitch_cds.fhir_in.reader import FhirVersion, read_input
 from twitch_cds.fhir_in.screen import screen
 from twitch_cds.knowledge.bundle import Knowledge, default_knowledge
 from twitch_cds.knowledge.cardtexts import Lang
+from twitch_cds.provenance import Provenance
 from twitch_cds.result import DerivedFinding, EvaluationResult, FactRef, RuleFiring, Trace
 
 _engines: dict[int, tuple[Knowledge, RuleEngine]] = {}
@@ -84,35 +87,45 @@ def evaluate(
         context_patient = read.request.context.get("patientId")
         patient_id = context_patient if isinstance(context_patient, str) else None
     normalised = normaliser.run(validated, patient_id)
-    session = engine_for(knowledge).run([f.to_engine() for f in normalised.facts], values)
+    grouped = aggregate((f.to_engine() for f in normalised.facts), knowledge.reads)
+    session = engine_for(knowledge).run(grouped.facts, values)
     basis = {d["id"]: d["basis"] for d in session.derived}
+    provenance = Provenance(grouped.members, basis, session.merged)
     built = CardBuilder(knowledge, lang).build(
-        session.conclusions, normalised.evidence, basis, normalised.patient
+        session.conclusions, normalised.evidence, provenance, normalised.patient
     )
     issues = [*read.issues, *screened.issues, *(i for v in validated for i in v.issues),
               *normalised.issues]
-    return EvaluationResult(
+    return EvaluationResult.with_trace(
+        lambda: _trace(knowledge, normalised.evidence, session, grouped,
+                       Provenance(grouped.members, basis), len(normalised.facts)),
         cards=[b.card for b in built],
         evidence={str(b.card.uuid): b.references for b in built},
         issues=issues,
-        trace=_trace(knowledge, normalised.evidence, session, basis, len(normalised.facts)),
         patient=normalised.patient,
         now=clock,
     )
 
 
-def _trace(knowledge: Knowledge, evidence: Mapping[str, Any], session: Any,
-           basis: Mapping[str, list[str]], fact_count: int) -> Trace:
+def _trace(knowledge: Knowledge, evidence: Mapping[str, Evidence], session: SessionResult,
+           grouped: Aggregated, provenance: Provenance, fact_count: int) -> Trace:
+    refs: dict[str, FactRef] = {}
+
     def ref(fact_id: str) -> FactRef:
-        item = evidence.get(fact_id)
-        return FactRef(id=fact_id, reference=item.reference if item else None,
-                       text=item.text if item else None, match=item.match if item else None)
+        found = refs.get(fact_id)
+        if found is None:
+            members = grouped.members.get(fact_id)
+            item = evidence.get(members[0] if members else fact_id)
+            found = refs[fact_id] = FactRef(
+                id=fact_id, reference=item.reference if item else None,
+                text=item.text if item else None, match=item.match if item else None,
+                members=[evidence[m].reference for m in members if m in evidence]
+                if members else [])
+        return found
 
     def sources(fact_id: str) -> list[str]:
-        if fact_id in basis:
-            return [s for b in basis[fact_id] for s in sources(b)]
-        item = evidence.get(fact_id)
-        return [item.reference] if item else []
+        items = (evidence.get(i) for i in provenance.inputs([fact_id]))
+        return list(dict.fromkeys(item.reference for item in items if item))
 
     versions = {c.rule.id: c.rule.maintenance.version for c in knowledge.rules}
     fired = [
@@ -124,7 +137,8 @@ def _trace(knowledge: Knowledge, evidence: Mapping[str, Any], session: Any,
     derived = [
         DerivedFinding(id=d["id"], name=d["name"],
                        values={k: v for k, v in d.items() if k not in hidden},
-                       evidence=list(dict.fromkeys(sources(d["id"]))))
+                       evidence=sources(d["id"]))
         for d in session.derived
     ]
-    return Trace(ruleset_version=knowledge.version, facts=fact_count, fired=fired, derived=derived)
+    return Trace(ruleset_version=knowledge.version, facts=fact_count,
+                 asserted=len(grouped.facts), fired=fired, derived=derived)

@@ -1,21 +1,24 @@
 """Normalised facts: what the rules reason over, one step removed from FHIR.
 
-Each fact is a small pydantic model; ``to_engine()`` gives the flat JSON the engine
-matches (real numbers, no ``None``, no nested objects). Evidence (which resource, which
-value, which date) stays on the Python side, keyed by fact id, so it never slows matching.
+Each fact is a small slotted dataclass, treated as immutable (``replace`` makes changed
+copies): a chart of hundreds of records makes hundreds of them per call, and a validating
+(or frozen) model per record measured as much as the rules themselves. They are internal;
+the public result (cards, issues, trace) is pydantic. ``to_engine()`` gives the flat JSON the
+engine matches (real floats, so the engine never compares numbers as strings; no ``None``;
+no nested objects). Evidence (which resource, which value, which date) stays on the Python
+side, keyed by fact id, so it never slows matching.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
 
-
-class Evidence(BaseModel):
+@dataclasses.dataclass(slots=True, kw_only=True)
+class Evidence:
     """What a clinician needs to check a fact: the resource and the value that matched."""
-
-    model_config = ConfigDict(frozen=True)
 
     reference: str
     """``ResourceType/id`` of the resource the fact came from."""
@@ -25,21 +28,58 @@ class Evidence(BaseModel):
     """How the resource was recognised: ``code``, ``class`` (ATC prefix) or ``name`` (text)."""
     date: str | None = None
 
+    def replace(self, **changes: Any) -> Evidence:
+        """A copy with some fields changed."""
+        copy: Evidence = _replace(self, changes)
+        return copy
 
-class Fact(BaseModel):
+
+@dataclasses.dataclass(slots=True, kw_only=True)
+class Fact:
     """Base of every fact the engine sees."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     fact_type: ClassVar[str]
 
     id: str
 
     def to_engine(self) -> dict[str, Any]:
-        data = {k: v for k, v in self.__dict__.items() if v is not None}
-        data["type"] = self.fact_type
+        names, floats = _layout(type(self))
+        data: dict[str, Any] = {"type": self.fact_type}
+        for name in names:
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = float(value) if name in floats else value
         return data
 
+    def replace(self, **changes: Any) -> Any:
+        """A copy with some fields changed."""
+        return _replace(self, changes)
 
+
+_LAYOUTS: dict[type, tuple[tuple[str, ...], frozenset[str]]] = {}
+
+
+def _replace(item: Any, changes: dict[str, Any]) -> Any:
+    """``dataclasses.replace`` without its generic checks (a chart replaces hundreds)."""
+    cls = type(item)
+    copy = object.__new__(cls)
+    for name in _layout(cls)[0]:
+        setattr(copy, name, changes[name] if name in changes else getattr(item, name))
+    return copy
+
+
+def _layout(cls: type) -> tuple[tuple[str, ...], frozenset[str]]:
+    """A fact class's field names, and those that hold numbers (sent to the engine as floats)."""
+    found = _LAYOUTS.get(cls)
+    if found is None:
+        hints = typing.get_type_hints(cls)
+        names = tuple(f.name for f in dataclasses.fields(cls))
+        floats = frozenset(n for n in names if "float" in str(hints[n]))
+        found = _LAYOUTS[cls] = (names, floats)
+    return found
+
+
+@dataclasses.dataclass(slots=True, kw_only=True)
 class Finding(Fact):
     """A current, present clinical finding or condition (twitching, weakness, ALS, ...)."""
 
@@ -54,6 +94,7 @@ class Finding(Fact):
     """Days since this record was made (effective or recorded date), when dated."""
 
 
+@dataclasses.dataclass(slots=True, kw_only=True)
 class Lab(Fact):
     """A current electrolyte result in the analyte's canonical unit."""
 
@@ -71,6 +112,7 @@ class Lab(Fact):
     age_days: float
 
 
+@dataclasses.dataclass(slots=True, kw_only=True)
 class Medication(Fact):
     """A current exposure to a drug class (MedicationStatement or MedicationRequest)."""
 
@@ -83,6 +125,7 @@ class Medication(Fact):
     """A draft order being written now (CDS Hooks order hooks), not yet an exposure."""
 
 
+@dataclasses.dataclass(slots=True, kw_only=True)
 class Intake(Fact):
     """A recorded daily intake of a substance (caffeine), in mg per day."""
 
@@ -91,6 +134,7 @@ class Intake(Fact):
     mg_per_day: float
 
 
+@dataclasses.dataclass(slots=True, kw_only=True)
 class PatientFact(Fact):
     fact_type = "patient"
     age_years: float | None = None
@@ -104,4 +148,4 @@ FACT_TYPES: dict[str, type[Fact]] = {
 
 
 def fact_fields(fact_type: str) -> set[str]:
-    return set(FACT_TYPES[fact_type].model_fields) | {"type"}
+    return {f.name for f in dataclasses.fields(FACT_TYPES[fact_type])} | {"type"}

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PrivateAttr, computed_field
 
 from twitch_cds.cds_hooks import Card
 from twitch_cds.issues import InputIssue
@@ -22,6 +24,9 @@ class FactRef(BaseModel):
     match: str | None = None
     """How the resource was recognised: ``code``, ``class`` (ATC prefix) or ``name`` (text,
     the last resort)."""
+    members: list[str] = []
+    """When the fact stands for several records the rules cannot tell apart (the same
+    finding at every visit): the references of all of them; ``reference`` is the first."""
 
 
 class RuleFiring(BaseModel):
@@ -51,7 +56,9 @@ class Trace(BaseModel):
 
     ruleset_version: str
     facts: int
-    """How many facts were asserted (after trust checks)."""
+    """How many facts were read from the resources (after trust checks)."""
+    asserted: int = 0
+    """How many facts the engine saw: records the rules cannot tell apart count once."""
     fired: list[RuleFiring]
     derived: list[DerivedFinding]
 
@@ -65,10 +72,27 @@ class EvaluationResult(BaseModel):
     evidence: dict[str, list[str]]
     """Card uuid -> references (``ResourceType/id``) of the resources behind that card."""
     issues: list[InputIssue]
-    trace: Trace
     patient: str | None
     """``Patient/id`` the data was about, when it could be told."""
     now: dt.datetime
+    _trace: Trace | Callable[[], Trace] | None = PrivateAttr(default=None)
+
+    @classmethod
+    def with_trace(cls, trace: Trace | Callable[[], Trace], **fields: Any) -> EvaluationResult:
+        """A result whose trace is given, or built by ``trace()`` when first read."""
+        result = cls(**fields)
+        result._trace = trace
+        return result
+
+    @computed_field  # type: ignore[prop-decorator]
+    @functools.cached_property
+    def trace(self) -> Trace:
+        """How the answer was reached: the rules that fired, on which facts, and what they
+        derived. Built when first read (the service never reads it, so it costs nothing)."""
+        source = self._trace
+        if source is None:
+            raise AttributeError("this result was made without a trace")
+        return source() if callable(source) else source
 
     def to_cds_hooks(self) -> dict[str, Any]:
         """The CDS Hooks response body: ``{"cards": [...]}``."""

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,13 +58,28 @@ def jwks(*keys: SigningKey) -> dict[str, Any]:
     return {"keys": [key.jwk() for key in keys]}
 
 
+def _loopback_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 class LiveServer:
     """An ASGI app served by uvicorn on a free loopback port, in a thread."""
 
-    def __init__(self, app: Any) -> None:
-        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0,
-                                                     log_level="warning", lifespan="off"))
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+    def __init__(self, app: Any, sock: socket.socket | None = None) -> None:
+        self._socket = sock or _loopback_socket()
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        self._thread = threading.Thread(target=self._server.run,
+                                        kwargs={"sockets": [self._socket]}, daemon=True)
+
+    @classmethod
+    def build(cls, make_app: Callable[[str], Any]) -> LiveServer:
+        """For an app that must know its own URL first (``public_base_url``)."""
+        sock = _loopback_socket()
+        host, port = sock.getsockname()[:2]
+        return cls(make_app(f"http://{host}:{port}"), sock)
 
     def __enter__(self) -> LiveServer:
         self._thread.start()
@@ -76,12 +92,13 @@ class LiveServer:
 
     @property
     def url(self) -> str:
-        host, port = self._server.servers[0].sockets[0].getsockname()[:2]
+        host, port = self._socket.getsockname()[:2]
         return f"http://{host}:{port}"
 
     def __exit__(self, *exc: object) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=10)
+        self._socket.close()
 
 
 @dataclass

@@ -5,8 +5,10 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -53,16 +55,20 @@ def service(tmp_path_factory: pytest.TempPathFactory, keys: dict[str, SigningKey
     folder = tmp_path_factory.mktemp("service")
     jwks_file = folder / "ehr-jwks.json"
     jwks_file.write_text(json.dumps(jwks(keys["es"], keys["rs"])))
-    config = ServiceConfig(
-        clients=[TrustedClient(issuer=ISSUER, jwks_file=jwks_file),
-                 TrustedClient(issuer=ROTATING_ISSUER, jwks_url=f"{fhir.base}/jwks",
-                               tenants=["hospital-a"])],
-        database_url=f"sqlite:///{folder / 'service.db'}",
-        cors_origins=["https://ehr.example.org"],
-        time_budget_ms=2000, fetch_timeout_ms=1500, jwks_refresh_cooldown_s=0,
-        max_body_bytes=200_000,
-    )
-    with LiveServer(create_app(config)) as server:
+
+    def app(url: str) -> Any:
+        return create_app(ServiceConfig(
+            clients=[TrustedClient(issuer=ISSUER, jwks_file=jwks_file),
+                     TrustedClient(issuer=ROTATING_ISSUER, jwks_url=f"{fhir.base}/jwks",
+                                   tenants=["hospital-a"])],
+            public_base_url=url, allow_insecure_fhir_server=True,  # the stand-in is http
+            database_url=f"sqlite:///{folder / 'service.db'}",
+            cors_origins=["https://ehr.example.org"],
+            time_budget_ms=2000, fetch_timeout_ms=1500, jwks_refresh_cooldown_s=0,
+            max_body_bytes=200_000, max_feedback_items=5, body_read_timeout_ms=1000,
+        ))
+
+    with LiveServer.build(app) as server:
         yield server.url
 
 
@@ -202,15 +208,104 @@ def test_order_sign_warns_about_a_draft_diuretic(service: str, keys: dict[str, S
     assert cards[0]["source"]["topic"]["code"] == "medication-side-effect"
 
 
-def test_time_budget_answers_no_cards(tmp_path: Path, keys: dict[str, SigningKey]) -> None:
-    jwks_file = tmp_path / "jwks.json"
-    jwks_file.write_text(json.dumps(jwks(keys["es"])))
-    config = ServiceConfig(clients=[TrustedClient(issuer=ISSUER, jwks_file=jwks_file)],
-                           database_url=f"sqlite:///{tmp_path / 's.db'}", time_budget_ms=100)
+def _open_app(tmp_path: Path, **options: Any) -> Any:
+    """An app without authentication (these tests are about the clock, not the caller)."""
+    return create_app(ServiceConfig(allow_unauthenticated=True, allow_insecure_fhir_server=True,
+                                    database_url=f"sqlite:///{tmp_path / 's.db'}", **options))
+
+
+def _slow_evaluate(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """Make every evaluation take ``seconds`` longer (in the engine thread)."""
+    import twitch_cds
+
+    real = twitch_cds.evaluate
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(seconds)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(twitch_cds, "evaluate", slow)
+
+
+def _assert_check_incomplete(response: httpx.Response, hook_instance: str) -> None:
+    assert response.status_code == 200
+    check_response(response.json())
+    cards = response.json()["cards"]
+    assert len(cards) == 1, "never {'cards': []}: the answer must not look like no guidance"
+    card = cards[0]
+    assert card["source"]["topic"]["code"] == "check-incomplete"
+    assert card["indicator"] == "warning"
+    assert "red flags" in card["summary"] and len(card["summary"]) < 140
+    for sign in ("weakness", "loss of sensation", "muscle wasting", "outside exercise",
+                 "severe or chronic"):
+        assert sign in card["detail"]
+    namespace = uuid.uuid5(uuid.NAMESPACE_URL, "https://twitch-cds.github.io/fhir/CodeSystem/"
+                                               "twitch-cds#check-incomplete")
+    assert card["uuid"] == str(uuid.uuid5(namespace, hook_instance))
+
+
+def test_the_event_loop_answers_while_an_evaluation_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _slow_evaluate(monkeypatch, 1.5)
+    with LiveServer(_open_app(tmp_path, time_budget_ms=5000)) as server, \
+            ThreadPoolExecutor(1) as pool:
+        request = _request()
+        slow = pool.submit(httpx.post, f"{server.url}/cds-services/{PATIENT_VIEW}",
+                           json=request, timeout=10)
+        time.sleep(0.3)  # the evaluation is now sleeping in the engine thread
+        started = time.perf_counter()
+        health = httpx.get(f"{server.url}/healthz", timeout=5)
+        discovery = httpx.get(f"{server.url}/cds-services", timeout=5)
+        waited = time.perf_counter() - started
+        assert not slow.done(), "the evaluation was still running meanwhile"
+        answer = slow.result()
+    assert health.status_code == 200 and discovery.status_code == 200
+    assert waited < 0.5, f"/healthz and discovery waited {waited:.2f} s for the engine"
+    assert answer.status_code == 200 and _kinds(answer)[0] == "electrolyte-depletion"
+
+
+def test_a_slow_evaluation_answers_the_check_incomplete_card(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    _slow_evaluate(monkeypatch, 1.0)
+    with LiveServer(_open_app(tmp_path, time_budget_ms=200)) as server:
+        request = _request()
+        started = time.perf_counter()
+        response = httpx.post(f"{server.url}/cds-services/{PATIENT_VIEW}", json=request,
+                              timeout=10)
+        elapsed = time.perf_counter() - started
+        health = httpx.get(f"{server.url}/healthz").json()
+    _assert_check_incomplete(response, request["hookInstance"])
+    assert elapsed < 0.9, "answered at the budget, not when the evaluation ended"
+    assert health["checks_incomplete"] == 1
+    assert any("check incomplete (time-budget)" in r.getMessage()
+               and request["hookInstance"] in r.getMessage() for r in caplog.records)
+
+
+def test_a_slow_fetch_answers_the_check_incomplete_card(tmp_path: Path) -> None:
     with fhir_server(example_resources("03-diuretic-no-labs.json"), delay_s=1.0) as slow, \
-            LiveServer(create_app(config)) as server:
-        response = _post(server.url, keys, _margaret(slow))
-    assert response.status_code == 200 and response.json() == {"cards": []}
+            LiveServer(_open_app(tmp_path, time_budget_ms=100)) as server:
+        request = _margaret(slow)
+        response = httpx.post(f"{server.url}/cds-services/{PATIENT_VIEW}", json=request,
+                              timeout=10)
+    _assert_check_incomplete(response, request["hookInstance"])
+
+
+def test_a_failed_evaluation_answers_the_check_incomplete_card_not_a_trace(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import twitch_cds
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("secret patient detail")
+
+    monkeypatch.setattr(twitch_cds, "evaluate", broken)
+    with LiveServer(_open_app(tmp_path)) as server:
+        request = _request()
+        response = httpx.post(f"{server.url}/cds-services/{PATIENT_VIEW}", json=request)
+    _assert_check_incomplete(response, request["hookInstance"])
+    assert "internal error" in response.json()["cards"][0]["summary"]
+    assert "secret" not in response.text
 
 
 # -- feedback ----------------------------------------------------------------------------
@@ -257,7 +352,8 @@ def test_rs384_is_accepted(service: str, keys: dict[str, SigningKey]) -> None:
 
 @pytest.mark.parametrize("case", [
     "no-header", "expired", "wrong-audience", "unknown-issuer", "alg-none", "hs256",
-    "tampered", "no-jti", "future-iat", "unknown-kid"])
+    "tampered", "no-jti", "future-iat", "unknown-kid", "rs384-on-an-ec-key",
+    "es384-on-an-rsa-key", "no-typ", "typ-jose", "string-exp", "not-a-jwt", "aud-from-host"])
 def test_bad_tokens_get_a_bare_401(service: str, keys: dict[str, SigningKey], case: str) -> None:
     url = f"{service}/cds-services/{PATIENT_VIEW}"
     key = keys["es"]
@@ -274,11 +370,33 @@ def test_bad_tokens_get_a_bare_401(service: str, keys: dict[str, SigningKey], ca
         "no-jti": lambda: key.token(url, jti=None),
         "future-iat": lambda: key.token(url, iat=4_000_000_000),
         "unknown-kid": lambda: SigningKey.es384("stranger").token(url),
+        "rs384-on-an-ec-key": lambda: _signed(keys["rs"], url, kid=key.kid),
+        "es384-on-an-rsa-key": lambda: _signed(key, url, kid=keys["rs"].kid),
+        "no-typ": lambda: _signed(key, url, typ=None),
+        "typ-jose": lambda: _signed(key, url, typ="JOSE+JSON"),
+        "string-exp": lambda: key.token(url, exp="4000000000"),
+        "not-a-jwt": lambda: "a.b.c",
+        # minted for another service; the Host header claims to be that service
+        "aud-from-host": lambda: key.token("http://other.example/cds-services/" + PATIENT_VIEW),
     }
     headers = {} if case == "no-header" else {"Authorization": f"Bearer {tokens[case]()}"}
+    if case == "aud-from-host":
+        headers["Host"] = "other.example"
     response = httpx.post(url, json=_request(), headers=headers)
     assert response.status_code == 401
     assert response.content == b""
+
+
+def _signed(signer: SigningKey, audience: str, kid: str | None = None,
+            typ: str | None = "JWT") -> str:
+    """A token signed by ``signer`` whose header names ``kid`` and ``typ`` as given (PyJWT
+    leaves ``typ`` out when it is None)."""
+    now = int(time.time())
+    token = jwt.encode({"iss": ISSUER, "aud": audience, "exp": now + 300, "iat": now,
+                        "jti": str(uuid.uuid4())}, signer.private, algorithm=signer.alg,
+                       headers={"kid": kid or signer.kid, "typ": typ})
+    assert jwt.get_unverified_header(token).get("typ") == typ
+    return token
 
 
 def _hs256(claims: dict[str, Any], key: SigningKey) -> str:
@@ -397,23 +515,6 @@ def test_logs_hold_no_tokens_and_no_resource_contents(service: str, keys: dict[s
         assert secret not in text
 
 
-def test_an_internal_failure_is_an_operation_outcome_not_a_trace(
-        tmp_path: Path, keys: dict[str, SigningKey], monkeypatch: pytest.MonkeyPatch) -> None:
-    import twitch_cds
-
-    def broken(*args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("secret patient detail")
-
-    config = ServiceConfig(allow_unauthenticated=True,
-                           database_url=f"sqlite:///{tmp_path / 's.db'}")
-    monkeypatch.setattr(twitch_cds, "evaluate", broken)
-    with LiveServer(create_app(config)) as server:
-        response = httpx.post(f"{server.url}/cds-services/{PATIENT_VIEW}", json=_request())
-    assert response.status_code == 500
-    assert response.json()["resourceType"] == "OperationOutcome"
-    assert "secret" not in response.text
-
-
 def test_order_select_for_an_unrelated_drug_has_no_cards(service: str,
                                                          keys: dict[str, SigningKey],
                                                          fhir: Any) -> None:
@@ -430,3 +531,184 @@ def test_order_select_for_an_unrelated_drug_has_no_cards(service: str,
             "display": "metformin"}]}}}]}
     response = _post(service, keys, request, service_id="twitch-cds-order-select")
     assert response.status_code == 200 and response.json() == {"cards": []}
+
+
+# -- where the FHIR token may go ----------------------------------------------------------
+
+def test_a_next_link_to_another_origin_is_not_followed(service: str, keys: dict[str, SigningKey],
+                                                       fhir: Any,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    many = [dict(copy.deepcopy(fhir.resources[1]), id=f"far-{i}") for i in range(5)]
+    fhir.resources.extend(many)
+    request = _margaret(fhir)  # fhirServer on 127.0.0.1 ...
+    home = fhir.base
+    fhir.base = home.replace("127.0.0.1", "localhost")  # ... its next links elsewhere
+    try:
+        before = len(fhir.requests)
+        response = _post(service, keys, request)
+    finally:
+        fhir.base = home
+        del fhir.resources[-5:]
+    assert response.status_code == 200
+    asked = fhir.requests[before:]
+    assert asked and all(url.startswith(home) for url in asked)
+    assert not any("page=1" in url for url in asked)
+    assert any("next link to another origin was not followed" in r.getMessage()
+               and request["hookInstance"] in r.getMessage() for r in caplog.records)
+
+
+def test_fhir_server_must_be_https_and_on_the_clients_list(tmp_path: Path,
+                                                           keys: dict[str, SigningKey]) -> None:
+    jwks_file = tmp_path / "jwks.json"
+    jwks_file.write_text(json.dumps(jwks(keys["es"])))
+    listed = TrustedClient(issuer=ISSUER, jwks_file=jwks_file,
+                           fhir_servers=["https://fhir.example.org"])
+
+    def app(url: str, insecure: bool) -> Any:
+        return create_app(ServiceConfig(
+            clients=[listed], public_base_url=url, allow_insecure_fhir_server=insecure,
+            database_url=f"sqlite:///{tmp_path / f's{insecure}.db'}"))
+
+    with fhir_server(example_resources("03-diuretic-no-labs.json")) as stand_in:
+        for insecure, says in ((False, "must be an https URL"),
+                               (True, "not on this client's list")):
+            with LiveServer.build(lambda url, insecure=insecure: app(url, insecure)) as server:
+                response = _post(server.url, keys, _margaret(stand_in))
+            assert response.status_code == 412
+            assert says in response.json()["issue"][0]["diagnostics"]
+        assert stand_in.requests == [], "nothing, least of all the token, was sent"
+
+
+# -- requests, feedback, OpenAPI ------------------------------------------------------------
+
+def test_a_hook_instance_with_control_characters_is_400(service: str,
+                                                         keys: dict[str, SigningKey]) -> None:
+    for forged in ("x\ny", "x\ry", "x\u2028y", "x\x1b[31my"):
+        request = _request()
+        request["hookInstance"] = forged
+        response = _post(service, keys, request)
+        assert response.status_code == 400
+        assert "control characters" in response.json()["issue"][0]["diagnostics"]
+
+
+def test_feedback_items_are_capped_and_written_together(service: str,
+                                                        keys: dict[str, SigningKey]) -> None:
+    url = f"{service}/cds-services/{PATIENT_VIEW}/feedback"
+
+    def item(card: str) -> dict[str, Any]:
+        return {"card": card, "outcome": "accepted", "acceptedSuggestions": [],
+                "outcomeTimestamp": "2026-11-24T09:06:00Z"}
+
+    six = [item(str(uuid.uuid4())) for _ in range(6)]  # the fixture allows 5
+    too_many = httpx.post(url, json={"feedback": six}, headers=_headers(keys, url))
+    assert too_many.status_code == 413
+    assert "at most 5" in too_many.json()["issue"][0]["diagnostics"]
+    five = six[:4] + [six[0]]  # a repeated item is stored once
+    assert httpx.post(url, json={"feedback": five},
+                      headers=_headers(keys, url)).status_code == 200
+    bad_reason = {**item("c"), "outcome": "overridden", "overrideReason": {"reason": "x"}}
+    response = httpx.post(url, json={"feedback": [bad_reason]}, headers=_headers(keys, url))
+    assert response.status_code == 400 and "Coding" in response.text
+
+
+def test_feedback_store_writes_a_batch_once(tmp_path: Path) -> None:
+    from twitch_cds.service.store import Store
+
+    store = Store(f"sqlite:///{tmp_path / 'nested' / 'f.db'}")  # its folder is made
+    items = [{"card": f"c{i % 3}", "outcome": "accepted", "outcomeTimestamp": "t"}
+             for i in range(6)]
+    assert store.record_feedback_items("s", items) == 3
+    assert store.record_feedback_items("s", items) == 0
+    assert len(store.feedback_for("c1")) == 1
+
+
+def test_openapi_is_off_by_default_and_describes_the_bodies_when_on(
+        service: str, tmp_path: Path) -> None:
+    assert httpx.get(f"{service}/openapi.json").status_code == 404
+    assert httpx.get(f"{service}/docs").status_code == 404
+    with LiveServer(_open_app(tmp_path, openapi=True)) as server:
+        document = httpx.get(f"{server.url}/openapi.json").json()
+    operation = document["paths"]["/cds-services/{service_id}"]["post"]
+    ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert ref == "#/components/schemas/HookRequest"
+    schemas = document["components"]["schemas"]
+    assert {"hook", "hookInstance", "context"} <= set(schemas["HookRequest"]["required"])
+    feedback = document["paths"]["/cds-services/{service_id}/feedback"]["post"]
+    assert feedback["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/Feedback")
+    assert "FeedbackItem" in schemas and "Card" in schemas
+
+
+def test_the_default_database_is_outside_the_working_tree(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from twitch_cds.service.config import default_database_path
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    config = ServiceConfig(allow_unauthenticated=True)
+    assert config.database == f"sqlite:///{tmp_path / 'state' / 'twitch-cds' / 'service.db'}"
+    monkeypatch.delenv("XDG_STATE_HOME")
+    assert default_database_path() == Path.home() / ".local/state/twitch-cds/service.db"
+
+
+def test_results_cut_at_the_page_limit_are_reported(service: str, keys: dict[str, SigningKey],
+                                                    fhir: Any, monkeypatch: pytest.MonkeyPatch,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    from twitch_cds.service import prefetch
+
+    caplog.set_level(logging.INFO)
+    monkeypatch.setattr(prefetch, "MAX_PAGES", 1)
+    many = [dict(copy.deepcopy(fhir.resources[1]), id=f"cut-{i}") for i in range(3)]
+    fhir.resources.extend(many)
+    try:
+        request = _margaret(fhir)
+        response = _post(service, keys, request)
+    finally:
+        del fhir.resources[-3:]
+    assert response.status_code == 200
+    assert any("results cut at 1 pages" in r.getMessage()
+               and request["hookInstance"] in r.getMessage() for r in caplog.records)
+
+
+def test_an_optional_key_that_fails_is_reported(service: str, keys: dict[str, SigningKey],
+                                                fhir: Any,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    fhir.fail_types.add("MedicationStatement")
+    try:
+        request = _margaret(fhir)
+        response = _post(service, keys, request)
+    finally:
+        fhir.fail_types.clear()
+    assert response.status_code == 200
+    assert any("medicationStatements: fetching failed (HTTP 500)" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_a_slow_jwks_fetch_does_not_block_the_event_loop(tmp_path: Path,
+                                                         keys: dict[str, SigningKey]) -> None:
+    import asyncio
+
+    from fastapi import FastAPI
+
+    slow_keys = FastAPI()
+
+    @slow_keys.get("/jwks")
+    async def published() -> dict[str, Any]:
+        await asyncio.sleep(1.5)
+        return jwks(keys["es"])
+
+    with LiveServer(slow_keys) as ehr, ThreadPoolExecutor(1) as pool:
+        config = {"clients": [TrustedClient(issuer=ISSUER, jwks_url=f"{ehr.url}/jwks")],
+                  "database_url": f"sqlite:///{tmp_path / 's.db'}"}
+        with LiveServer.build(lambda url: create_app(ServiceConfig(
+                public_base_url=url, **config))) as server:
+            url = f"{server.url}/cds-services"
+            call = pool.submit(httpx.get, url, headers=_headers(keys, url), timeout=10)
+            time.sleep(0.3)  # the service is now fetching the JWKS
+            started = time.perf_counter()
+            assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
+            waited = time.perf_counter() - started
+            assert not call.done()
+            assert call.result().status_code == 200
+    assert waited < 0.5, f"/healthz waited {waited:.2f} s for the JWKS fetch"

@@ -4,6 +4,7 @@ clock, the facts and issues so far, and the small helpers they all use."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +32,17 @@ EVIDENCE_TEXT_LIMIT = 500
 
 
 def date_text(when: dt.datetime | None) -> str | None:
-    return when.date().isoformat() if when else None
+    return _day(when) if when else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _day(when: dt.datetime) -> str:
+    return when.date().isoformat()
+
+
+@functools.cache
+def _steps(path: str) -> tuple[str, ...]:
+    return tuple(path.split("."))
 
 
 def fmt(value: float) -> str:
@@ -50,13 +61,17 @@ class ReaderContext:
         self.out = Normalised()
         self._by_ref: dict[str, dict[str, Any]] = {}
         self._first_seen: dict[str, tuple[dt.datetime, str]] = {}
+        self._patient_sex_and_age: tuple[Any, float | None] | None = None
+        self._classified: dict[int, tuple[Any, dict[str, Match]]] = {}
+        self._title_texts: dict[tuple[str, ...], str] = {}
         measurements = knowledge.measurements
         self._analytes = {m.valueset: (name, m) for name, m in measurements.analytes.items()}
         self._intakes = {m.valueset: (name, m) for name, m in measurements.intakes.items()}
 
     def word(self, key: str, **values: str) -> str:
         """An evidence word from cards.yaml, in the caller's language."""
-        return self.k.cards.evidence_words[key](self.lang).format(**values)
+        text = self.k.cards.evidence_words[key](self.lang)
+        return text.format(**values) if values else text
 
     # -- reporting -----------------------------------------------------------------------
     def issue(self, severity: Severity, resource: str, path: str, problem: str,
@@ -69,22 +84,30 @@ class ReaderContext:
             return  # the same resource arrived twice (e.g. in two prefetch keys)
         self.out.facts.append(fact)
         # the record's own words reach cards: one safe line, of a readable length
-        self.out.evidence[fact.id] = evidence.model_copy(
-            update={"text": safe_text(evidence.text, EVIDENCE_TEXT_LIMIT)})
+        text = safe_text(evidence.text, EVIDENCE_TEXT_LIMIT)
+        self.out.evidence[fact.id] = evidence if text == evidence.text else evidence.replace(
+            text=text)
 
     # -- shared pieces -------------------------------------------------------------------
     def _classify(self, concept: Any) -> dict[str, Match]:
+        """The value sets a CodeableConcept's codings fall in. Remembered for this call by the
+        concept's identity: screening, reading and presence checks ask about the same one."""
+        key = id(concept)
+        found = self._classified.get(key)
+        if found is not None and found[0] is concept:
+            return dict(found[1])
         hits: dict[str, Match] = {}
         for system, code, _ in codings(concept):
             for match in self.k.terminology.lookup(system, code):
                 hits.setdefault(match.valueset, match)
-        return hits
+        self._classified[key] = (concept, hits)
+        return dict(hits)
 
     def _when(self, v: Validated, *paths: str) -> dt.datetime | None:
         """The first readable date among the paths (``effectivePeriod.start`` style)."""
         for path in paths:
             node: Any = v.data
-            for part in path.split("."):
+            for part in _steps(path):
                 node = node.get(part) if isinstance(node, dict) else None
             if node is None:
                 continue
@@ -106,4 +129,8 @@ class ReaderContext:
 
     def _titles(self, valuesets: dict[str, Match]) -> str:
         """What a coded-only record is, when it carries no display or text."""
-        return ", ".join(self.k.terminology.titles[vs] for vs in valuesets)
+        key = tuple(valuesets)
+        text = self._title_texts.get(key)
+        if text is None:
+            text = self._title_texts[key] = ", ".join(self.k.terminology.titles[vs] for vs in key)
+        return text

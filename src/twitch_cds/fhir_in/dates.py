@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 
 _PARTIAL = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
@@ -18,6 +19,12 @@ def parse_fhir_datetime(value: object) -> dt.datetime | None:
     """
     if not isinstance(value, str) or not value or len(value) > _LONGEST:
         return None
+    return _parse(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(value: str) -> dt.datetime | None:
+    """Remembered: a chart repeats the same dates (visits, lab runs) many times."""
     partial = _PARTIAL.match(value)
     if partial:
         year, month, day = partial.groups()

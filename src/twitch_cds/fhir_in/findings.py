@@ -12,6 +12,18 @@ from twitch_cds.fhir_in.dates import days_between, parse_fhir_datetime
 from twitch_cds.fhir_in.validate import Validated
 from twitch_cds.knowledge.terminology import Match
 
+_VALUE_KEYS = frozenset({
+    "valueQuantity", "valueCodeableConcept", "valueString", "valueBoolean", "valueInteger",
+    "valueRange", "valueRatio", "valueSampledData", "valueTime", "valueDateTime",
+    "valuePeriod", "valueAttachment", "valueReference"})
+_KNOWN_KEYS = frozenset({
+    "resourceType", "id", "meta", "text", "status", "category", "code", "subject",
+    "encounter", "effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued",
+    "performer", "note", "component", "interpretation", "referenceRange", "identifier",
+    "basedOn", "partOf", "focus", "bodySite", "method", "device", "hasMember", "derivedFrom",
+    "extension", "modifierExtension", "language", "implicitRules", "contained"})
+"""Observation keys that are not a value[x] (the fast path of "does it carry a value")."""
+
 
 class FindingReader(ReaderContext):
     """Present, current findings, with severity and how long they have lasted."""
@@ -42,7 +54,8 @@ class FindingReader(ReaderContext):
                        f"no value (dataAbsentReason {preview(reason)}): presence unknown",
                        "ignored", "value-missing")
             return None
-        if any(k.startswith("value") for k in data):
+        if not _VALUE_KEYS.isdisjoint(data) or any(k.startswith("value") for k in data
+                                                   if k not in _KNOWN_KEYS):
             self.issue("warning", v.raw.label, "value[x]",
                        "a finding needs valueBoolean or a present/absent code", "ignored",
                        "value-unreadable")
@@ -80,10 +93,12 @@ class FindingReader(ReaderContext):
             if vs in self.k.concepts.findings:
                 findings.setdefault(vs, match)
         onset = self._when(v, "effectivePeriod.start")
-        holders = [("value", v.data), *((f"component[{i}].value", c) for i, c in
-                                         enumerate(v.data.get("component") or ()))]
-        lasted = max((d for path, holder in holders
-                      if (d := self._duration(v, path, holder)) is not None), default=None)
+        lasted = None
+        if "valueQuantity" in v.data or v.data.get("component"):  # a time quantity, maybe
+            holders = [("value", v.data), *((f"component[{i}].value", c) for i, c in
+                                             enumerate(v.data.get("component") or ()))]
+            lasted = max((d for path, holder in holders
+                          if (d := self._duration(v, path, holder)) is not None), default=None)
         if lasted is not None and (onset is None or days_between(onset, self.now) < lasted):
             onset = self.now - dt.timedelta(days=lasted)
         text = concept_text(v.data.get("code")) or self._titles(findings)
@@ -132,12 +147,12 @@ class FindingReader(ReaderContext):
             lasted = days_between(first, self.now)
             if fact.duration_days is not None and fact.duration_days >= lasted:
                 continue
-            self.out.facts[index] = fact.model_copy(update={"duration_days": lasted})
+            self.out.facts[index] = fact.replace(duration_days=lasted)
             evidence = self.out.evidence[fact.id]
             if label != evidence.reference:
-                self.out.evidence[fact.id] = evidence.model_copy(update={
-                    "text": f"{evidence.text}; {self.word('first_recorded')} "
-                            f"{date_text(first)} ({label})"})
+                self.out.evidence[fact.id] = evidence.replace(
+                    text=f"{evidence.text}; {self.word('first_recorded')} "
+                         f"{date_text(first)} ({label})")
 
     def _findings(self, v: Validated, source: Any, findings: dict[str, Match], severe: bool,
                   onset: dt.datetime | None, when: dt.datetime | None, text: str) -> None:

@@ -154,10 +154,7 @@ class LabReader(ReaderContext):
         (or untyped), for the patient's sex and age when the lab says whom they apply to."""
         trust = self.k.trust.reference_range
         entries = v.data.get("referenceRange")
-        patient = self._by_ref.get(self.out.patient or "", {})
-        gender = patient.get("gender")
-        born = parse_fhir_datetime(patient.get("birthDate"))
-        age = days_between(born, self.now) / 365.25 if born else None
+        gender, age = self._sex_and_age()
         out = []
         for index, entry in enumerate(entries if isinstance(entries, list) else ()):
             if not isinstance(entry, dict) or ("low" not in entry and "high" not in entry):
@@ -176,6 +173,15 @@ class LabReader(ReaderContext):
                 continue
             out.append((index, entry))
         return out
+
+    def _sex_and_age(self) -> tuple[Any, float | None]:
+        """The patient's gender and age in years, as far as the chart tells (read once)."""
+        if self._patient_sex_and_age is None:
+            patient = self._by_ref.get(self.out.patient or "", {})
+            born = parse_fhir_datetime(patient.get("birthDate"))
+            age = days_between(born, self.now) / 365.25 if born else None
+            self._patient_sex_and_age = (patient.get("gender"), age)
+        return self._patient_sex_and_age
 
     def _reference_range(self, v: Validated,
                          m: Measurement) -> tuple[float | None, float | None, str]:

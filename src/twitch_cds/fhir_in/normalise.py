@@ -77,13 +77,12 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
 
     def _isolated(self, v: Validated, stage: str, work: Callable[[], None]) -> None:
         """Run one resource's reading; if it fails, undo what it added and report it."""
-        facts, evidence = len(self.out.facts), set(self.out.evidence)
+        facts = len(self.out.facts)  # ``add`` appends a fact only with evidence of its own
         try:
             work()
         except Exception as exc:
             for fact in self.out.facts[facts:]:
-                if fact.id not in evidence:
-                    self.out.evidence.pop(fact.id, None)
+                self.out.evidence.pop(fact.id, None)
             del self.out.facts[facts:]
             self.out.issues.append(unreadable(v.raw, exc, stage))
 

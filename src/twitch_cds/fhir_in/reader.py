@@ -40,17 +40,24 @@ class RawResource:
     """Set when the input says (a fhir.resources model instance of a known version)."""
     full_url: str | None = None
 
+    _resource_type: str | None = field(default=None, init=False, repr=False, compare=False)
+    _label: str | None = field(default=None, init=False, repr=False, compare=False)
+
     @property
     def resource_type(self) -> str:
-        return str(self.data.get("resourceType"))
+        if self._resource_type is None:  # worked out once: read for every fact and issue
+            self._resource_type = str(self.data.get("resourceType"))
+        return self._resource_type
 
     @property
     def label(self) -> str:
         """``Type/id``, or ``Type at <origin>`` when the resource has no usable FHIR id: only
         safe text ever names a resource in facts, issues and cards."""
-        rtype = safe_text(self.resource_type, 64)
-        rid = self.data.get("id")
-        return f"{rtype}/{rid}" if is_fhir_id(rid) else f"{rtype} at {self.origin}"
+        if self._label is None:
+            rtype = safe_text(self.resource_type, 64)
+            rid = self.data.get("id")
+            self._label = f"{rtype}/{rid}" if is_fhir_id(rid) else f"{rtype} at {self.origin}"
+        return self._label
 
 
 @dataclass

@@ -17,6 +17,7 @@ import fhir.resources.R4B as fhir_r4b
 from pydantic import ValidationError
 
 from twitch_cds.fhir_in.reader import FhirVersion, RawResource
+from twitch_cds.fhir_in.validation_cache import VALIDATION_CACHE
 from twitch_cds.issues import InputIssue
 
 READ_FIELDS: dict[str, frozenset[str]] = {
@@ -75,16 +76,23 @@ def preferred_version(resources: list[RawResource]) -> FhirVersion:
 
 
 def _errors(data: dict[str, Any], version: FhirVersion) -> list[dict[str, Any]]:
+    key = VALIDATION_CACHE.key(data, version) if VALIDATION_CACHE.max_entries else None
+    if key is not None and (cached := VALIDATION_CACHE.get(key)) is not None:
+        return [dict(error) for error in cached]
     module = fhir_r5 if version == "R5" else fhir_r4b
     model = module.get_fhir_model_class(data["resourceType"])
+    errors: list[dict[str, Any]] = []
     try:
         model.model_validate(data)
     except ValidationError as exc:
-        return [dict(error) for error in exc.errors()]
+        errors = [{"loc": e["loc"], "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
     except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
         # fhir.resources itself fails on some shapes (e.g. ``"_status": "null"``)
-        return [{"loc": (), "msg": f"fhir.resources cannot validate it ({type(exc).__name__})"}]
-    return []
+        errors = [{"loc": (), "msg": f"fhir.resources cannot validate it ({type(exc).__name__})",
+                   "type": "fhir-resources-failure"}]
+    if key is not None:
+        VALIDATION_CACHE.put(key, tuple(errors))
+    return errors
 
 
 def too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
@@ -151,7 +159,25 @@ def _remove(data: dict[str, Any], loc: tuple[Any, ...]) -> None:
 
 
 def validate(raw: RawResource, default: FhirVersion) -> Validated:
-    data, prepared = prepare(raw)
+    """The resource validated, every failure reported. Resources nested too deeply or with
+    malformed primitive extensions make fhir.resources itself fail: those fields are taken
+    out first. Looking for them costs a walk of the whole resource, so it is done only for a
+    resource that failed (the common, well-formed resource pays nothing)."""
+    if _primitive_extensions(raw.data):
+        return _validate(raw, *prepare(raw), default)
+    try:
+        validated = _validate(raw, raw.data, [], default)
+    except RecursionError:
+        return _validate(raw, *prepare(raw), default)
+    if validated.issues and any(i.path == raw.resource_type for i in validated.issues):
+        data, prepared = prepare(raw)
+        if prepared:  # a field made validation itself fail: validate without it
+            return _validate(raw, data, prepared, default)
+    return validated
+
+
+def _validate(raw: RawResource, data: dict[str, Any], prepared: list[InputIssue],
+              default: FhirVersion) -> Validated:
     rtype = raw.resource_type
     version = raw.version or shape_version(data) or default
     errors = [] if raw.version else _errors(data, version)

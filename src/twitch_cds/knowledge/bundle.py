@@ -16,6 +16,7 @@ from twitch_cds.knowledge.concepts import Concepts
 from twitch_cds.knowledge.files import read_yaml, rulesets_dir
 from twitch_cds.knowledge.measurements import Measurements, ParamRef
 from twitch_cds.knowledge.parameters import ParameterSet, load_parameters
+from twitch_cds.knowledge.reads import FactReads
 from twitch_cds.knowledge.rules import (
     RuleCheckError,
     RuleFile,
@@ -53,6 +54,11 @@ class Knowledge:
     @functools.cached_property
     def rules_by_id(self) -> dict[str, CompiledRule]:
         return {compiled.rule.id: compiled for compiled in self.rules}
+
+    @functools.cached_property
+    def reads(self) -> FactReads:
+        """The fields the rules read, per fact type and kind (what tells facts apart)."""
+        return FactReads(compiled.rule for compiled in self.rules)
 
     @functools.cached_property
     def version(self) -> str:

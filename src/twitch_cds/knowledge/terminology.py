@@ -53,6 +53,10 @@ class Match:
     matched: str
 
 
+LOOKUP_MEMORY = 100_000
+"""Codings whose look-up is remembered (then forgotten all at once): a technical bound."""
+
+
 @dataclass
 class Terminology:
     """Every value set, indexed for the per-resource hot path."""
@@ -63,11 +67,22 @@ class Terminology:
     _names: dict[str, re.Pattern[str]] = field(default_factory=dict)
     _words: dict[str, re.Pattern[str]] = field(default_factory=dict)
     _systems_by_code: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    _looked_up: dict[tuple[str, str], tuple[Match, ...]] = field(default_factory=dict)
 
-    def lookup(self, system: str | None, code: str | None) -> list[Match]:
-        """Value sets holding this coding, by exact code or by class prefix."""
+    def lookup(self, system: str | None, code: str | None) -> tuple[Match, ...]:
+        """Value sets holding this coding, by exact code or by class prefix (remembered: a
+        chart repeats the same few codes hundreds of times)."""
         if not system or not code or len(code) > MAX_CODE_LENGTH:
-            return []
+            return ()
+        key = (system, code)
+        found = self._looked_up.get(key)
+        if found is None:
+            if len(self._looked_up) >= LOOKUP_MEMORY:
+                self._looked_up.clear()  # bounded, whatever codes arrive
+            found = self._looked_up[key] = tuple(self._lookup(system, code))
+        return found
+
+    def _lookup(self, system: str, code: str) -> list[Match]:
         code = _normalise_code(system, code)
         hits = [Match(vs, "code", f"{system}|{code}") for vs in self._exact.get((system, code), ())]
         prefixes = self._prefix.get(system)

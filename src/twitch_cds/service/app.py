@@ -1,8 +1,8 @@
 """The CDS Hooks HTTP surface (FastAPI): discovery, the three hooks, feedback.
 
-One engine per worker process, driven only by the event-loop thread: the durable-rules
-extension holds the GIL, so more threads would only queue (and a hand-off to a worker thread
-measured 1.5-2 ms per call, as much as the evaluation). Scale with worker processes.
+Each worker process evaluates in its one engine thread (``engine_thread.py``), so the event
+loop keeps answering while a chart is evaluated; JWT verification (a JWKS fetch, the jti
+write) and feedback writes run in the default thread pool. Scale with worker processes.
 """
 
 from __future__ import annotations
@@ -21,16 +21,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import twitch_cds
 from twitch_cds.errors import InputError
 from twitch_cds.knowledge.bundle import Knowledge, default_knowledge
+from twitch_cds.service import logs, schemas
 from twitch_cds.service.auth import AuthError, JwtVerifier
-from twitch_cds.service.config import ServiceConfig, load_config
+from twitch_cds.service.config import ServiceConfig, TrustedClient, load_config
 from twitch_cds.service.discovery import SERVICES_BY_ID, Service, discovery, prefetch_templates
+from twitch_cds.service.engine_thread import EngineThread
+from twitch_cds.service.incomplete import Reason, check_incomplete_card
 from twitch_cds.service.outcome import operation_outcome
-from twitch_cds.service.prefetch import Missing, resolve
+from twitch_cds.service.prefetch import Missing, fhir_server_refusal, resolve
 from twitch_cds.service.store import Store
 
 log = logging.getLogger("twitch_cds.service")
@@ -48,11 +52,17 @@ def create_app(config: ServiceConfig | None = None,
     """The ASGI app. ``config`` defaults to ``$TWITCH_CDS_CONFIG`` and the environment."""
     config = config or load_config()
     knowledge = knowledge or default_knowledge()
-    store = Store(config.database_url)
+    twitch_cds.configure_validation_cache(config.validation_cache_entries)
+    logs.ensure_handler()
+    store = Store(config.database)
+    log.info("database: %s", store.location)
     verifier = JwtVerifier(config, store)
+    engine = EngineThread()
+    trusted = {client.issuer: client for client in config.clients}
     templates = prefetch_templates(knowledge)
     discovered = discovery(knowledge)
     clients: list[httpx.AsyncClient] = []
+    counts = {"checks_incomplete": 0}
 
     def fhir_client() -> httpx.AsyncClient:
         """One HTTP client per worker, for every fetch from every EHR's FHIR server."""
@@ -65,34 +75,41 @@ def create_app(config: ServiceConfig | None = None,
         yield
         for client in clients:
             await client.aclose()
+        engine.shutdown()
 
-    app = FastAPI(title="twitch-cds", version=twitch_cds.__version__, docs_url=None,
-                  redoc_url=None, lifespan=lifespan)
+    app = FastAPI(title="twitch-cds", version=twitch_cds.__version__, lifespan=lifespan,
+                  openapi_url="/openapi.json" if config.openapi else None,
+                  docs_url="/docs" if config.openapi else None, redoc_url=None)
+    if config.openapi:
+        schemas.add_components(app)
     if config.allow_unauthenticated:
         log.warning("AUTHENTICATION IS OFF: any caller can use this service "
                     "(allow_unauthenticated). Never run it like this on a network.")
     if not config.clients and not config.allow_unauthenticated:
         log.warning("no trusted clients are configured: every call will get 401")
+    if config.allow_insecure_fhir_server:
+        log.warning("allow_insecure_fhir_server is on: FHIR bearer tokens may be sent over "
+                    "plain http. Only for local testing.")
     app.add_middleware(_AccessLog)
     if config.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins,
                            allow_methods=["GET", "POST", "OPTIONS"],
                            allow_headers=["Authorization", "Content-Type"])
 
-    def audience(request: Request) -> str:
-        if config.public_base_url:
-            return config.public_base_url.rstrip("/") + request.url.path
-        return str(request.url.replace(query=""))
-
-    def authenticate(request: Request) -> None:
+    async def authenticate(request: Request) -> TrustedClient | None:
+        """The calling client, or a bare 401. ``aud`` is ``public_base_url`` plus the path:
+        never anything the request's headers say."""
         if config.allow_unauthenticated:
-            return
-        try:
-            claims = verifier.verify(request.headers.get("authorization"), audience(request))
+            return None
+        audience = str(config.public_base_url).rstrip("/") + request.url.path
+        try:  # off the loop: a JWKS fetch and a database write
+            claims = await asyncio.to_thread(
+                verifier.verify, request.headers.get("authorization"), audience)
         except AuthError as exc:
-            log.info("401 on %s: %s", request.url.path, exc)
+            log.info("401 on %s: %s", request.url.path, exc,
+                     extra={"fields": {"path": request.url.path, "reason": str(exc)}})
             raise _Rejected(Response(status_code=401)) from exc
-        request.state.jti = claims.get("jti")
+        return trusted.get(str(claims.get("iss")))
 
     async def read_json(request: Request) -> Any:
         length = request.headers.get("content-length")
@@ -104,16 +121,30 @@ def create_app(config: ServiceConfig | None = None,
             raise _Rejected(operation_outcome(
                 415, "not-supported", f"content type {media or '(none)'}: send application/json"))
         body = bytearray()
-        async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > config.max_body_bytes:
-                raise _Rejected(operation_outcome(
-                    413, "too-costly", f"body is over {config.max_body_bytes} bytes"))
+        try:
+            async with asyncio.timeout(config.body_read_timeout_ms / 1000):
+                async for chunk in request.stream():
+                    body.extend(chunk)
+                    if len(body) > config.max_body_bytes:
+                        raise _Rejected(operation_outcome(
+                            413, "too-costly", f"body is over {config.max_body_bytes} bytes"))
+        except TimeoutError as exc:
+            response = operation_outcome(
+                408, "timeout", f"the request body did not arrive within "
+                f"{config.body_read_timeout_ms} ms")
+            response.headers["Connection"] = "close"
+            raise _Rejected(response) from exc
+        except ClientDisconnect as exc:
+            log.info("client disconnected before sending its whole body")
+            raise _Rejected(Response(status_code=400)) from exc
         try:
             return json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise _Rejected(operation_outcome(
                 400, "structure", f"body is not JSON: {exc}")) from exc
+        except RecursionError as exc:
+            raise _Rejected(operation_outcome(
+                400, "structure", "body is nested too deeply")) from exc
 
     def service_for(service_id: str) -> Service:
         service = SERVICES_BY_ID.get(service_id)
@@ -121,6 +152,20 @@ def create_app(config: ServiceConfig | None = None,
             raise _Rejected(operation_outcome(
                 404, "not-found", f"no CDS service {service_id!r}; see GET /cds-services"))
         return service
+
+    def check_incomplete(request: Request, hook_instance: str, reason: Reason,
+                         started: float) -> Response:
+        """The one card that says the check did not finish (never ``{"cards": []}``)."""
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        counts["checks_incomplete"] += 1
+        log.warning("check incomplete (%s) after %.0f ms (time budget %d ms), "
+                    "hookInstance=%s: answering the check-incomplete card", reason,
+                    elapsed_ms, config.time_budget_ms, hook_instance,
+                    extra={"fields": {"hookInstance": hook_instance, "reason": reason,
+                                      "elapsed_ms": round(elapsed_ms, 1)}})
+        request.state.cards = 1
+        card = check_incomplete_card(knowledge, hook_instance, reason, config.lang)
+        return JSONResponse({"cards": [card.to_json()]})
 
     @app.exception_handler(_Rejected)
     async def rejected(_request: Request, exc: _Rejected) -> Response:
@@ -140,39 +185,51 @@ def create_app(config: ServiceConfig | None = None,
         log.error("internal error: %s", type(exc).__name__)  # no contents in the log
         return operation_outcome(500, "exception", f"internal error ({type(exc).__name__})")
 
-    @app.get("/cds-services")
+    @app.get("/cds-services", response_model=None)
     async def list_services(request: Request) -> JSONResponse:
-        authenticate(request)
+        await authenticate(request)
         return JSONResponse(discovered)
 
-    @app.post("/cds-services/{service_id}")
+    @app.post("/cds-services/{service_id}", openapi_extra=schemas.body(schemas.HookRequest),
+              responses={200: {"description": "CDS Hooks cards", "content": {
+                  "application/json": {"schema": {"$ref": schemas.REF.format(
+                      model="CdsServiceResponse")}}}}})
     async def call_service(service_id: str, request: Request) -> Response:
-        authenticate(request)
+        started = time.perf_counter()  # the budget covers the whole call, JWT check included
+        deadline = started + config.time_budget_ms / 1000
+        client = await authenticate(request)
         service = service_for(service_id)
         body = await read_json(request)
         problem = _check_request(body, service)
         if problem:
             return operation_outcome(400, "invalid", problem)
-        request.state.hook_instance = body["hookInstance"]
-        budget = config.time_budget_ms / 1000
-        started = time.perf_counter()
+        hook_instance: str = body["hookInstance"]
+        request.state.hook_instance = hook_instance
+        server = body.get("fhirServer")
+        refusal = fhir_server_refusal(
+            server, allow_insecure=config.allow_insecure_fhir_server,
+            allowed_origins=client.fhir_servers if client else []) if server else None
         try:
             resolved = await asyncio.wait_for(
-                resolve(body, templates, fhir_client(), config.fetch_timeout_ms / 1000),
-                timeout=budget)
+                resolve(body, templates, fhir_client(), config.fetch_timeout_ms / 1000,
+                        refusal), timeout=deadline - time.perf_counter())
+            for note in resolved.problems:
+                log.warning("prefetch incomplete, hookInstance=%s: %s", hook_instance, note,
+                            extra={"fields": {"hookInstance": hook_instance,
+                                              "prefetchProblem": note}})
             data = {**body, "prefetch": resolved.prefetch}
-            result = twitch_cds.evaluate(data, lang=config.lang, knowledge=knowledge)
-            if time.perf_counter() - started > budget:
-                raise TimeoutError
+            result = await engine.evaluate(data, lang=config.lang, knowledge=knowledge,
+                                           timeout_s=deadline - time.perf_counter())
         except Missing as exc:
             return operation_outcome(412, "not-found", str(exc))
         except TimeoutError:
-            log.warning("time budget of %d ms spent (hookInstance=%s): answering no cards",
-                        config.time_budget_ms, body["hookInstance"])
-            request.state.cards = 0
-            return JSONResponse({"cards": []})
+            return check_incomplete(request, hook_instance, "time-budget", started)
         except InputError as exc:
             return operation_outcome(400, "invalid", str(exc))
+        except Exception as exc:  # the engine failed: still never a silent "no cards"
+            log.error("evaluation failed (%s), hookInstance=%s", type(exc).__name__,
+                      hook_instance)
+            return check_incomplete(request, hook_instance, "failure", started)
         cards = result.cards
         if service.hook in ORDER_HOOKS:  # at ordering, only what concerns the orders
             drafts = _draft_references(body["context"])
@@ -180,25 +237,28 @@ def create_app(config: ServiceConfig | None = None,
         request.state.cards = len(cards)
         return Response(result.cds_hooks_json(cards), media_type="application/json")
 
-    @app.post("/cds-services/{service_id}/feedback")
+    @app.post("/cds-services/{service_id}/feedback",
+              openapi_extra=schemas.body(schemas.Feedback))
     async def feedback(service_id: str, request: Request) -> Response:
-        authenticate(request)
+        await authenticate(request)
         service_for(service_id)
         body = await read_json(request)
         items = body.get("feedback") if isinstance(body, dict) else None
         if not isinstance(items, list) or not items:
             return operation_outcome(400, "required", "body needs a non-empty feedback array")
+        if len(items) > config.max_feedback_items:
+            return operation_outcome(413, "too-costly", f"{len(items)} feedback items: send "
+                                     f"at most {config.max_feedback_items} per request")
         for index, item in enumerate(items):
             problem = _check_feedback(item)
             if problem:
                 return operation_outcome(400, "invalid", f"feedback[{index}]: {problem}")
-        for item in items:
-            store.record_feedback(service_id, item)
+        await asyncio.to_thread(store.record_feedback_items, service_id, items)
         return Response(status_code=200)
 
     @app.get("/healthz", include_in_schema=False)
-    async def health() -> dict[str, str]:
-        return {"status": "ok", "ruleset": knowledge.version}
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "ruleset": knowledge.version, **counts}
 
     return app
 
@@ -227,9 +287,15 @@ class _AccessLog:
             await self.app(scope, receive, record)
         finally:
             state = scope.get("state") or {}
+            elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+            hook_instance = state.get("hook_instance", "-")
             log.info("%s %s %s %.1f ms hookInstance=%s cards=%s", scope["method"],
-                     scope["path"], status, (time.perf_counter() - started) * 1000,
-                     state.get("hook_instance", "-"), state.get("cards", "-"))
+                     scope["path"], status, elapsed_ms, hook_instance,
+                     state.get("cards", "-"),
+                     extra={"fields": {"method": scope["method"], "path": scope["path"],
+                                       "status": status, "elapsed_ms": elapsed_ms,
+                                       "hookInstance": hook_instance,
+                                       "cards": state.get("cards")}})
 
 
 def _check_request(body: Any, service: Service) -> str | None:
@@ -240,12 +306,16 @@ def _check_request(body: Any, service: Service) -> str | None:
         return f"hook {body.get('hook')!r} does not match service {service.id} ({service.hook})"
     if not isinstance(body.get("hookInstance"), str) or not body["hookInstance"]:
         return "hookInstance (a string) is required"
+    if len(body["hookInstance"]) > 200 or logs.has_control_characters(body["hookInstance"]):
+        return "hookInstance must be at most 200 characters, without control characters"
     context = body.get("context")
     if not isinstance(context, dict):
         return "context (an object) is required"
     missing = [name for name in service.context_fields if context.get(name) in (None, "")]
     if missing:
         return f"context for {service.hook} lacks {', '.join(missing)}"
+    if body.get("fhirServer") is not None and not isinstance(body["fhirServer"], str):
+        return "fhirServer must be a string (an https URL)"
     if body.get("fhirAuthorization") is not None:
         if not isinstance(body.get("fhirServer"), str):
             return "fhirServer is required when fhirAuthorization is present"
@@ -268,17 +338,25 @@ def _draft_references(context: dict[str, Any]) -> set[str]:
 def _check_feedback(item: Any) -> str | None:
     if not isinstance(item, dict):
         return "must be an object"
-    if not isinstance(item.get("card"), str) or not item["card"]:
-        return "card (the card's uuid) is required"
+    if not isinstance(item.get("card"), str) or not 0 < len(item["card"]) <= 100:
+        return "card (the card's uuid, at most 100 characters) is required"
     if item.get("outcome") not in OUTCOMES:
         return f"outcome must be one of {', '.join(OUTCOMES)}"
-    if not isinstance(item.get("outcomeTimestamp"), str):
-        return "outcomeTimestamp is required"
+    if not isinstance(item.get("outcomeTimestamp"), str) or len(item["outcomeTimestamp"]) > 40:
+        return "outcomeTimestamp (an instant) is required"
     if item["outcome"] == "accepted" and not isinstance(item.get("acceptedSuggestions"), list):
         return "acceptedSuggestions is required when the outcome is accepted"
     reason = item.get("overrideReason")
-    if reason is not None and not isinstance(reason, dict):
+    if reason is None:
+        return None
+    if not isinstance(reason, dict):
         return "overrideReason must be an object"
+    coding = reason.get("reason")
+    if coding is not None and not (isinstance(coding, dict) and all(
+            isinstance(coding.get(name), str | None) for name in ("system", "code"))):
+        return "overrideReason.reason must be a Coding"
+    if not isinstance(reason.get("userComment"), str | None):
+        return "overrideReason.userComment must be a string"
     return None
 
 

@@ -4,7 +4,9 @@ Checked: ``alg`` ES384 or RS384 only (never ``none`` or HMAC), ``kid`` and ``typ
 signature against the issuer's JWKS (a URL, cached, refetched when an unknown ``kid`` shows
 up after a key rotation; or a file), ``iss`` on the allowlist, ``aud`` equal to the endpoint
 called, ``exp`` and ``iat``, ``jti`` never seen before within its lifetime, and ``tenant``
-where the client has tenants. Any failure is an ``AuthError``; the app answers a bare 401.
+where the client has tenants. Any failure is an ``AuthError`` (whatever PyJWT or the key
+library raised, e.g. an RS384 header naming an EC key); the app answers a bare 401.
+``verify`` blocks (a JWKS fetch, a database write): the app runs it off the event loop.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from twitch_cds.service.config import ServiceConfig, TrustedClient
 from twitch_cds.service.store import Store
 
 ALGORITHMS = ["ES384", "RS384"]
+TYPES = ("jwt", "application/jwt")
+"""The JWT header ``typ`` CDS Hooks 2.0 requires ("JWT"; media types are case-insensitive)."""
 
 
 class AuthError(Exception):
@@ -68,7 +72,15 @@ class JwtVerifier:
             return self._keys[client.issuer]
 
     def verify(self, authorization: str | None, audience: str) -> dict[str, Any]:
-        """The token's claims, or AuthError."""
+        """The token's claims, or AuthError (never any other exception)."""
+        try:
+            return self._verify(authorization, audience)
+        except AuthError:
+            raise
+        except Exception as exc:  # a malformed key, header or claim: still only a 401
+            raise AuthError(f"token rejected ({type(exc).__name__})") from exc
+
+    def _verify(self, authorization: str | None, audience: str) -> dict[str, Any]:
         if not authorization or not authorization.startswith("Bearer "):
             raise AuthError("no Bearer token")
         token = authorization[len("Bearer "):].strip()
@@ -77,6 +89,8 @@ class JwtVerifier:
             unverified = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError as exc:
             raise AuthError(f"not a JWT: {exc}") from exc
+        if not isinstance(header.get("typ"), str) or header["typ"].lower() not in TYPES:
+            raise AuthError(f"typ {header.get('typ')!r} in the JWT header: CDS Hooks needs JWT")
         if header.get("alg") not in ALGORITHMS:
             raise AuthError(f"alg {header.get('alg')!r} is not allowed")
         if not header.get("kid"):
@@ -93,6 +107,9 @@ class JwtVerifier:
             )
         except jwt.PyJWTError as exc:
             raise AuthError(f"token rejected: {exc}") from exc
+        if not isinstance(claims["iat"], int | float) or not isinstance(claims["exp"],
+                                                                        int | float):
+            raise AuthError("iat and exp must be numbers")
         if claims["iat"] > time.time() + self._config.leeway_s:
             raise AuthError("iat is in the future")
         if client.tenants and claims.get("tenant") not in client.tenants:

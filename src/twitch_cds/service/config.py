@@ -22,6 +22,9 @@ class TrustedClient(BaseModel):
     jwks_file: Path | None = None
     tenants: list[str] = Field(default_factory=list)
     """When set, the JWT ``tenant`` claim must be one of these."""
+    fhir_servers: list[str] = Field(default_factory=list)
+    """When set, the origins (``https://fhir.example.org``, scheme, host and port) this
+    client's ``fhirServer`` may be on; the service fetches from no other."""
 
     @model_validator(mode="after")
     def _one_key_source(self) -> TrustedClient:
@@ -40,15 +43,34 @@ class ServiceConfig(BaseSettings):
     allow_unauthenticated: bool = False
     """Accept calls without a JWT. Only for local development; logged loudly at start."""
     public_base_url: str | None = None
-    """The base URL clients call (``https://cds.example.org``), for the JWT ``aud`` check
-    behind a proxy; default: the URL of the request as received."""
+    """The base URL clients call (``https://cds.example.org``): the JWT ``aud`` must be this
+    plus the path called. Required whenever authentication is on; never taken from the
+    request's headers."""
+    allow_insecure_fhir_server: bool = False
+    """Fetch from a ``fhirServer`` that is not https (sending it the bearer token). Only for
+    local testing."""
     cors_origins: list[str] = Field(default_factory=list)
     time_budget_ms: int = Field(default=300, gt=0)
-    """Past this, answer ``{"cards": []}`` rather than keep the clinician waiting."""
+    """Past this, answer one ``check-incomplete`` card (review the chart for red flags)
+    rather than keep the clinician waiting."""
     fetch_timeout_ms: int = Field(default=250, gt=0)
     max_body_bytes: int = Field(default=5_000_000, gt=0)
-    database_url: str = "sqlite:///twitch-cds-service.db"
-    """Feedback and JWT ids seen (replay protection); any SQLAlchemy URL."""
+    body_read_timeout_ms: int = Field(default=5000, gt=0)
+    """A request body not complete within this gets 408 (a slow or stalled client)."""
+    header_read_timeout_s: float = Field(default=10.0, gt=0)
+    """``twitch-cds serve``: a connection whose request line and headers are not complete
+    within this is closed."""
+    max_feedback_items: int = Field(default=100, gt=0)
+    """Feedback items accepted in one request; more get 413."""
+    openapi: bool = False
+    """Serve ``/openapi.json`` and ``/docs`` (off by default: they need no token)."""
+    validation_cache_entries: int = Field(default=50_000, ge=0)
+    """fhir.resources validation results kept per worker, keyed by each resource's content:
+    patient-view brings the same chart back again and again (0 turns it off)."""
+    database_url: str | None = None
+    """Feedback and JWT ids seen (replay protection); any SQLAlchemy URL. Default: SQLite
+    under the user's state directory (``$XDG_STATE_HOME/twitch-cds/service.db``, else
+    ``~/.local/state/twitch-cds/service.db``), never the working directory."""
     lang: Literal["en", "id"] = "en"
     jti_lifetime_s: int = Field(default=3600, gt=0)
     """How long a token id is remembered (at least the longest token lifetime)."""
@@ -57,6 +79,26 @@ class ServiceConfig(BaseSettings):
     rotation), so a flood of forged kids cannot hammer the EHR's key endpoint."""
     leeway_s: int = Field(default=30, ge=0)
     """Clock skew allowed for ``exp`` and ``iat``."""
+
+    @model_validator(mode="after")
+    def _audience_is_configured(self) -> ServiceConfig:
+        if not self.allow_unauthenticated and not self.public_base_url:
+            raise ValueError(
+                "public_base_url is required when authentication is on: set it (or "
+                "TWITCH_CDS_PUBLIC_BASE_URL) to the base URL the EHR calls, e.g. "
+                "https://cds.example.org; the JWT aud is checked against it")
+        return self
+
+    @property
+    def database(self) -> str:
+        """The SQLAlchemy URL in use: ``database_url``, else the default state file."""
+        return self.database_url or f"sqlite:///{default_database_path()}"
+
+
+def default_database_path() -> Path:
+    """``$XDG_STATE_HOME/twitch-cds/service.db`` (``~/.local/state`` when unset)."""
+    state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return Path(state) / "twitch-cds" / "service.db"
 
 
 def load_config(path: str | Path | None = None) -> ServiceConfig:

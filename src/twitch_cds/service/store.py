@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -21,10 +24,11 @@ from sqlalchemy import (
     delete,
     event,
     insert,
+    make_url,
     select,
 )
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 metadata = MetaData()
 
@@ -54,31 +58,63 @@ PURGE_EVERY_S = 60.0
 
 class Store:
     def __init__(self, url: str) -> None:
+        parsed = make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "",
+                                                                            ":memory:"):
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        self.location = parsed.render_as_string(hide_password=True)
+        """Where the data is, for the log (no password)."""
         self.engine: Engine = create_engine(url, future=True)
         self._purged = 0.0
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        metadata.create_all(self.engine)
+        for attempt in range(5):  # workers starting together race to create the tables
+            try:
+                metadata.create_all(self.engine)
+                break
+            except OperationalError:
+                if attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     def record_feedback(self, service_id: str, item: dict[str, Any]) -> bool:
         """Store one feedback item; False when this card already has this outcome."""
-        reason = item.get("overrideReason") or {}
-        coding = reason.get("reason") or {}
-        row = {
-            "service_id": service_id, "card": item["card"], "outcome": item["outcome"],
-            "override_reason_system": coding.get("system"),
-            "override_reason_code": coding.get("code"),
-            "override_comment": reason.get("userComment"),
-            "accepted_suggestions": json.dumps(item.get("acceptedSuggestions") or []),
-            "outcome_timestamp": item["outcomeTimestamp"],
-            "received_at": dt.datetime.now(dt.UTC),
-        }
+        return self.record_feedback_items(service_id, [item]) == 1
+
+    def record_feedback_items(self, service_id: str, items: Sequence[dict[str, Any]]) -> int:
+        """Store feedback items in one transaction; an outcome a card already has is kept
+        once. Returns how many rows were new. Blocking: call it off the event loop."""
+        rows: dict[tuple[str, str], dict[str, Any]] = {}
+        for item in items:
+            rows.setdefault((item["card"], item["outcome"]), _feedback_row(service_id, item))
         try:
             with self.engine.begin() as connection:
-                connection.execute(insert(feedback).values(**row))
-        except IntegrityError:
-            return False
-        return True
+                return self._insert_new(connection, service_id, list(rows.values()))
+        except IntegrityError:  # another worker wrote one of them meanwhile: one by one
+            stored = 0
+            for row in rows.values():
+                try:
+                    with self.engine.begin() as connection:
+                        stored += self._insert_new(connection, service_id, [row])
+                except IntegrityError:
+                    continue
+            return stored
+
+    @staticmethod
+    def _insert_new(connection: Connection, service_id: str,
+                    rows: list[dict[str, Any]]) -> int:
+        cards = sorted({row["card"] for row in rows})
+        existing: set[tuple[str, str]] = set()
+        for start in range(0, len(cards), 500):  # bounded IN lists
+            found = connection.execute(
+                select(feedback.c.card, feedback.c.outcome)
+                .where(feedback.c.service_id == service_id)
+                .where(feedback.c.card.in_(cards[start:start + 500])))
+            existing.update((card, outcome) for card, outcome in found)
+        new = [row for row in rows if (row["card"], row["outcome"]) not in existing]
+        if new:
+            connection.execute(insert(feedback), new)
+        return len(new)
 
     def feedback_for(self, card: str) -> list[dict[str, Any]]:
         with self.engine.connect() as connection:
@@ -98,6 +134,20 @@ class Store:
         except IntegrityError:
             return False
         return True
+
+
+def _feedback_row(service_id: str, item: dict[str, Any]) -> dict[str, Any]:
+    reason = item.get("overrideReason") or {}
+    coding = reason.get("reason") or {}
+    return {
+        "service_id": service_id, "card": item["card"], "outcome": item["outcome"],
+        "override_reason_system": coding.get("system"),
+        "override_reason_code": coding.get("code"),
+        "override_comment": reason.get("userComment"),
+        "accepted_suggestions": json.dumps(item.get("acceptedSuggestions") or []),
+        "outcome_timestamp": item["outcomeTimestamp"],
+        "received_at": dt.datetime.now(dt.UTC),
+    }
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

@@ -100,8 +100,10 @@ class Lab(Fact):
 
     fact_type = "lab"
     analyte: str
-    value: float
     unit: str
+    value: float | None = None
+    """The result in ``unit``; None when only the lab's flag can be used (unit unknown or
+    value implausible: the flag, set by the lab knowing its unit, still counts)."""
     range_low: float | None = None
     """Lower limit of the lab's own reference range, converted to ``unit``."""
     range_high: float | None = None

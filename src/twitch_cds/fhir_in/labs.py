@@ -128,9 +128,8 @@ class LabReader(ReaderContext):
     def _flag_only(self, v: Validated, analyte: str, m: Measurement,
                    when: dt.datetime | None, match: Match) -> None:
         """A result whose value cannot be used (unit unknown, implausible) still counts by the
-        lab's own low or high flag, which the lab set knowing its unit. The fact's ``value``
-        is then the analyte's default limit the flag crosses: a placeholder no rule reads when
-        an interpretation is present (it is never shown as the result)."""
+        lab's own low or high flag, which the lab set knowing its unit; the fact carries no
+        value at all."""
         interpretation = self._interpretation(v)
         trust = self.k.trust.interpretation
         if interpretation not in trust.low | trust.high or when is None:
@@ -140,11 +139,10 @@ class LabReader(ReaderContext):
             return
         default_low = self.p[m.default_low] if m.default_low else 0.0
         default_high = self.p[m.default_high] if m.default_high else 0.0
-        placeholder = default_low if interpretation in trust.low else default_high
         shown = (f"{m.display(self.lang)} ({self.word('flagged', code=interpretation)}; "
                  f"value not used), {date_text(when)}")
-        fact = Lab(id=f"{v.raw.label}#{analyte}", analyte=analyte, value=placeholder,
-                   unit=m.unit, interpretation=interpretation, default_low=default_low,
+        fact = Lab(id=f"{v.raw.label}#{analyte}", analyte=analyte, unit=m.unit,
+                   interpretation=interpretation, default_low=default_low,
                    default_high=default_high, age_days=age)
         self.add(fact, Evidence(reference=v.raw.label, text=shown, match=match.method,
                                 date=date_text(when)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -123,7 +124,7 @@ class MedicationReader(ReaderContext):
         rule = self.k.trust.non_systemic.get(drug_class)
         if rule is None or match.matched.startswith(ATC):
             return False
-        found = re.search(r"\b(" + "|".join(map(re.escape, rule.words)) + ")", text, re.I)
+        found = _words_pattern(tuple(rule.words)).search(text)
         if found is None:
             return False
         word = found.group(1)
@@ -131,3 +132,9 @@ class MedicationReader(ReaderContext):
                    f"{drug_class} recognised but '{word}' marks it as not systemic", "ignored",
                    "not-systemic")
         return True
+
+
+@functools.lru_cache(maxsize=64)
+def _words_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
+    """Any of the words, at a word start, in any case (compiled once per word list)."""
+    return re.compile(r"\b(" + "|".join(map(re.escape, words)) + ")", re.I)

@@ -201,3 +201,12 @@ def test_the_validation_cache_gives_the_same_answers() -> None:
     finally:
         twitch_cds.configure_validation_cache(0)
     assert len(VALIDATION_CACHE) == 0
+
+
+def test_card_uuids_are_rfc_4122_uuid5() -> None:
+    import uuid
+
+    from twitch_cds.card_builder import CARD_NAMESPACE, card_uuid
+
+    for name in ("", "Patient/p1|red-flag|weakness|Observation/tw1", "Pasien/ä|kartu" * 50):
+        assert card_uuid(name) == str(uuid.uuid5(CARD_NAMESPACE, name))

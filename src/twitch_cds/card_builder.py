@@ -3,6 +3,7 @@ rule files, and the evidence behind each card named in it."""
 
 from __future__ import annotations
 
+import hashlib
 import string
 import uuid
 from collections.abc import Iterable, Mapping
@@ -18,6 +19,17 @@ from twitch_cds.provenance import Provenance
 
 CARD_NAMESPACE = uuid.UUID("5b0c3f4e-6f1e-4c51-9d43-1f6b1c2a7e10")
 """uuid5 namespace: a card's uuid derives from patient, rules, versions and evidence."""
+
+
+def card_uuid(name: str) -> str:
+    """``str(uuid.uuid5(CARD_NAMESPACE, name))``, without the import ``uuid5`` does on every
+    call (measured as a sixth of the card builder's time)."""
+    digest = bytearray(hashlib.sha1(CARD_NAMESPACE.bytes + name.encode("utf-8"),
+                                    usedforsecurity=False).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 SUMMARY_LIMIT = 139
 
 
@@ -203,7 +215,7 @@ class CardBuilder:
         source = self.k.cards.source
         suggestions = self._suggestions(group, patient, list(references))
         return BuiltCard(list(references), Card(
-            uuid=str(uuid.uuid5(CARD_NAMESPACE, identity)),
+            uuid=card_uuid(identity),
             summary=self._summary(group),
             detail="\n".join(lines),
             indicator=group.texts.indicator,
@@ -243,7 +255,7 @@ class CardBuilder:
                                       f"{what}", resource=resource))
             out.append(Suggestion(
                 label=texts.label(self.lang),
-                uuid=str(uuid.uuid5(CARD_NAMESPACE, f"{patient}|{group.kind}|{key}")),
+                uuid=card_uuid(f"{patient}|{group.kind}|{key}"),
                 actions=actions,
             ))
         return out

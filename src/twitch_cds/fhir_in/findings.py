@@ -140,19 +140,18 @@ class FindingReader(ReaderContext):
 
     def _durations(self) -> None:
         """Give each current finding the duration since its concept was first recorded."""
-        for index, fact in enumerate(self.out.facts):
+        for fact in self.out.facts:
             if not isinstance(fact, Finding) or fact.concept not in self._first_seen:
                 continue
             first, label = self._first_seen[fact.concept]
             lasted = days_between(first, self.now)
             if fact.duration_days is not None and fact.duration_days >= lasted:
                 continue
-            self.out.facts[index] = fact.replace(duration_days=lasted)
+            fact.duration_days = lasted  # still the reader's own fact: nothing else holds it
             evidence = self.out.evidence[fact.id]
             if label != evidence.reference:
-                self.out.evidence[fact.id] = evidence.replace(
-                    text=f"{evidence.text}; {self.word('first_recorded')} "
-                         f"{date_text(first)} ({label})")
+                evidence.text = f"{evidence.text}; {self.word('first_recorded')} " \
+                                f"{date_text(first)} ({label})"
 
     def _findings(self, v: Validated, source: Any, findings: dict[str, Match], severe: bool,
                   onset: dt.datetime | None, when: dt.datetime | None, text: str) -> None:

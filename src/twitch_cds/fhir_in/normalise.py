@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 from twitch_cds.facts import Evidence, PatientFact
@@ -50,7 +49,10 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
                 self._by_ref.setdefault(v.raw.full_url, v.data)
         subjects: dict[int, str | None] = {}
         for v in usable:
-            self._isolated(v, "reading the subject", partial(self._read_subject, v, subjects))
+            try:
+                subjects[id(v)] = self._subject(v)
+            except Exception as exc:  # this resource only: the rest are read
+                self.out.issues.append(unreadable(v.raw, exc, "reading the subject"))
         readable = [v for v in usable if id(v) in subjects]
         self.out.patient = self._whose(readable, patient_id, subjects)
         handlers: dict[str, Callable[[Validated], None]] = {
@@ -63,7 +65,7 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
         for v in readable:
             handler = handlers.get(v.raw.resource_type)
             if handler is not None and self._belongs(v, subjects[id(v)]):
-                self._isolated(v, "reading", partial(handler, v))
+                self._isolated(v, handler)
         try:
             self._durations()
         except Exception as exc:  # never lose the facts already read
@@ -72,19 +74,16 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
                        "used", "unreadable-resource")
         return self.out
 
-    def _read_subject(self, v: Validated, subjects: dict[int, str | None]) -> None:
-        subjects[id(v)] = self._subject(v)
-
-    def _isolated(self, v: Validated, stage: str, work: Callable[[], None]) -> None:
-        """Run one resource's reading; if it fails, undo what it added and report it."""
+    def _isolated(self, v: Validated, handler: Callable[[Validated], None]) -> None:
+        """Read one resource; if that fails, undo what it added and report it."""
         facts = len(self.out.facts)  # ``add`` appends a fact only with evidence of its own
         try:
-            work()
+            handler(v)
         except Exception as exc:
             for fact in self.out.facts[facts:]:
                 self.out.evidence.pop(fact.id, None)
             del self.out.facts[facts:]
-            self.out.issues.append(unreadable(v.raw, exc, stage))
+            self.out.issues.append(unreadable(v.raw, exc, "reading"))
 
     def unrecognised(self, raw: RawResource) -> list[InputIssue]:
         """Why a resource the rules pass over might have mattered: a code without a system

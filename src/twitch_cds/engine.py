@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import string
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -41,6 +42,7 @@ from durable import engine as durable_engine
 
 from twitch_cds.errors import EngineError
 from twitch_cds.knowledge.bundle import CompiledRule, Knowledge
+from twitch_cds.knowledge.rules import PARAMS_BIND
 
 ACTION_TIME_LIMIT_S = 10.0
 """durable-rules drops an action that runs longer than this, without a word."""
@@ -118,6 +120,7 @@ class RuleEngine:
             "all": [{"m": {"$ex": {"type": 1}}}, {"never": {"twitch_cds_never": 1}}],
             "run": SINK_RULE,
         }
+        self._read_parameters = _parameters_read(knowledge)
         self._host = QuietHost()
         self._host.set_rulesets({self.name: definition})
         self._handle: int = self._host.get_ruleset(self.name)._handle
@@ -181,7 +184,9 @@ class RuleEngine:
             started = self._clock()
             went = False
             try:
-                batch = [{"sid": sid, "id": "parameters", "type": "parameters", **parameters}]
+                batch: list[dict[str, Any]] = [{
+                    "sid": sid, "id": "parameters", "type": "parameters",
+                    **{name: parameters[name] for name in self._read_parameters}}]
                 batch.extend({**fact, "sid": sid} for fact in facts)
                 self._assert_batch(batch, session)
                 went = True
@@ -245,6 +250,30 @@ class RuleEngine:
         """Make sure an action ran in the session, so deleting it cannot crash (pitfall 2)."""
         with contextlib.suppress(Exception):  # the original error is already propagating
             self._assert_batch([{"sid": sid, "id": "go", "type": "go"}], session)
+
+
+def _parameters_read(knowledge: Knowledge) -> tuple[str, ...]:
+    """The parameters some rule compares with or quotes: only they go into the session."""
+    names: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if set(node) == {PARAMS_BIND} and isinstance(node[PARAMS_BIND], str):
+                names.add(node[PARAMS_BIND])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for compiled in knowledge.rules:
+        walk(compiled.definition)
+        message = compiled.rule.knowledge.message
+        for text in (message.en, message.id):
+            for _, name, _, _ in string.Formatter().parse(text):
+                if name and name.startswith(PARAMS_BIND + "."):
+                    names.add(name.split(".", 1)[1])
+    return tuple(sorted(names))
 
 
 def _nothing(matched: dict[str, Any], session: SessionResult) -> None:

@@ -319,8 +319,8 @@ def main() -> None:
     (folder / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
     (folder / "service.json").write_text(json.dumps({
         "clients": [{"issuer": ISSUER, "jwks_file": str(folder / "jwks.json")}],
-        "database_url": f"sqlite:///{folder / 'service.db'}", "time_budget_ms": 450,
-        "fetch_timeout_ms": 400, "public_base_url": f"http://127.0.0.1:{service_port}",
+        "database_url": f"sqlite:///{folder / 'service.db'}",  # default budget and timeouts
+        "public_base_url": f"http://127.0.0.1:{service_port}",
         "allow_insecure_fhir_server": True}))  # the stand-in FHIR server is plain http
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     processes = [

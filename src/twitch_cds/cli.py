@@ -141,12 +141,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (TwitchCdsError, ValueError, OSError) as exc:
         print(f"twitch-cds: error: {exc}", file=sys.stderr)
         return 2
-    if args.format == "json":
-        print(json.dumps(result.to_cds_hooks(), indent=2, ensure_ascii=False))
-        for issue in result.issues:  # stdout stays a pure CDS Hooks response
-            print(f"twitch-cds: input issue: {issue}", file=sys.stderr)
-    else:
-        print(_text(result))
+    try:
+        if args.format == "json":
+            print(json.dumps(result.to_cds_hooks(), indent=2, ensure_ascii=False))
+            for issue in result.issues:  # stdout stays a pure CDS Hooks response
+                print(f"twitch-cds: input issue: {issue}", file=sys.stderr)
+        else:
+            print(_text(result))
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader left (``| head``): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -65,3 +65,35 @@ def test_the_example_script_runs() -> None:
                           check=False)
     assert done.returncode == 0, done.stderr
     assert "electrolyte-depletion" in done.stdout
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(bundle_file: Path) -> None:
+    shell = (f"{sys.executable} -m twitch_cds.cli evaluate {bundle_file} --now {NOW} "
+             "| head -n 1")
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", shell], capture_output=True,
+                          text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("[CRITICAL]")
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+
+
+@pytest.mark.parametrize("text", ["", "  \n"])
+def test_an_empty_file_says_it_is_empty(tmp_path: Path, text: str,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "empty.json"
+    path.write_text(text)
+    assert main(["evaluate", str(path), "--now", NOW]) == 2
+    assert "the input is empty" in capsys.readouterr().err
+
+
+def test_a_missing_status_is_reported_once() -> None:
+    import twitch_cds
+
+    from .builders import RXNORM, med_statement
+
+    observation, statement = twitching(), med_statement("m", [{"system": RXNORM, "code": "4603"}])
+    del observation["status"], statement["status"]
+    result = twitch_cds.evaluate([observation, statement, twitching("tw2")], now=NOW)
+    for reference in ("Observation/tw1", "MedicationStatement/m"):
+        about = [i for i in result.issues if i.resource == reference and i.path == "status"]
+        assert len(about) == 1 and about[0].code == "status-unusable", about

@@ -87,3 +87,4 @@ class InputIssue(BaseModel):
     def __str__(self) -> str:
         return (f"{self.severity}: {self.resource} {self.path}: {self.problem} "
                 f"({self.action}, {self.code})")
+

@@ -79,6 +79,11 @@ class ReaderContext:
         self.out.issues.append(InputIssue(severity=severity, resource=resource, path=path,
                                           problem=problem, action=action, code=code))
 
+    def supersede(self, v: Validated, path: str) -> None:
+        """Drop strict validation's issue on a field the reader reports itself (a missing
+        ``status``: "required" there, "not used" here): each field is reported once."""
+        v.issues[:] = [i for i in v.issues if i.path != path]
+
     def add(self, fact: Fact, evidence: Evidence) -> None:
         if fact.id in self.out.evidence:
             return  # the same resource arrived twice (e.g. in two prefetch keys)

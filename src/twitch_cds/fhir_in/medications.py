@@ -77,8 +77,11 @@ class MedicationReader(ReaderContext):
         if proposed:
             pass  # the order being written now (CDS Hooks order-select / order-sign)
         elif status in trust.not_current or status not in trust.current | trust.recent:
+            if status is None:
+                self.supersede(v, "status")
             self.issue("information" if status in trust.not_current else "warning",
-                       v.raw.label, "status", f"status {preview(status)}: not a current exposure",
+                       v.raw.label, "status", "no status: not a current exposure" if status is None
+                       else f"status {preview(status)}: not a current exposure",
                        "ignored", "status-unusable")
             return
         adherence = first_code((v.data.get("adherence") or {}).get("code")

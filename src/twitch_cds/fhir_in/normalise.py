@@ -200,9 +200,12 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
         if not hits:
             return  # not about anything the rules know: irrelevant, not lost
         if status not in trust.usable:
+            if status is None:
+                self.supersede(v, "status")
             known = status in trust.not_usable
             self.issue("information" if known else "warning", v.raw.label, "status",
-                       f"status {preview(status)} is not a usable result", "ignored",
+                       "no status: not a usable result" if status is None
+                       else f"status {preview(status)} is not a usable result", "ignored",
                        "status-unusable")
             return
         when = self._when(v, "effectiveDateTime", "effectiveInstant", "effectivePeriod.end",

@@ -73,6 +73,9 @@ def _decode(data: str | bytes | bytearray) -> Any:
             data = bytes(data).decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             raise InputError(f"input is not UTF-8 text: {exc}") from exc
+    if not data.strip():
+        raise InputError("the input is empty: pass a FHIR resource, Bundle, list of resources "
+                         "or CDS Hooks request")
     try:
         return json.loads(data)
     except json.JSONDecodeError as exc:

@@ -37,12 +37,25 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import durable_rules_engine
-from durable import engine as durable_engine
-
 from twitch_cds.errors import EngineError
 from twitch_cds.knowledge.bundle import CompiledRule, Knowledge
 from twitch_cds.knowledge.rules import PARAMS_BIND
+
+REINSTALL_ENGINE = (
+    "CPPFLAGS=\"$CPPFLAGS -DPyEval_CallObject=PyObject_CallObject\" "
+    "pip install --no-cache-dir --force-reinstall --no-deps durable-rules==2.0.28")
+"""The command that rebuilds the engine's C module so that it imports on Python 3.13."""
+
+try:
+    import durable_rules_engine
+    from durable import engine as durable_engine
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
+    raise ImportError(
+        f"durable-rules' C module (the rule engine) cannot be imported: {exc}. Its only "
+        "release (2.0.28) is source only; on Python 3.13 it must be compiled with "
+        "PyEval_CallObject defined as PyObject_CallObject, and a wheel pip cached from an "
+        f"earlier build must not be reused. Fix it with:\n    {REINSTALL_ENGINE}"
+    ) from exc
 
 ACTION_TIME_LIMIT_S = 10.0
 """durable-rules drops an action that runs longer than this, without a word."""

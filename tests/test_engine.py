@@ -179,3 +179,15 @@ def test_threads_get_the_same_answers_as_one_thread() -> None:
         for index, signature, patient in pool.map(run, range(len(patients))):
             assert signature == expected[index]
             assert patient == f"Patient/{patients[index][1]}"
+
+
+def test_an_engine_that_cannot_be_imported_says_how_to_fix_it() -> None:
+    code = ("import sys\n"
+            "sys.modules['durable_rules_engine'] = None  # as a build without the 3.13 define\n"
+            "import twitch_cds\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode != 0
+    assert "cannot be imported" in done.stderr
+    assert ("-DPyEval_CallObject=PyObject_CallObject" in done.stderr
+            and "--no-cache-dir --force-reinstall" in done.stderr)

@@ -97,3 +97,14 @@ def test_a_missing_status_is_reported_once() -> None:
     for reference in ("Observation/tw1", "MedicationStatement/m"):
         about = [i for i in result.issues if i.resource == reference and i.path == "status"]
         assert len(about) == 1 and about[0].code == "status-unusable", about
+
+
+def test_version_names_the_package_and_the_ruleset() -> None:
+    import twitch_cds
+    from twitch_cds.knowledge.bundle import default_knowledge
+
+    done = subprocess.run([sys.executable, "-m", "twitch_cds.cli", "--version"],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0
+    assert done.stdout.startswith(f"twitch-cds {twitch_cds.__version__} ")
+    assert default_knowledge().version in done.stdout

@@ -10,10 +10,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from twitch_cds import __version__
 from twitch_cds.errors import TwitchCdsError
 from twitch_cds.evaluate import evaluate
 from twitch_cds.knowledge.bundle import default_knowledge
 from twitch_cds.result import EvaluationResult
+
+
+class _Version(argparse.Action):
+    """``--version``: the package and the ruleset it carries (loaded only when asked)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        knowledge = default_knowledge()
+        print(f"twitch-cds {__version__} (ruleset {knowledge.version}, "
+              f"{len(knowledge.rules)} rules)")
+        parser.exit()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -21,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="twitch-cds",
         description="Clinical decision support for leg-muscle twitching after walking.",
     )
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="print the package and ruleset versions and exit")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("evaluate", help="evaluate one patient's FHIR data, print cards")
     run.add_argument("file", help="FHIR JSON (Bundle, resource, list, CDS Hooks request) or -")

@@ -30,12 +30,13 @@ from twitch_cds.knowledge.bundle import Knowledge, default_knowledge
 from twitch_cds.service import logs, schemas
 from twitch_cds.service.auth import AuthError, JwtVerifier
 from twitch_cds.service.config import ServiceConfig, TrustedClient, load_config
-from twitch_cds.service.discovery import SERVICES_BY_ID, Service, discovery, prefetch_templates
+from twitch_cds.service.discovery import SERVICES_BY_ID, Service, discovery
 from twitch_cds.service.engine_thread import EngineThread
 from twitch_cds.service.incomplete import Reason, check_incomplete_card
 from twitch_cds.service.outcome import operation_outcome
 from twitch_cds.service.prefetch import Missing, fhir_server_refusal, resolve
 from twitch_cds.service.store import Store
+from twitch_cds.service.templates import prefetch_templates
 
 log = logging.getLogger("twitch_cds.service")
 OUTCOMES = ("accepted", "overridden")
@@ -54,13 +55,16 @@ def create_app(config: ServiceConfig | None = None,
     knowledge = knowledge or default_knowledge()
     twitch_cds.configure_validation_cache(config.validation_cache_entries)
     logs.ensure_handler()
+    log.info("twitch-cds %s, ruleset %s", twitch_cds.__version__, knowledge.version,
+             extra={"fields": {"packageVersion": twitch_cds.__version__,
+                               "rulesetVersion": knowledge.version}})
     store = Store(config.database)
     log.info("database: %s", store.location)
     verifier = JwtVerifier(config, store)
     engine = EngineThread()
     trusted = {client.issuer: client for client in config.clients}
-    templates = prefetch_templates(knowledge)
-    discovered = discovery(knowledge)
+    templates = prefetch_templates(knowledge, config.max_prefetch_url_length)
+    discovered = discovery(knowledge, templates)
     clients: list[httpx.AsyncClient] = []
     counts = {"checks_incomplete": 0}
 

@@ -72,6 +72,9 @@ class ServiceConfig(BaseSettings):
     under the user's state directory (``$XDG_STATE_HOME/twitch-cds/service.db``, else
     ``~/.local/state/twitch-cds/service.db``), never the working directory."""
     lang: Literal["en", "id"] = "en"
+    max_prefetch_url_length: int = Field(default=2000, ge=256)
+    """Longest prefetch search advertised in discovery, counted with a 64-character patient
+    id: the Observation codes are split over ``observations-1``, ``-2``, ... to stay within."""
     jti_lifetime_s: int = Field(default=3600, gt=0)
     """How long a token id is remembered (at least the longest token lifetime)."""
     jwks_refresh_cooldown_s: float = Field(default=30.0, ge=0)

@@ -1,6 +1,7 @@
 """Prefetch: use what the client sent, fetch what it left out from its FHIR server.
 
-A key counts as satisfied when the client sent a resource or Bundle for it. A key left
+A key counts as satisfied when the client sent a resource or Bundle for it (or for the
+whole group it is a part of: ``observations`` satisfies ``observations-1``, ...). A key left
 out, sent as ``null``, or answered with an OperationOutcome is fetched from ``fhirServer``
 with the ``fhirAuthorization`` bearer token (concurrently, with a timeout, following Bundle
 ``next`` links). A required key that can be neither prefetched nor fetched is ``Missing``.
@@ -21,7 +22,7 @@ from urllib.parse import quote
 
 import httpx
 
-from twitch_cds.service.discovery import Prefetch
+from twitch_cds.service.templates import Prefetch
 
 MAX_PAGES = 20
 TOKEN = re.compile(r"\{\{\s*context\.(\w+)\s*\}\}")
@@ -115,7 +116,8 @@ async def resolve(request: dict[str, Any], templates: dict[str, Prefetch],
     """``client`` is shared across requests: making one costs ~20 ms (its TLS context).
     ``refusal``: why ``fhirServer`` may not be fetched from (nothing is sent to it)."""
     given = dict(request.get("prefetch") or {})
-    wanted = {key: p for key, p in templates.items() if not _satisfied(given.get(key))}
+    wanted = {key: p for key, p in templates.items() if not _satisfied(given.get(key))
+              and not (p.group and _satisfied(given.get(p.group)))}
     resolved = Resolved({k: v for k, v in given.items() if _satisfied(v)})
     if not wanted:
         return resolved

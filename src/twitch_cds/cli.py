@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="worker processes (one engine each; use about one per core)")
     serve.add_argument("--insecure-no-auth", action="store_true",
                        help="accept calls without a JWT (local development only)")
+    serve.add_argument("--check-config", action="store_true",
+                       help="validate the configuration (file and TWITCH_CDS_* variables), "
+                            "print OK or each setting at fault, and exit (1 when invalid)")
     return parser
 
 
@@ -53,6 +56,13 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ["TWITCH_CDS_CONFIG"] = str(Path(args.config).resolve())
     if args.insecure_no_auth:
         os.environ["TWITCH_CDS_ALLOW_UNAUTHENTICATED"] = "true"
+    if args.check_config:
+        from twitch_cds.service.check import check_config
+
+        verdict = check_config(os.environ.get("TWITCH_CDS_CONFIG"))
+        for line in verdict.lines:
+            print(f"twitch-cds: {line}", file=sys.stdout if verdict.ok else sys.stderr)
+        return 0 if verdict.ok else 1
     from twitch_cds.service.config import load_config
     from twitch_cds.service.logs import log_config
     from twitch_cds.service.protocol import HeaderTimeoutProtocol

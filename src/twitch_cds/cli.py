@@ -65,6 +65,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 0 if verdict.ok else 1
     from twitch_cds.service.config import load_config
     from twitch_cds.service.logs import log_config
+    from twitch_cds.service.multiprocess import multiprocess_metrics
     from twitch_cds.service.protocol import HeaderTimeoutProtocol
     from twitch_cds.service.store import Store
 
@@ -72,9 +73,11 @@ def _serve(args: argparse.Namespace) -> int:
     Store(config.database)  # the tables exist before the workers start (each logs where)
     # uvicorn's access log is off (it writes query strings, where a token may be): the
     # service writes its own access line, path only, as JSON like every other line.
-    uvicorn.run("twitch_cds.service.app:app", host=args.host, port=args.port,
-                workers=args.workers, log_config=log_config("info"), access_log=False,
-                http=HeaderTimeoutProtocol, timeout_keep_alive=5, server_header=False)
+    # several workers: metrics summed across them (prometheus-client multiprocess mode)
+    with multiprocess_metrics(config.metrics and args.workers > 1):
+        uvicorn.run("twitch_cds.service.app:app", host=args.host, port=args.port,
+                    workers=args.workers, log_config=log_config("info"), access_log=False,
+                    http=HeaderTimeoutProtocol, timeout_keep_alive=5, server_header=False)
     return 0
 
 

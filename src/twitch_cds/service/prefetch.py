@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 import httpx
 
+from twitch_cds.service.metrics import ServiceMetrics, fetch_failure_reason
 from twitch_cds.service.templates import Prefetch
 
 MAX_PAGES = 20
@@ -76,7 +77,8 @@ def _satisfied(value: Any) -> bool:
 
 
 async def _fetch(client: httpx.AsyncClient, base: str, query: str, headers: dict[str, str],
-                 timeout_s: float, problems: list[str], key: str) -> dict[str, Any]:
+                 timeout_s: float, problems: list[str], key: str,
+                 metrics: ServiceMetrics | None) -> dict[str, Any]:
     home = origin(base)
     url: httpx.URL | None = httpx.URL(f"{base.rstrip('/')}/{query}")
     first: dict[str, Any] | None = None
@@ -85,6 +87,8 @@ async def _fetch(client: httpx.AsyncClient, base: str, query: str, headers: dict
         if pages == MAX_PAGES:
             problems.append(f"{key}: results cut at {MAX_PAGES} pages")
             break
+        if metrics is not None:
+            metrics.fhir_fetches.labels(key).inc()
         response = await client.get(url, headers=headers, timeout=timeout_s)
         response.raise_for_status()
         page = response.json()
@@ -112,7 +116,8 @@ async def _fetch(client: httpx.AsyncClient, base: str, query: str, headers: dict
 
 async def resolve(request: dict[str, Any], templates: dict[str, Prefetch],
                   client: httpx.AsyncClient, timeout_s: float,
-                  refusal: str | None = None) -> Resolved:
+                  refusal: str | None = None,
+                  metrics: ServiceMetrics | None = None) -> Resolved:
     """``client`` is shared across requests: making one costs ~20 ms (its TLS context).
     ``refusal``: why ``fhirServer`` may not be fetched from (nothing is sent to it)."""
     given = dict(request.get("prefetch") or {})
@@ -142,11 +147,13 @@ async def resolve(request: dict[str, Any], templates: dict[str, Prefetch],
     context = request.get("context") or {}
     queries = {key: render(p.template, context) for key, p in wanted.items()}
     results = await asyncio.gather(
-        *(_fetch(client, server, query, headers, timeout_s, resolved.problems, key)
+        *(_fetch(client, server, query, headers, timeout_s, resolved.problems, key, metrics)
           for key, query in queries.items()),
         return_exceptions=True)
     for (key, prefetch), result in zip(wanted.items(), results, strict=True):
         if isinstance(result, BaseException):
+            if metrics is not None:
+                metrics.fhir_fetch_failures.labels(key, fetch_failure_reason(result)).inc()
             reason = type(result).__name__
             if isinstance(result, httpx.HTTPStatusError):
                 reason = f"HTTP {result.response.status_code}"

@@ -263,3 +263,20 @@ def test_several_workers_are_scraped_as_one(tmp_path: Path) -> None:
     assert totals == [60.0] * 6
     writers = {path.stem.rsplit("_", 1)[-1] for path in directory.glob("counter_*.db")}
     assert len(writers) == 2  # both workers answered, and each scrape added both up
+
+
+def test_the_start_log_names_the_package_and_ruleset_versions(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    import twitch_cds
+    from twitch_cds.knowledge.bundle import default_knowledge
+
+    caplog.set_level(logging.INFO, logger="twitch_cds")
+    create_app(ServiceConfig(allow_unauthenticated=True,
+                             database_url=f"sqlite:///{tmp_path / 's.db'}"))
+    started = [r for r in caplog.records if r.getMessage().startswith("twitch-cds ")]
+    assert [r.getMessage() for r in started] == [
+        f"twitch-cds {twitch_cds.__version__}, ruleset {default_knowledge().version}"]
+    assert started[0].fields == {"packageVersion": twitch_cds.__version__,  # type: ignore[attr-defined]
+                                 "rulesetVersion": default_knowledge().version}

@@ -24,10 +24,7 @@ LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
 OBSERVATIONS = "observations"
 
-EVERY_CARD = ("red-flag", "electrolyte-depletion", "medication-side-effect",
-              "associated-condition", "muscle-fatigue", "post-exercise-irritability",
-              "caffeine", "diet", "self-care")
-"""Every card needs a current twitching finding, from an Observation or a Condition."""
+SERVICE_ONLY_CARDS = ("check-incomplete",)
 
 
 @dataclass(frozen=True)
@@ -35,7 +32,7 @@ class Prefetch:
     template: str
     required: bool
     """Needed to answer: if neither prefetched nor fetchable, the call fails with 412."""
-    cards: tuple[str, ...] = EVERY_CARD
+    cards: tuple[str, ...]
     """The card kinds that read what this search returns."""
     group: str | None = None
     """The one input this key is a part of (``observations``): a client that sends the
@@ -90,15 +87,18 @@ def split_search(base: str, tokens: Iterable[str], max_length: int) -> list[str]
 def prefetch_templates(knowledge: Knowledge, max_url_length: int = 2000) -> dict[str, Prefetch]:
     """What the rules read, as FHIR searches for ``{{context.patientId}}``, each within
     ``max_url_length`` characters (counted with a 64-character patient id)."""
+    # every card needs a current twitching finding, from an Observation or a Condition
+    every = tuple(kind for kind in knowledge.cards.kinds if kind not in SERVICE_ONLY_CARDS)
     tokens = [token(system, code) for system, code in observation_codes(knowledge)]
     observations = split_search(f"Observation?patient={PATIENT}&code=", tokens, max_url_length)
     templates = {
         # gender and birthDate: the lab range for the patient's sex, an onset given as an age
         "patient": Prefetch(f"Patient/{PATIENT}", required=False,
                             cards=("red-flag", "electrolyte-depletion")),
-        **{f"{OBSERVATIONS}-{n}": Prefetch(search, required=True, group=OBSERVATIONS)
+        **{f"{OBSERVATIONS}-{n}": Prefetch(search, required=True, cards=every,
+                                           group=OBSERVATIONS)
            for n, search in enumerate(observations, start=1)},
-        "conditions": Prefetch(f"Condition?patient={PATIENT}", required=True),
+        "conditions": Prefetch(f"Condition?patient={PATIENT}", required=True, cards=every),
         "medicationRequests": Prefetch(f"MedicationRequest?patient={PATIENT}", required=True,
                                        cards=("medication-side-effect",)),
         "medicationStatements": Prefetch(f"MedicationStatement?patient={PATIENT}",

@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="worker processes (one engine each; use about one per core)")
     serve.add_argument("--insecure-no-auth", action="store_true",
                        help="accept calls without a JWT (local development only)")
+    serve.add_argument("--check-config", action="store_true",
+                       help="validate the configuration (file and TWITCH_CDS_* variables), "
+                            "print OK or each setting at fault, and exit (1 when invalid)")
     return parser
 
 
@@ -67,8 +70,16 @@ def _serve(args: argparse.Namespace) -> int:
         os.environ["TWITCH_CDS_CONFIG"] = str(Path(args.config).resolve())
     if args.insecure_no_auth:
         os.environ["TWITCH_CDS_ALLOW_UNAUTHENTICATED"] = "true"
+    if args.check_config:
+        from twitch_cds.service.check import check_config
+
+        verdict = check_config(os.environ.get("TWITCH_CDS_CONFIG"))
+        for line in verdict.lines:
+            print(f"twitch-cds: {line}", file=sys.stdout if verdict.ok else sys.stderr)
+        return 0 if verdict.ok else 1
     from twitch_cds.service.config import load_config
     from twitch_cds.service.logs import log_config
+    from twitch_cds.service.multiprocess import multiprocess_metrics
     from twitch_cds.service.protocol import HeaderTimeoutProtocol
     from twitch_cds.service.store import Store
 
@@ -76,9 +87,11 @@ def _serve(args: argparse.Namespace) -> int:
     Store(config.database)  # the tables exist before the workers start (each logs where)
     # uvicorn's access log is off (it writes query strings, where a token may be): the
     # service writes its own access line, path only, as JSON like every other line.
-    uvicorn.run("twitch_cds.service.app:app", host=args.host, port=args.port,
-                workers=args.workers, log_config=log_config("info"), access_log=False,
-                http=HeaderTimeoutProtocol, timeout_keep_alive=5, server_header=False)
+    # several workers: metrics summed across them (prometheus-client multiprocess mode)
+    with multiprocess_metrics(config.metrics and args.workers > 1):
+        uvicorn.run("twitch_cds.service.app:app", host=args.host, port=args.port,
+                    workers=args.workers, log_config=log_config("info"), access_log=False,
+                    http=HeaderTimeoutProtocol, timeout_keep_alive=5, server_header=False)
     return 0
 
 

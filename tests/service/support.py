@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -112,6 +113,9 @@ class FhirStandIn:
     fail_types: set[str] = field(default_factory=set)
     requests: list[str] = field(default_factory=list)
     base: str = ""
+    max_url_length: int | None = None
+    """Answer 414 to a request whose target (path and query) is longer, as many servers
+    and proxies do."""
 
     def app(self) -> FastAPI:
         app = FastAPI()
@@ -133,6 +137,9 @@ class FhirStandIn:
             import asyncio
 
             self.requests.append(str(request.url))
+            target = request.scope["raw_path"] + b"?" + request.scope["query_string"]
+            if self.max_url_length is not None and len(target) > self.max_url_length:
+                return JSONResponse({"resourceType": "OperationOutcome"}, status_code=414)
             if request.headers.get("authorization") != f"Bearer {FHIR_TOKEN}":
                 return JSONResponse({}, status_code=401)
             if rtype in self.fail_types:
@@ -140,20 +147,29 @@ class FhirStandIn:
             if self.delay_s:
                 await asyncio.sleep(self.delay_s)
             patient = request.query_params.get("patient")
+            codes = request.query_params.get("code")
             matches = [r for r in self.resources if r["resourceType"] == rtype
-                       and r.get("subject", {}).get("reference") == f"Patient/{patient}"]
+                       and r.get("subject", {}).get("reference") == f"Patient/{patient}"
+                       and (codes is None or _coded(r, codes))]
             page = int(request.query_params.get("page", "0"))
             chunk = matches[page * 2:page * 2 + 2]
             bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset",
                                       "total": len(matches),
                                       "entry": [{"resource": r} for r in chunk]}
             if (page + 1) * 2 < len(matches):
+                following = request.url.include_query_params(page=page + 1)
                 bundle["link"] = [{"relation": "next",
-                                   "url": f"{self.base}/fhir/{rtype}?patient={patient}"
-                                          f"&page={page + 1}"}]
+                                   "url": f"{self.base}/fhir/{rtype}?{following.query}"}]
             return JSONResponse(bundle)
 
         return app
+
+
+def _coded(resource: dict[str, Any], codes: str) -> bool:
+    """Whether the resource's ``code`` has one of a FHIR token search's ``system|code``s."""
+    wanted = {item.replace("\\,", ",") for item in re.split(r"(?<!\\),", codes)}
+    codings = (resource.get("code") or {}).get("coding") or []
+    return any(f"{c.get('system')}|{c.get('code')}" in wanted for c in codings)
 
 
 @contextmanager

@@ -16,8 +16,11 @@ import httpx
 import jwt
 import pytest
 
+import twitch_cds
+from twitch_cds.knowledge.bundle import default_knowledge
 from twitch_cds.service.app import create_app
 from twitch_cds.service.config import ServiceConfig, TrustedClient
+from twitch_cds.service.templates import observation_codes, prefetch_templates
 
 from ..cds_checks import check_response
 from .support import (
@@ -103,10 +106,50 @@ def test_discovery(service: str, keys: dict[str, SigningKey]) -> None:
     assert set(services) == {"patient-view", "order-select", "order-sign"}
     for entry in services.values():
         assert {"id", "title", "description", "usageRequirements", "prefetch"} <= set(entry)
-        assert entry["prefetch"]["conditions"] == "Condition?patient={{context.patientId}}"
-        assert "http://loinc.org|2823-3" in entry["prefetch"]["observations"]
+        prefetch = entry["prefetch"]
+        assert prefetch["conditions"] == "Condition?patient={{context.patientId}}"
+        observations = [key for key in prefetch if key.startswith("observations-")]
+        assert len(observations) >= 2  # 4,000 characters of codes do not fit one URL
+        searched = ",".join(prefetch[key] for key in observations)
+        assert "http://loinc.org%7C2823-3" in searched and "|" not in searched
+        assert "icd-10-cm" not in searched  # condition codes go to the Condition search
         extension = entry["extension"]["io.github.twitch-cds"]
         assert extension["rulesetVersion"] and "4.0.1" in extension["fhirVersions"]
+        assert extension["packageVersion"] == twitch_cds.__version__
+        described = extension["prefetchKeys"]
+        assert set(described) == set(prefetch)
+        assert described["observations-1"] == {"required": True, "partOf": "observations",
+                                               "cards": described["conditions"]["cards"]}
+        assert described["medicationRequests"]["cards"] == ["medication-side-effect"]
+        assert described["medicationStatements"]["required"] is False
+
+
+def test_every_prefetch_template_is_under_the_url_limit_and_encoded() -> None:
+    knowledge = default_knowledge()
+    for limit in (2000, 1000, 600):
+        templates = prefetch_templates(knowledge, limit)
+        for key, prefetch in templates.items():
+            url = prefetch.template.replace("{{context.patientId}}", "p" * 64)
+            assert len(url) <= limit, key
+            assert "|" not in url and " " not in url
+        codes = [code for key, p in templates.items() if key.startswith("observations-")
+                 for code in p.template.split("&code=")[1].split(",")]
+        wanted = observation_codes(knowledge)
+        assert len(codes) == len(set(codes)) == len(wanted)  # each code once, none lost
+    assert len([k for k in prefetch_templates(knowledge, 600) if "observations" in k]) > len(
+        [k for k in prefetch_templates(knowledge, 2000) if "observations" in k])
+
+
+def test_observation_searches_hold_only_observation_code_systems() -> None:
+    knowledge = default_knowledge()
+    systems = {system for system, _ in observation_codes(knowledge)}
+    assert systems == {"http://loinc.org", "http://snomed.info/sct",
+                       "https://twitch-cds.github.io/fhir/CodeSystem/twitch-cds"}
+
+
+def test_a_limit_too_short_for_one_code_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_prefetch_url_length 150 is too short"):
+        prefetch_templates(default_knowledge(), 150)
 
 
 # -- hooks -------------------------------------------------------------------------------
@@ -162,6 +205,68 @@ def test_paging_through_search_results(service: str, keys: dict[str, SigningKey]
         assert all(f"Observation/tw-{i}" in detail for i in range(5))
     finally:
         del fhir.resources[-5:]
+
+
+def test_a_fhir_server_with_a_url_limit_answers_every_search(service: str,
+                                                            keys: dict[str, SigningKey],
+                                                            fhir: Any) -> None:
+    codes = ",".join(f"{system}|{code}" for system, code in observation_codes(
+        default_knowledge()))
+    one_search = f"{fhir.base}/fhir/Observation?patient=margaret&code={codes}"
+    fhir.max_url_length = 2000
+    try:
+        assert httpx.get(one_search, headers={"Authorization": f"Bearer {FHIR_TOKEN}"}
+                         ).status_code == 414  # all the codes in one URL: refused
+        before = len(fhir.requests)
+        response = _post(service, keys, _margaret(fhir))  # nothing but the patient given
+        searches = fhir.requests[before:]
+    finally:
+        fhir.max_url_length = None
+    assert response.status_code == 200
+    assert set(_kinds(response)) == {"electrolyte-depletion", "medication-side-effect",
+                                     "self-care"}
+    assert "Observation/tw-1122" in json.dumps(response.json())
+    assert len([url for url in searches if "/Observation?" in url]) >= 2
+    assert all(len(httpx.URL(url).raw_path) <= 2000 for url in searches)
+
+
+def test_split_observation_keys_given_in_part_are_combined_with_fetched_ones(
+        service: str, keys: dict[str, SigningKey], fhir: Any) -> None:
+    patient = next(r for r in fhir.resources if r["resourceType"] == "Patient")
+    sweating = {"resourceType": "Observation", "id": "sweat-1", "status": "final",
+                "code": {"coding": [{"system": "https://twitch-cds.github.io/fhir/CodeSystem/"
+                                               "twitch-cds", "code": "heavy-sweating"}]},
+                "subject": {"reference": f"Patient/{patient['id']}"},
+                "effectiveDateTime": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                   time.gmtime(time.time() - 3600)),
+                "valueBoolean": True}
+    templates = prefetch_templates(default_knowledge())
+    given = next(k for k, p in templates.items() if "heavy-sweating" in p.template)
+    assert given != "observations-1"  # the twitching Observation is in another part
+    before = len(fhir.requests)
+    response = _post(service, keys, _margaret(fhir, **{given: {
+        "resourceType": "Bundle", "type": "searchset", "entry": [{"resource": sweating}]}}))
+    searches = [url for url in fhir.requests[before:] if "/Observation?" in url]
+    assert response.status_code == 200
+    cards = response.json()["cards"]
+    electrolytes = next(c for c in cards if c["source"]["topic"]["code"]
+                        == "electrolyte-depletion")
+    assert "Observation/sweat-1" in electrolytes["detail"]  # from the key given
+    assert "Observation/tw-1122" in json.dumps(cards)  # from a key fetched
+    assert "heavy-sweating" not in ",".join(searches)  # the given part was not fetched
+    assert len(searches) == len([k for k in templates if k.startswith("observations-")]) - 1
+
+
+def test_the_whole_observations_key_satisfies_every_part(service: str,
+                                                         keys: dict[str, SigningKey],
+                                                         fhir: Any) -> None:
+    tw = next(r for r in fhir.resources if r["id"] == "tw-1122")
+    before = len(fhir.requests)
+    response = _post(service, keys, _margaret(fhir, observations={
+        "resourceType": "Bundle", "type": "searchset", "entry": [{"resource": tw}]}))
+    assert response.status_code == 200
+    assert "Observation/tw-1122" in json.dumps(response.json())
+    assert not [url for url in fhir.requests[before:] if "/Observation?" in url]
 
 
 def test_missing_required_prefetch_without_fhir_server_is_412(service: str,

@@ -8,6 +8,7 @@ write) and feedback writes run in the default thread pool. Scale with worker pro
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import time
@@ -30,12 +31,14 @@ from twitch_cds.knowledge.bundle import Knowledge, default_knowledge
 from twitch_cds.service import logs, schemas
 from twitch_cds.service.auth import AuthError, JwtVerifier
 from twitch_cds.service.config import ServiceConfig, TrustedClient, load_config
-from twitch_cds.service.discovery import SERVICES_BY_ID, Service, discovery, prefetch_templates
+from twitch_cds.service.discovery import SERVICES_BY_ID, Service, discovery
 from twitch_cds.service.engine_thread import EngineThread
 from twitch_cds.service.incomplete import Reason, check_incomplete_card
+from twitch_cds.service.metrics import CONTENT_TYPE, ServiceMetrics
 from twitch_cds.service.outcome import operation_outcome
 from twitch_cds.service.prefetch import Missing, fhir_server_refusal, resolve
 from twitch_cds.service.store import Store
+from twitch_cds.service.templates import prefetch_templates
 
 log = logging.getLogger("twitch_cds.service")
 OUTCOMES = ("accepted", "overridden")
@@ -54,15 +57,19 @@ def create_app(config: ServiceConfig | None = None,
     knowledge = knowledge or default_knowledge()
     twitch_cds.configure_validation_cache(config.validation_cache_entries)
     logs.ensure_handler()
+    log.info("twitch-cds %s, ruleset %s", twitch_cds.__version__, knowledge.version,
+             extra={"fields": {"packageVersion": twitch_cds.__version__,
+                               "rulesetVersion": knowledge.version}})
     store = Store(config.database)
     log.info("database: %s", store.location)
     verifier = JwtVerifier(config, store)
     engine = EngineThread()
     trusted = {client.issuer: client for client in config.clients}
-    templates = prefetch_templates(knowledge)
-    discovered = discovery(knowledge)
+    templates = prefetch_templates(knowledge, config.max_prefetch_url_length)
+    discovered = discovery(knowledge, templates)
     clients: list[httpx.AsyncClient] = []
     counts = {"checks_incomplete": 0}
+    metrics = ServiceMetrics() if config.metrics else None
 
     def fhir_client() -> httpx.AsyncClient:
         """One HTTP client per worker, for every fetch from every EHR's FHIR server."""
@@ -90,7 +97,7 @@ def create_app(config: ServiceConfig | None = None,
     if config.allow_insecure_fhir_server:
         log.warning("allow_insecure_fhir_server is on: FHIR bearer tokens may be sent over "
                     "plain http. Only for local testing.")
-    app.add_middleware(_AccessLog)
+    app.add_middleware(_AccessLog, metrics=metrics)
     if config.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins,
                            allow_methods=["GET", "POST", "OPTIONS"],
@@ -106,8 +113,11 @@ def create_app(config: ServiceConfig | None = None,
             claims = await asyncio.to_thread(
                 verifier.verify, request.headers.get("authorization"), audience)
         except AuthError as exc:
+            if metrics is not None:
+                metrics.unauthorized.labels(exc.reason).inc()
             log.info("401 on %s: %s", request.url.path, exc,
-                     extra={"fields": {"path": request.url.path, "reason": str(exc)}})
+                     extra={"fields": {"path": request.url.path, "reason": str(exc),
+                                       "reasonCode": exc.reason}})
             raise _Rejected(Response(status_code=401)) from exc
         return trusted.get(str(claims.get("iss")))
 
@@ -153,8 +163,8 @@ def create_app(config: ServiceConfig | None = None,
                 404, "not-found", f"no CDS service {service_id!r}; see GET /cds-services"))
         return service
 
-    def check_incomplete(request: Request, hook_instance: str, reason: Reason,
-                         started: float) -> Response:
+    def check_incomplete(request: Request, service: Service, hook_instance: str,
+                         reason: Reason, started: float) -> Response:
         """The one card that says the check did not finish (never ``{"cards": []}``)."""
         elapsed_ms = (time.perf_counter() - started) * 1000
         counts["checks_incomplete"] += 1
@@ -165,6 +175,9 @@ def create_app(config: ServiceConfig | None = None,
                                       "elapsed_ms": round(elapsed_ms, 1)}})
         request.state.cards = 1
         card = check_incomplete_card(knowledge, hook_instance, reason, config.lang)
+        if metrics is not None:
+            metrics.checks_incomplete.labels(service.id, reason).inc()
+            metrics.observe_cards(service.id, [card])
         return JSONResponse({"cards": [card.to_json()]})
 
     @app.exception_handler(_Rejected)
@@ -212,7 +225,7 @@ def create_app(config: ServiceConfig | None = None,
         try:
             resolved = await asyncio.wait_for(
                 resolve(body, templates, fhir_client(), config.fetch_timeout_ms / 1000,
-                        refusal), timeout=deadline - time.perf_counter())
+                        refusal, metrics), timeout=deadline - time.perf_counter())
             for note in resolved.problems:
                 log.warning("prefetch incomplete, hookInstance=%s: %s", hook_instance, note,
                             extra={"fields": {"hookInstance": hook_instance,
@@ -223,18 +236,22 @@ def create_app(config: ServiceConfig | None = None,
         except Missing as exc:
             return operation_outcome(412, "not-found", str(exc))
         except TimeoutError:
-            return check_incomplete(request, hook_instance, "time-budget", started)
+            return check_incomplete(request, service, hook_instance, "time-budget", started)
         except InputError as exc:
             return operation_outcome(400, "invalid", str(exc))
         except Exception as exc:  # the engine failed: still never a silent "no cards"
             log.error("evaluation failed (%s), hookInstance=%s", type(exc).__name__,
                       hook_instance)
-            return check_incomplete(request, hook_instance, "failure", started)
+            if metrics is not None:
+                metrics.evaluation_errors.labels(service.id).inc()
+            return check_incomplete(request, service, hook_instance, "failure", started)
         cards = result.cards
         if service.hook in ORDER_HOOKS:  # at ordering, only what concerns the orders
             drafts = _draft_references(body["context"])
             cards = [c for c in cards if drafts & set(result.evidence.get(str(c.uuid), ()))]
         request.state.cards = len(cards)
+        if metrics is not None:
+            metrics.observe_cards(service.id, cards)
         return Response(result.cds_hooks_json(cards), media_type="application/json")
 
     @app.post("/cds-services/{service_id}/feedback",
@@ -260,6 +277,19 @@ def create_app(config: ServiceConfig | None = None,
     async def health() -> dict[str, Any]:
         return {"status": "ok", "ruleset": knowledge.version, **counts}
 
+    if metrics is not None:
+        token = config.metrics_token.get_secret_value() if config.metrics_token else None
+        scraper = metrics
+
+        @app.get("/metrics", include_in_schema=False)
+        async def scrape(request: Request) -> Response:
+            if token is not None:
+                given = request.headers.get("authorization", "")
+                if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                    scraper.unauthorized.labels("metrics-token").inc()
+                    return Response(status_code=401)
+            return Response(await asyncio.to_thread(scraper.scrape), media_type=CONTENT_TYPE)
+
     return app
 
 
@@ -267,8 +297,9 @@ class _AccessLog:
     """One log line per call: method, path, status, time, hookInstance, card count. Never a
     token or resource content. (Pure ASGI: Starlette's BaseHTTPMiddleware costs ~3 ms.)"""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics | None = None) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -287,7 +318,10 @@ class _AccessLog:
             await self.app(scope, receive, record)
         finally:
             state = scope.get("state") or {}
-            elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+            elapsed_s = time.perf_counter() - started
+            if self.metrics is not None:
+                self.metrics.observe_request(scope["path"], status, elapsed_s)
+            elapsed_ms = round(elapsed_s * 1000, 1)
             hook_instance = state.get("hook_instance", "-")
             log.info("%s %s %s %.1f ms hookInstance=%s cards=%s", scope["method"],
                      scope["path"], status, elapsed_ms, hook_instance,

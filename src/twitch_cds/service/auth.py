@@ -15,7 +15,7 @@ import inspect
 import json
 import threading
 import time
-from typing import Any
+from typing import Any, Literal
 
 import jwt
 from jwt import PyJWK, PyJWKClient, PyJWKSet
@@ -28,8 +28,31 @@ TYPES = ("jwt", "application/jwt")
 """The JWT header ``typ`` CDS Hooks 2.0 requires ("JWT"; media types are case-insensitive)."""
 
 
+AuthReason = Literal["missing", "malformed", "algorithm", "issuer", "key", "signature",
+                     "expired", "not-yet-valid", "audience", "tenant", "replay", "error"]
+"""Why a token was refused, as one of a fixed few words (a metrics label: no free text)."""
+
+
 class AuthError(Exception):
     """Why a token was refused (logged without the token; never sent to the client)."""
+
+    def __init__(self, message: str, reason: AuthReason) -> None:
+        super().__init__(message)
+        self.reason: AuthReason = reason
+
+
+def _pyjwt_reason(exc: jwt.PyJWTError) -> AuthReason:
+    if isinstance(exc, jwt.ExpiredSignatureError):
+        return "expired"
+    if isinstance(exc, jwt.ImmatureSignatureError):
+        return "not-yet-valid"
+    if isinstance(exc, jwt.InvalidAudienceError):
+        return "audience"
+    if isinstance(exc, jwt.InvalidIssuerError):
+        return "issuer"
+    if isinstance(exc, jwt.InvalidSignatureError):
+        return "signature"
+    return "malformed"
 
 
 class _Keys:
@@ -51,9 +74,9 @@ class _Keys:
             try:
                 return self._url_client.get_signing_key(kid).key
             except jwt.PyJWKClientError as exc:
-                raise AuthError(f"no key {kid!r} in the issuer's JWKS: {exc}") from exc
+                raise AuthError(f"no key {kid!r} in the issuer's JWKS: {exc}", "key") from exc
         if kid not in self._file_keys:
-            raise AuthError(f"no key {kid!r} in the issuer's JWKS file")
+            raise AuthError(f"no key {kid!r} in the issuer's JWKS file", "key")
         return self._file_keys[kid].key
 
 
@@ -78,26 +101,27 @@ class JwtVerifier:
         except AuthError:
             raise
         except Exception as exc:  # a malformed key, header or claim: still only a 401
-            raise AuthError(f"token rejected ({type(exc).__name__})") from exc
+            raise AuthError(f"token rejected ({type(exc).__name__})", "error") from exc
 
     def _verify(self, authorization: str | None, audience: str) -> dict[str, Any]:
         if not authorization or not authorization.startswith("Bearer "):
-            raise AuthError("no Bearer token")
+            raise AuthError("no Bearer token", "missing")
         token = authorization[len("Bearer "):].strip()
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError as exc:
-            raise AuthError(f"not a JWT: {exc}") from exc
+            raise AuthError(f"not a JWT: {exc}", "malformed") from exc
         if not isinstance(header.get("typ"), str) or header["typ"].lower() not in TYPES:
-            raise AuthError(f"typ {header.get('typ')!r} in the JWT header: CDS Hooks needs JWT")
+            raise AuthError(f"typ {header.get('typ')!r} in the JWT header: CDS Hooks needs JWT",
+                            "malformed")
         if header.get("alg") not in ALGORITHMS:
-            raise AuthError(f"alg {header.get('alg')!r} is not allowed")
+            raise AuthError(f"alg {header.get('alg')!r} is not allowed", "algorithm")
         if not header.get("kid"):
-            raise AuthError("no kid in the JWT header")
+            raise AuthError("no kid in the JWT header", "malformed")
         client = self._clients.get(str(unverified.get("iss")))
         if client is None:
-            raise AuthError(f"issuer {unverified.get('iss')!r} is not trusted")
+            raise AuthError(f"issuer {unverified.get('iss')!r} is not trusted", "issuer")
         key = self._keys_for(client).key(str(header["kid"]))
         try:
             claims: dict[str, Any] = jwt.decode(
@@ -106,15 +130,16 @@ class JwtVerifier:
                 options={"require": ["iss", "aud", "exp", "iat", "jti"]},
             )
         except jwt.PyJWTError as exc:
-            raise AuthError(f"token rejected: {exc}") from exc
+            raise AuthError(f"token rejected: {exc}", _pyjwt_reason(exc)) from exc
         if not isinstance(claims["iat"], int | float) or not isinstance(claims["exp"],
                                                                         int | float):
-            raise AuthError("iat and exp must be numbers")
+            raise AuthError("iat and exp must be numbers", "malformed")
         if claims["iat"] > time.time() + self._config.leeway_s:
-            raise AuthError("iat is in the future")
+            raise AuthError("iat is in the future", "not-yet-valid")
         if client.tenants and claims.get("tenant") not in client.tenants:
-            raise AuthError(f"tenant {claims.get('tenant')!r} is not allowed for this issuer")
+            raise AuthError(f"tenant {claims.get('tenant')!r} is not allowed for this issuer",
+                            "tenant")
         remember_until = max(float(claims["exp"]), time.time() + self._config.jti_lifetime_s)
         if not self._store.first_use(client.issuer, str(claims["jti"]), remember_until):
-            raise AuthError("jti already used (replay)")
+            raise AuthError("jti already used (replay)", "replay")
         return claims

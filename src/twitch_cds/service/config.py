@@ -1,15 +1,59 @@
-"""Service configuration: a YAML or JSON file, then ``TWITCH_CDS_*`` environment variables."""
+"""Service configuration, read by pydantic-settings' own sources.
+
+Precedence, highest first: arguments given in code (``load_config(time_budget_ms=...)``),
+``TWITCH_CDS_*`` environment variables, the YAML (or JSON) file, the defaults. The file is
+``load_config``'s ``path``, else ``$TWITCH_CDS_CONFIG``, else none. Every setting with its
+default and meaning is in ``examples/service.yaml``.
+"""
 
 from __future__ import annotations
 
-import json
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    JsonConfigSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+
+class ConfigFileError(ValueError):
+    """The configuration file cannot be read as a mapping of settings."""
+
+
+class _Mapping(PydanticBaseSettingsSource):
+    """A file source whose file must hold a mapping (a YAML list is named, not crashed on)."""
+
+    kind = "YAML"
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        try:
+            data = super()._read_file(file_path)  # type: ignore[misc]
+        except (ValueError, yaml.YAMLError) as exc:  # JSONDecodeError is a ValueError
+            raise ConfigFileError(f"{file_path}: not valid {self.kind}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigFileError(f"{file_path}: the settings must be a mapping "
+                                  f"(name: value), not a {type(data).__name__}")
+        return data
+
+
+class _YamlFile(_Mapping, YamlConfigSettingsSource):
+    pass
+
+
+class _JsonFile(_Mapping, JsonConfigSettingsSource):
+    kind = "JSON"
+
+
+_config_file: ContextVar[Path | None] = ContextVar("twitch_cds_config_file", default=None)
+"""The file ``load_config`` is reading, for ``ServiceConfig.settings_customise_sources``."""
 
 
 class TrustedClient(BaseModel):
@@ -72,6 +116,15 @@ class ServiceConfig(BaseSettings):
     under the user's state directory (``$XDG_STATE_HOME/twitch-cds/service.db``, else
     ``~/.local/state/twitch-cds/service.db``), never the working directory."""
     lang: Literal["en", "id"] = "en"
+    metrics: bool = False
+    """Serve Prometheus metrics at ``GET /metrics`` (counts and times only: no patient
+    ids, no hookInstance values, no tokens)."""
+    metrics_token: SecretStr | None = None
+    """When set, ``/metrics`` needs ``Authorization: Bearer <this token>`` (else 401);
+    without it, keep ``/metrics`` off the network the EHR reaches."""
+    max_prefetch_url_length: int = Field(default=2000, ge=256)
+    """Longest prefetch search advertised in discovery, counted with a 64-character patient
+    id: the Observation codes are split over ``observations-1``, ``-2``, ... to stay within."""
     jti_lifetime_s: int = Field(default=3600, gt=0)
     """How long a token id is remembered (at least the longest token lifetime)."""
     jwks_refresh_cooldown_s: float = Field(default=30.0, ge=0)
@@ -89,6 +142,22 @@ class ServiceConfig(BaseSettings):
                 "https://cds.example.org; the JWT aud is checked against it")
         return self
 
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Init arguments, then the environment, then the configuration file."""
+        path = _config_file.get()
+        if path is None:
+            return init_settings, env_settings
+        file: PydanticBaseSettingsSource = (
+            _JsonFile(settings_cls, json_file=path, json_file_encoding="utf-8")
+            if path.suffix.lower() == ".json"
+            else _YamlFile(settings_cls, yaml_file=path, yaml_file_encoding="utf-8"))
+        return init_settings, env_settings, file
+
     @property
     def database(self) -> str:
         """The SQLAlchemy URL in use: ``database_url``, else the default state file."""
@@ -101,16 +170,16 @@ def default_database_path() -> Path:
     return Path(state) / "twitch-cds" / "service.db"
 
 
-def load_config(path: str | Path | None = None) -> ServiceConfig:
-    """Read the config file (``path``, else ``$TWITCH_CDS_CONFIG``, else none) and the
-    environment, environment winning."""
-    path = path or os.environ.get("TWITCH_CDS_CONFIG")
-    data: dict[str, Any] = {}
-    if path:
-        text = Path(path).read_text(encoding="utf-8")
-        loaded = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
-        data = dict(loaded or {})
-    for name in ServiceConfig.model_fields:
-        if f"TWITCH_CDS_{name.upper()}" in os.environ:
-            data.pop(name, None)  # the environment wins over the file
-    return ServiceConfig(**data)
+def load_config(path: str | Path | None = None, **overrides: Any) -> ServiceConfig:
+    """The configuration from ``overrides``, the environment and the file (``path``, else
+    ``$TWITCH_CDS_CONFIG``, else none), in that order of precedence. A file named but not
+    there is an error (``FileNotFoundError``), not an empty configuration."""
+    chosen = path or os.environ.get("TWITCH_CDS_CONFIG")
+    file = Path(chosen) if chosen else None
+    if file is not None and not file.is_file():
+        raise FileNotFoundError(f"configuration file {file} does not exist")
+    token = _config_file.set(file)
+    try:
+        return ServiceConfig(**overrides)
+    finally:
+        _config_file.reset(token)

@@ -1,21 +1,16 @@
-"""The services twitch-cds offers, and the prefetch templates derived from its value sets."""
+"""The services twitch-cds offers, as CDS Hooks discovery lists them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+import twitch_cds
 from twitch_cds.knowledge.bundle import Knowledge
+from twitch_cds.service.templates import Prefetch
 
 FHIR_VERSIONS = ["4.0.1", "4.3.0", "5.0.0"]
 EXTENSION = "io.github.twitch-cds"
-
-
-@dataclass(frozen=True)
-class Prefetch:
-    template: str
-    required: bool
-    """Needed to answer: if neither prefetched nor fetchable, the call fails with 412."""
 
 
 @dataclass(frozen=True)
@@ -50,40 +45,33 @@ SERVICES = (
 SERVICES_BY_ID = {service.id: service for service in SERVICES}
 
 
-def prefetch_templates(knowledge: Knowledge) -> dict[str, Prefetch]:
-    """What the rules read, as FHIR searches for ``{{context.patientId}}``."""
-    observed = [*knowledge.concepts.findings,
-                *(m.valueset for m in knowledge.measurements.analytes.values()),
-                *(m.valueset for m in knowledge.measurements.intakes.values())]
-    codes = ",".join(f"{system}|{code}" for system, code in knowledge.terminology.codes(observed))
-    patient = "{{context.patientId}}"
-    return {
-        "patient": Prefetch(f"Patient/{patient}", required=False),
-        "observations": Prefetch(f"Observation?patient={patient}&code={codes}", required=True),
-        "conditions": Prefetch(f"Condition?patient={patient}", required=True),
-        "medicationRequests": Prefetch(f"MedicationRequest?patient={patient}", required=True),
-        "medicationStatements": Prefetch(f"MedicationStatement?patient={patient}",
-                                         required=False),
-    }
-
-
-def discovery(knowledge: Knowledge) -> dict[str, Any]:
-    templates = {key: p.template for key, p in prefetch_templates(knowledge).items()}
-    required = ", ".join(k for k, p in prefetch_templates(knowledge).items() if p.required)
+def discovery(knowledge: Knowledge, templates: dict[str, Prefetch]) -> dict[str, Any]:
+    """``GET /cds-services``: the services, their prefetch templates, and in the
+    ``io.github.twitch-cds`` extension the versions and what each prefetch key is for."""
+    required = [key for key, p in templates.items() if p.required]
+    optional = [key for key, p in templates.items() if not p.required]
+    keys = {key: {"required": p.required, "cards": list(p.cards),
+                  **({"partOf": p.group} if p.group else {})}
+            for key, p in templates.items()}
     return {"services": [
         {
             "hook": service.hook,
             "title": service.title,
             "description": service.description,
             "id": service.id,
-            "prefetch": templates,
+            "prefetch": {key: p.template for key, p in templates.items()},
             "usageRequirements": (
                 "Send a JWT (ES384 or RS384) from a registered issuer. Prefetch "
-                f"{required} (or give fhirServer and fhirAuthorization so the service can "
-                "fetch them); medicationStatements and patient are used when available. "
-                "FHIR R4, R4B or R5."),
+                f"{', '.join(required)} (or give fhirServer and fhirAuthorization so the "
+                "service can fetch each key left out); every card needs the observations "
+                "and conditions (a current twitching finding), medication-side-effect cards "
+                f"need medicationRequests; {' and '.join(optional)} are used when available. "
+                "The observations-N keys are parts of one search, split to keep each URL "
+                "short. FHIR R4, R4B or R5."),
             "extension": {EXTENSION: {"rulesetVersion": knowledge.version,
-                                      "fhirVersions": FHIR_VERSIONS}},
+                                      "packageVersion": twitch_cds.__version__,
+                                      "fhirVersions": FHIR_VERSIONS,
+                                      "prefetchKeys": keys}},
         }
         for service in SERVICES
     ]}

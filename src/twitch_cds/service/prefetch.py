@@ -1,6 +1,7 @@
 """Prefetch: use what the client sent, fetch what it left out from its FHIR server.
 
-A key counts as satisfied when the client sent a resource or Bundle for it. A key left
+A key counts as satisfied when the client sent a resource or Bundle for it (or for the
+whole group it is a part of: ``observations`` satisfies ``observations-1``, ...). A key left
 out, sent as ``null``, or answered with an OperationOutcome is fetched from ``fhirServer``
 with the ``fhirAuthorization`` bearer token (concurrently, with a timeout, following Bundle
 ``next`` links). A required key that can be neither prefetched nor fetched is ``Missing``.
@@ -21,7 +22,8 @@ from urllib.parse import quote
 
 import httpx
 
-from twitch_cds.service.discovery import Prefetch
+from twitch_cds.service.metrics import ServiceMetrics, fetch_failure_reason
+from twitch_cds.service.templates import Prefetch
 
 MAX_PAGES = 20
 TOKEN = re.compile(r"\{\{\s*context\.(\w+)\s*\}\}")
@@ -75,7 +77,8 @@ def _satisfied(value: Any) -> bool:
 
 
 async def _fetch(client: httpx.AsyncClient, base: str, query: str, headers: dict[str, str],
-                 timeout_s: float, problems: list[str], key: str) -> dict[str, Any]:
+                 timeout_s: float, problems: list[str], key: str,
+                 metrics: ServiceMetrics | None) -> dict[str, Any]:
     home = origin(base)
     url: httpx.URL | None = httpx.URL(f"{base.rstrip('/')}/{query}")
     first: dict[str, Any] | None = None
@@ -84,6 +87,8 @@ async def _fetch(client: httpx.AsyncClient, base: str, query: str, headers: dict
         if pages == MAX_PAGES:
             problems.append(f"{key}: results cut at {MAX_PAGES} pages")
             break
+        if metrics is not None:
+            metrics.fhir_fetches.labels(key).inc()
         response = await client.get(url, headers=headers, timeout=timeout_s)
         response.raise_for_status()
         page = response.json()
@@ -111,11 +116,13 @@ async def _fetch(client: httpx.AsyncClient, base: str, query: str, headers: dict
 
 async def resolve(request: dict[str, Any], templates: dict[str, Prefetch],
                   client: httpx.AsyncClient, timeout_s: float,
-                  refusal: str | None = None) -> Resolved:
+                  refusal: str | None = None,
+                  metrics: ServiceMetrics | None = None) -> Resolved:
     """``client`` is shared across requests: making one costs ~20 ms (its TLS context).
     ``refusal``: why ``fhirServer`` may not be fetched from (nothing is sent to it)."""
     given = dict(request.get("prefetch") or {})
-    wanted = {key: p for key, p in templates.items() if not _satisfied(given.get(key))}
+    wanted = {key: p for key, p in templates.items() if not _satisfied(given.get(key))
+              and not (p.group and _satisfied(given.get(p.group)))}
     resolved = Resolved({k: v for k, v in given.items() if _satisfied(v)})
     if not wanted:
         return resolved
@@ -140,11 +147,13 @@ async def resolve(request: dict[str, Any], templates: dict[str, Prefetch],
     context = request.get("context") or {}
     queries = {key: render(p.template, context) for key, p in wanted.items()}
     results = await asyncio.gather(
-        *(_fetch(client, server, query, headers, timeout_s, resolved.problems, key)
+        *(_fetch(client, server, query, headers, timeout_s, resolved.problems, key, metrics)
           for key, query in queries.items()),
         return_exceptions=True)
     for (key, prefetch), result in zip(wanted.items(), results, strict=True):
         if isinstance(result, BaseException):
+            if metrics is not None:
+                metrics.fhir_fetch_failures.labels(key, fetch_failure_reason(result)).inc()
             reason = type(result).__name__
             if isinstance(result, httpx.HTTPStatusError):
                 reason = f"HTTP {result.response.status_code}"

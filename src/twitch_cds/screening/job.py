@@ -1,0 +1,130 @@
+"""``screen()``: a Bulk Data export in, a worklist, CDS Hooks responses and a summary out.
+
+Partition the export into patient buckets (flat memory), run the buckets serially or in a
+pool of worker processes (one durable-rules engine per process, never threads), write the
+outputs. Partial output of an interrupted run is never left looking complete: the summary,
+written last, is what marks a finished run; rerun an interrupted one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import multiprocessing
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from twitch_cds.evaluate import _now
+from twitch_cds.knowledge.bundle import default_knowledge
+from twitch_cds.knowledge.cardtexts import Lang
+from twitch_cds.screening.output import WorklistFormat, sort_rows, write_worklist
+from twitch_cds.screening.partition import bucket_count, partition
+from twitch_cds.screening.progress import Progress
+from twitch_cds.screening.sources import export_files
+from twitch_cds.screening.worker import BucketOutcome, Settings, run_bucket
+
+
+class ScreenSummary(BaseModel):
+    """What ``summary.json`` holds."""
+
+    files: int
+    lines_read: int
+    resources_read: int
+    patients_read: int
+    patients_evaluated: int
+    patients_flagged: int
+    patients_by_card_kind: dict[str, int]
+    patients_by_indicator: dict[str, int]
+    lines_rejected: int
+    patients_failed: int
+    workers: int
+    now: str
+    seconds: float
+    patients_per_second: float
+    resources_per_second: float
+    outputs: dict[str, str]
+
+
+def _buckets(buckets: list[Path], files: list[str], settings: Settings,
+             workers: int) -> Iterator[BucketOutcome]:
+    if workers <= 1:
+        for bucket in buckets:
+            yield run_bucket(bucket, files, settings)
+        return
+    context = multiprocessing.get_context("spawn")  # a fresh engine per process, no fork state
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        yield from pool.map(run_bucket, buckets, [files] * len(buckets),
+                            [settings] * len(buckets))
+
+
+def screen(
+    export: str | Path | Sequence[str | Path],
+    out: str | Path,
+    *,
+    workers: int = 1,
+    fmt: WorklistFormat = "csv",
+    now: dt.datetime | str | None = None,
+    lang: Lang = "en",
+    parameters: Mapping[str, float] | None = None,
+    progress: bool = True,
+) -> ScreenSummary:
+    """Screen every patient of a Bulk Data export (manifest, directory of ``.ndjson`` /
+    ``.ndjson.gz`` files, or a list of files) and write ``worklist.csv`` (or ``.ndjson``),
+    ``responses.ndjson``, ``rejected.ndjson``, ``failed.ndjson`` and ``summary.json`` to
+    ``out``. ``workers`` > 1 runs that many processes."""
+    started = time.monotonic()
+    clock = _now(now)
+    default_knowledge().parameters.resolve(parameters)  # a bad parameter fails before work
+    files = export_files(export)
+    target = Path(out)
+    target.mkdir(parents=True, exist_ok=True)
+    summary_path = target / "summary.json"
+    summary_path.unlink(missing_ok=True)  # present only once this run has finished
+    settings = Settings(now=clock, lang=lang, parameters=dict(parameters or {}))
+    rows: list[dict[str, Any]] = []
+    kinds: Counter[str] = Counter()
+    totals = Counter[str]()
+    with tempfile.TemporaryDirectory(prefix="twitch-cds-screen-") as scratch:
+        parts = partition(files, Path(scratch), bucket_count(files))
+        rejected = list(parts.rejected)
+        bar = Progress(len(parts.buckets), enabled=progress)
+        with (open(target / "responses.ndjson", "w", encoding="utf-8") as responses,
+              open(target / "failed.ndjson", "w", encoding="utf-8") as failed):
+            for outcome in _buckets(parts.buckets, parts.files, settings, workers):
+                totals.update(patients=outcome.patients, resources=outcome.resources,
+                              evaluated=outcome.evaluated)
+                kinds.update(outcome.kinds)
+                rows.extend(outcome.rows)
+                rejected.extend(outcome.rejected)
+                responses.writelines(line + "\n" for line in outcome.responses)
+                failed.writelines(json.dumps(f) + "\n" for f in outcome.failed)
+                totals.update(failed=len(outcome.failed))
+                bar.update(outcome.patients)
+        bar.close()
+    ordered = sort_rows(rows)
+    worklist = write_worklist(ordered, target, fmt)
+    with open(target / "rejected.ndjson", "w", encoding="utf-8") as handle:
+        for item in sorted(rejected, key=lambda r: (r.file, r.line)):
+            handle.write(json.dumps(item.to_json(), ensure_ascii=False) + "\n")
+    seconds = time.monotonic() - started
+    summary = ScreenSummary(
+        files=len(files), lines_read=parts.lines, resources_read=totals["resources"],
+        patients_read=totals["patients"], patients_evaluated=totals["evaluated"],
+        patients_flagged=len(ordered), patients_by_card_kind=dict(sorted(kinds.items())),
+        patients_by_indicator=dict(Counter(r["indicator"] for r in ordered)),
+        lines_rejected=len(rejected), patients_failed=totals["failed"], workers=workers,
+        now=clock.isoformat(), seconds=round(seconds, 3),
+        patients_per_second=round(totals["patients"] / seconds, 1),
+        resources_per_second=round(totals["resources"] / seconds, 1),
+        outputs={name: str(target / name) for name in
+                 (worklist.name, "responses.ndjson", "rejected.ndjson", "failed.ndjson",
+                  "summary.json")})
+    summary_path.write_text(summary.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    return summary

@@ -178,3 +178,15 @@ def test_the_command(export: Path, tmp_path: Path) -> None:
     assert rows and rows[0]["indicator"] == "critical"
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["patients_read"] == 400
+
+
+def test_the_raw_gate_reads_codes_as_the_terminology_does() -> None:
+    gate = CardGate(twitch_cds.load_knowledge())
+    undotted = json.dumps({"resourceType": "Condition", "subject": {"reference": "Patient/a"},
+                           "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm",
+                                                "code": " r253 "}]}})
+    assert gate.may_card_raw([undotted.encode()])
+    assert gate.could_card([json.loads(undotted)])
+    escaped = b'{"code": {"coding": [{"code": "\\u0052253"}]}}'
+    assert gate.may_card_raw([escaped])  # an escape is never trusted to hide a code
+    assert not gate.may_card_raw([b'{"code": {"coding": [{"code": "2823-3"}]}}'])

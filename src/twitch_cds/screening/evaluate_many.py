@@ -48,7 +48,7 @@ def gate_for(knowledge: Knowledge) -> CardGate:
 
 
 def evaluate_many(
-    patients: Iterable[tuple[str, Sequence[Any]]],
+    patients: Iterable[tuple[str, Sequence[Any]] | tuple[str, Sequence[Any], bool]],
     *,
     now: dt.datetime | str | None = None,
     lang: Lang = "en",
@@ -58,12 +58,13 @@ def evaluate_many(
 ) -> Iterator[PatientResult]:
     """Evaluate each patient's resources as ``evaluate()`` would, skipping those that cannot
     lead to a card. Not for use from two threads at once (the engine is not thread-safe):
-    scale with processes."""
+    scale with processes. A third item False in a pair says the caller already knows the
+    patient cannot lead to a card (``CardGate.may_card_raw`` on the raw lines)."""
     knowledge = knowledge or default_knowledge()
     gate = gate_for(knowledge)
     clock = now if now is not None else dt.datetime.now(dt.UTC)  # one clock for the run
-    for patient_id, resources in patients:
-        if not gate.could_card(resources):
+    for patient_id, resources, *hint in patients:
+        if (hint and not hint[0]) or not gate.could_card(resources):
             yield PatientResult(patient_id, len(resources), evaluated=False)
             continue
         try:

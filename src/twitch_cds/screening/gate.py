@@ -11,11 +11,13 @@ has, in no resource, a code of the concepts every card rule needs.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from twitch_cds.knowledge.bundle import Knowledge
 from twitch_cds.knowledge.rules import RuleFile
+from twitch_cds.knowledge.terminology import ATC, ICD10CM, Terminology
 
 _MAX_DEPTH = 64
 """Nesting walked for codings (technical bound: FHIR resources nest a few levels)."""
@@ -42,8 +44,10 @@ class CardGate:
             if rule.knowledge.derive is not None:
                 self._derivers.setdefault(rule.knowledge.derive.name, []).append(rule)
         self._card_rules = [r for r in rules if r.knowledge.conclude is not None]
+        self._memo: dict[frozenset[str], bool] = {}
         self.gate_concepts = self._needed()
         """Finding concepts of which a patient needs at least one for any card."""
+        self._raw = _raw_pattern(self._terminology, self.gate_concepts)
 
     def _needed(self) -> frozenset[str]:
         everything = frozenset(self._findings)
@@ -57,7 +61,11 @@ class CardGate:
         return frozenset(needed)
 
     def _any_card(self, present: frozenset[str]) -> bool:
-        return any(self._rule_can_fire(r, present, set()) for r in self._card_rules)
+        found = self._memo.get(present)
+        if found is None:
+            found = self._memo[present] = any(
+                self._rule_can_fire(r, present, set()) for r in self._card_rules)
+        return found
 
     def _rule_can_fire(self, rule: RuleFile, present: frozenset[str], visiting: set[str]) -> bool:
         if rule.id in visiting:
@@ -99,6 +107,33 @@ class CardGate:
                 if isinstance(item, dict | list):
                     self._walk(item, found, depth + 1)
 
+    def may_card_raw(self, lines: Iterable[bytes]) -> bool:
+        """False when no line's raw JSON even spells a code of the gate concepts (a line
+        with a ``\\u`` escape always counts as spelling one). Necessary, not sufficient:
+        a True is then decided by ``could_card`` on the parsed resources."""
+        return any(b"\\u" in line or self._raw.search(line) for line in lines)
+
     def could_card(self, resources: Iterable[Any]) -> bool:
         """False when, whatever their labs and medications, no card rule can fire."""
         return self._any_card(self.concepts_in(resources))
+
+
+def _spelling(system: str, code: str) -> bytes:
+    """A code as its raw JSON may spell it before the terminology normalises it: any case,
+    and for ICD-10-CM with or without the dot."""
+    text = re.escape(code.strip())
+    if system == ICD10CM:
+        text = text.replace(r"\.", r"\.?")
+    return text.encode()
+
+
+def _raw_pattern(terminology: Terminology, concepts: frozenset[str]) -> re.Pattern[bytes]:
+    spellings = {_spelling(system, code) for system, code in terminology.codes(concepts)}
+    # is-a classes (ICD-10-CM, ATC prefixes) of these value sets
+    for system, prefixes in terminology._prefix.items():  # noqa: SLF001 (read-only index)
+        if system in (ICD10CM, ATC):
+            spellings |= {_spelling(system, value) for value, sets in prefixes.items()
+                          if concepts.intersection(sets)}
+    if not spellings:
+        return re.compile(b"(?!)")
+    return re.compile(b"|".join(sorted(spellings)), re.IGNORECASE)

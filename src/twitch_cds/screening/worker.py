@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from twitch_cds.knowledge.bundle import default_knowledge
 from twitch_cds.knowledge.cardtexts import Lang
-from twitch_cds.screening.evaluate_many import PatientResult, evaluate_many
+from twitch_cds.screening.evaluate_many import PatientResult, evaluate_many, gate_for
 from twitch_cds.screening.partition import Rejected, patient_of
 
 INDICATOR_ORDER = {"critical": 0, "warning": 1, "info": 2}
@@ -40,8 +41,11 @@ class BucketOutcome:
     failed: list[dict[str, str]] = field(default_factory=list)
 
 
-def _group(path: Path, files: list[str], outcome: BucketOutcome) -> dict[str, list[Any]]:
-    groups: dict[str, list[Any]] = {}
+def _group(path: Path, files: list[str],
+           outcome: BucketOutcome) -> dict[str, tuple[list[Any], list[bytes]]]:
+    """Each patient's parsed resources and raw lines (every line is parsed, so that every
+    unreadable line is reported whether or not its patient is evaluated)."""
+    groups: dict[str, tuple[list[Any], list[bytes]]] = {}
     with open(path, "rb") as handle:
         for raw in handle:
             index, number, pid, line = raw.rstrip(b"\n").split(b"\t", 3)
@@ -57,7 +61,9 @@ def _group(path: Path, files: list[str], outcome: BucketOutcome) -> dict[str, li
                     *where, "patient reference read inconsistently: "
                     f"{pid.decode('ascii')!r} by pattern, {actual!r} parsed; not screened"))
                 continue
-            groups.setdefault(actual, []).append(resource)
+            group = groups.setdefault(actual, ([], []))
+            group[0].append(resource)
+            group[1].append(line)
     return groups
 
 
@@ -77,7 +83,10 @@ def row_for(result: PatientResult) -> dict[str, Any]:
 def run_bucket(path: Path, files: list[str], settings: Settings) -> BucketOutcome:
     outcome = BucketOutcome()
     groups = _group(path, files, outcome)
-    for result in evaluate_many(sorted(groups.items()), now=settings.now, lang=settings.lang,
+    gate = gate_for(default_knowledge())
+    patients = ((pid, resources, gate.may_card_raw(lines))
+                for pid, (resources, lines) in sorted(groups.items()))
+    for result in evaluate_many(patients, now=settings.now, lang=settings.lang,
                                 parameters=settings.parameters):
         outcome.patients += 1
         outcome.resources += result.resources

@@ -47,7 +47,7 @@ class CardGate:
         self._memo: dict[frozenset[str], bool] = {}
         self.gate_concepts = self._needed()
         """Finding concepts of which a patient needs at least one for any card."""
-        self._raw = _raw_pattern(self._terminology, self.gate_concepts)
+        self._raw, self._anchors = _raw_pattern(self._terminology, self.gate_concepts)
 
     def _needed(self) -> frozenset[str]:
         everything = frozenset(self._findings)
@@ -111,29 +111,39 @@ class CardGate:
         """False when no line's raw JSON even spells a code of the gate concepts (a line
         with a ``\\u`` escape always counts as spelling one). Necessary, not sufficient:
         a True is then decided by ``could_card`` on the parsed resources."""
-        return any(b"\\u" in line or self._raw.search(line) for line in lines)
+        blob = b"\n".join(lines).lower()
+        if b"\\u" in blob:
+            return True
+        # a few substring scans (C speed) decide most patients; the pattern the rest
+        return any(a in blob for a in self._anchors) and self._raw.search(blob) is not None
 
     def could_card(self, resources: Iterable[Any]) -> bool:
         """False when, whatever their labs and medications, no card rule can fire."""
         return self._any_card(self.concepts_in(resources))
 
 
-def _spelling(system: str, code: str) -> bytes:
-    """A code as its raw JSON may spell it before the terminology normalises it: any case,
-    and for ICD-10-CM with or without the dot."""
-    text = re.escape(code.strip())
-    if system == ICD10CM:
+def _spelling(system: str, code: str) -> tuple[bytes, bytes]:
+    """(pattern, anchor) for a code as its raw JSON may spell it before the terminology
+    normalises it: any case, and for ICD-10-CM with or without the dot. The anchor is a
+    lower-case substring every such spelling contains."""
+    code = code.strip().lower()
+    text = re.escape(code)
+    anchor = code
+    if system == ICD10CM and "." in code:
         text = text.replace(r"\.", r"\.?")
-    return text.encode()
+        anchor = code.split(".")[0]
+    return text.encode(), anchor.encode()
 
 
-def _raw_pattern(terminology: Terminology, concepts: frozenset[str]) -> re.Pattern[bytes]:
-    spellings = {_spelling(system, code) for system, code in terminology.codes(concepts)}
+def _raw_pattern(terminology: Terminology,
+                 concepts: frozenset[str]) -> tuple[re.Pattern[bytes], frozenset[bytes]]:
+    pairs = [_spelling(system, code) for system, code in terminology.codes(concepts)]
     # is-a classes (ICD-10-CM, ATC prefixes) of these value sets
     for system, prefixes in terminology._prefix.items():  # noqa: SLF001 (read-only index)
         if system in (ICD10CM, ATC):
-            spellings |= {_spelling(system, value) for value, sets in prefixes.items()
-                          if concepts.intersection(sets)}
-    if not spellings:
-        return re.compile(b"(?!)")
-    return re.compile(b"|".join(sorted(spellings)), re.IGNORECASE)
+            pairs += [_spelling(system, value) for value, sets in prefixes.items()
+                      if concepts.intersection(sets)]
+    if not pairs:
+        return re.compile(b"(?!)"), frozenset()
+    pattern = re.compile(b"|".join(sorted({p for p, _ in pairs})), re.IGNORECASE)
+    return pattern, frozenset(a for _, a in pairs)

@@ -24,7 +24,7 @@ _REF = re.compile(
     rb'"(?:subject|patient)"\s*:\s*\{[^{}]*?"reference"\s*:\s*"(?:[^"]*/)?Patient/([A-Za-z0-9\-.]{1,64})"')
 _PATIENT = re.compile(rb'"resourceType"\s*:\s*"Patient"')
 
-BUCKET_BYTES = 16 * 1024 * 1024
+BUCKET_BYTES = 8 * 1024 * 1024
 """Target raw size of a bucket (technical: its parsed resources stay well under 200 MB)."""
 MAX_BUCKETS = 1024
 MIN_BUCKETS = 16

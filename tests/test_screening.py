@@ -190,3 +190,22 @@ def test_the_raw_gate_reads_codes_as_the_terminology_does() -> None:
     escaped = b'{"code": {"coding": [{"code": "\\u0052253"}]}}'
     assert gate.may_card_raw([escaped])  # an escape is never trusted to hide a code
     assert not gate.may_card_raw([b'{"code": {"coding": [{"code": "2823-3"}]}}'])
+
+
+def test_a_dask_local_cluster_gives_the_serial_results(export: Path, serial: Path,
+                                                       tmp_path: Path) -> None:
+    pytest.importorskip("distributed")
+    summary = screen(export, tmp_path, now=NOW, workers=2, dask="local", progress=False)
+    assert summary.engine == "dask local"
+    for name in ("worklist.csv", "responses.ndjson", "rejected.ndjson"):
+        assert (tmp_path / name).read_bytes() == (serial / name).read_bytes()
+
+
+def test_an_unfinished_run_is_said_and_redone(export: Path, tmp_path: Path,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "responses.ndjson").write_text("partial\n")
+    with caplog.at_level("WARNING", logger="twitch_cds.screen"):
+        screen(export, tmp_path, now=NOW, progress=False)
+    assert "unfinished run" in caplog.text
+    assert "partial" not in (tmp_path / "responses.ndjson").read_text()
+    assert (tmp_path / "summary.json").exists()

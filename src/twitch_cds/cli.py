@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--lang", choices=("en", "id"), default="en")
     sweep.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                        help="override a parameter from rulesets/parameters.yaml (repeatable)")
+    sweep.add_argument("--dask", metavar="ADDRESS",
+                       help="run on Dask: a scheduler address, or 'local' for a local cluster "
+                            "of --workers processes (needs the [screen] extra)")
     return parser
 
 
@@ -79,7 +82,7 @@ def _screen(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     export = args.export[0] if len(args.export) == 1 else args.export
     summary = screen(export, args.out, workers=args.workers, fmt=args.format, now=args.now,
-                     lang=args.lang, parameters=_parameters(args.param))
+                     lang=args.lang, parameters=_parameters(args.param), dask=args.dask)
     print(f"{summary.patients_read} patients ({summary.resources_read} resources) in "
           f"{summary.seconds:.1f} s, {summary.patients_per_second:,.0f} patients/s: "
           f"{summary.patients_flagged} on the worklist, {summary.lines_rejected} lines "

@@ -26,7 +26,7 @@ from twitch_cds.knowledge.bundle import default_knowledge
 from twitch_cds.knowledge.cardtexts import Lang
 from twitch_cds.screening.output import WorklistFormat, sort_rows, write_worklist
 from twitch_cds.screening.partition import bucket_count, partition
-from twitch_cds.screening.progress import Progress
+from twitch_cds.screening.progress import Progress, log
 from twitch_cds.screening.sources import export_files
 from twitch_cds.screening.worker import BucketOutcome, Settings, run_bucket
 
@@ -45,6 +45,7 @@ class ScreenSummary(BaseModel):
     lines_rejected: int
     patients_failed: int
     workers: int
+    engine: str
     now: str
     seconds: float
     patients_per_second: float
@@ -53,7 +54,12 @@ class ScreenSummary(BaseModel):
 
 
 def _buckets(buckets: list[Path], files: list[str], settings: Settings,
-             workers: int) -> Iterator[BucketOutcome]:
+             workers: int, dask: str | None) -> Iterator[BucketOutcome]:
+    if dask is not None:
+        from twitch_cds.screening.dask_adapter import dask_buckets
+
+        yield from dask_buckets(buckets, files, settings, dask, workers)
+        return
     if workers <= 1:
         for bucket in buckets:
             yield run_bucket(bucket, files, settings)
@@ -74,11 +80,13 @@ def screen(
     lang: Lang = "en",
     parameters: Mapping[str, float] | None = None,
     progress: bool = True,
+    dask: str | None = None,
 ) -> ScreenSummary:
     """Screen every patient of a Bulk Data export (manifest, directory of ``.ndjson`` /
     ``.ndjson.gz`` files, or a list of files) and write ``worklist.csv`` (or ``.ndjson``),
     ``responses.ndjson``, ``rejected.ndjson``, ``failed.ndjson`` and ``summary.json`` to
-    ``out``. ``workers`` > 1 runs that many processes."""
+    ``out``. ``workers`` > 1 runs that many processes; ``dask`` (a scheduler address, or
+    ``"local"`` for a local cluster of ``workers`` processes) runs the buckets on Dask."""
     started = time.monotonic()
     clock = _now(now)
     default_knowledge().parameters.resolve(parameters)  # a bad parameter fails before work
@@ -86,6 +94,9 @@ def screen(
     target = Path(out)
     target.mkdir(parents=True, exist_ok=True)
     summary_path = target / "summary.json"
+    if not summary_path.exists() and (target / "responses.ndjson").exists():
+        log.warning("%s holds an unfinished run (no summary.json): it is screened again from "
+                    "the start and its files replaced", target)
     summary_path.unlink(missing_ok=True)  # present only once this run has finished
     settings = Settings(now=clock, lang=lang, parameters=dict(parameters or {}))
     rows: list[dict[str, Any]] = []
@@ -97,7 +108,7 @@ def screen(
         bar = Progress(len(parts.buckets), enabled=progress)
         with (open(target / "responses.ndjson", "w", encoding="utf-8") as responses,
               open(target / "failed.ndjson", "w", encoding="utf-8") as failed):
-            for outcome in _buckets(parts.buckets, parts.files, settings, workers):
+            for outcome in _buckets(parts.buckets, parts.files, settings, workers, dask):
                 totals.update(patients=outcome.patients, resources=outcome.resources,
                               evaluated=outcome.evaluated)
                 kinds.update(outcome.kinds)
@@ -120,6 +131,7 @@ def screen(
         patients_flagged=len(ordered), patients_by_card_kind=dict(sorted(kinds.items())),
         patients_by_indicator=dict(Counter(r["indicator"] for r in ordered)),
         lines_rejected=len(rejected), patients_failed=totals["failed"], workers=workers,
+        engine=f"dask {dask}" if dask else ("processes" if workers > 1 else "serial"),
         now=clock.isoformat(), seconds=round(seconds, 3),
         patients_per_second=round(totals["patients"] / seconds, 1),
         resources_per_second=round(totals["resources"] / seconds, 1),

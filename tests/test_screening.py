@@ -100,12 +100,16 @@ def test_twitching_with_weakness_is_critical_and_first(export: Path, serial: Pat
         assert f"Observation/{pid}-muscle-weakness" in by_patient[pid]["references"]
     indicators = [r["indicator"] for r in rows]
     assert indicators == sorted(indicators, key=["critical", "warning", "info"].index)
+    group = json.loads((serial / "group.json").read_text())
+    assert group["resourceType"] == "Group" and group["quantity"] == len(rows)
+    assert [m["entity"]["reference"] for m in group["member"]] == [
+        f"Patient/{r['patient']}" for r in rows]
 
 
 def test_serial_equals_two_processes(export: Path, serial: Path, tmp_path: Path) -> None:
     summary = screen(export, tmp_path, now=NOW, workers=2, progress=False)
     assert summary.workers == 2
-    for name in ("worklist.csv", "responses.ndjson", "rejected.ndjson"):
+    for name in ("worklist.csv", "responses.ndjson", "rejected.ndjson", "group.json"):
         assert (tmp_path / name).read_bytes() == (serial / name).read_bytes()
 
 

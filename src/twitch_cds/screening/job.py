@@ -9,7 +9,6 @@ written last, is what marks a finished run; rerun an interrupted one.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import multiprocessing
 import tempfile
 import time
@@ -17,14 +16,13 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel
 
 from twitch_cds.evaluate import _now
 from twitch_cds.knowledge.bundle import default_knowledge
 from twitch_cds.knowledge.cardtexts import Lang
-from twitch_cds.screening.output import WorklistFormat, sort_rows, write_worklist
+from twitch_cds.screening.output import Outputs, WorklistFormat
 from twitch_cds.screening.partition import bucket_count, partition
 from twitch_cds.screening.progress import Progress, log
 from twitch_cds.screening.sources import export_files
@@ -84,7 +82,8 @@ def screen(
 ) -> ScreenSummary:
     """Screen every patient of a Bulk Data export (manifest, directory of ``.ndjson`` /
     ``.ndjson.gz`` files, or a list of files) and write ``worklist.csv`` (or ``.ndjson``),
-    ``responses.ndjson``, ``rejected.ndjson``, ``failed.ndjson`` and ``summary.json`` to
+    ``responses.ndjson``, ``rejected.ndjson``, ``failed.ndjson``, ``group.json`` (a FHIR
+    Group of the flagged patients) and ``summary.json`` (written last) to
     ``out``. ``workers`` > 1 runs that many processes; ``dask`` (a scheduler address, or
     ``"local"`` for a local cluster of ``workers`` processes) runs the buckets on Dask."""
     started = time.monotonic()
@@ -99,44 +98,30 @@ def screen(
                     "the start and its files replaced", target)
     summary_path.unlink(missing_ok=True)  # present only once this run has finished
     settings = Settings(now=clock, lang=lang, parameters=dict(parameters or {}))
-    rows: list[dict[str, Any]] = []
-    kinds: Counter[str] = Counter()
     totals = Counter[str]()
     with tempfile.TemporaryDirectory(prefix="twitch-cds-screen-") as scratch:
-        parts = partition(files, Path(scratch), bucket_count(files))
-        rejected = list(parts.rejected)
+        outputs = Outputs(target, Path(scratch), fmt)
+        parts = partition(files, Path(scratch), bucket_count(files), outputs.reject)
         bar = Progress(len(parts.buckets), enabled=progress)
-        with (open(target / "responses.ndjson", "w", encoding="utf-8") as responses,
-              open(target / "failed.ndjson", "w", encoding="utf-8") as failed):
-            for outcome in _buckets(parts.buckets, parts.files, settings, workers, dask):
-                totals.update(patients=outcome.patients, resources=outcome.resources,
-                              evaluated=outcome.evaluated)
-                kinds.update(outcome.kinds)
-                rows.extend(outcome.rows)
-                rejected.extend(outcome.rejected)
-                responses.writelines(line + "\n" for line in outcome.responses)
-                failed.writelines(json.dumps(f) + "\n" for f in outcome.failed)
-                totals.update(failed=len(outcome.failed))
-                bar.update(outcome.patients)
+        for outcome in _buckets(parts.buckets, parts.files, settings, workers, dask):
+            totals.update(patients=outcome.patients, resources=outcome.resources,
+                          evaluated=outcome.evaluated)
+            outputs.add(outcome)
+            bar.update(outcome.patients)
         bar.close()
-    ordered = sort_rows(rows)
-    worklist = write_worklist(ordered, target, fmt)
-    with open(target / "rejected.ndjson", "w", encoding="utf-8") as handle:
-        for item in sorted(rejected, key=lambda r: (r.file, r.line)):
-            handle.write(json.dumps(item.to_json(), ensure_ascii=False) + "\n")
+        written = outputs.finish()
     seconds = time.monotonic() - started
     summary = ScreenSummary(
         files=len(files), lines_read=parts.lines, resources_read=totals["resources"],
         patients_read=totals["patients"], patients_evaluated=totals["evaluated"],
-        patients_flagged=len(ordered), patients_by_card_kind=dict(sorted(kinds.items())),
-        patients_by_indicator=dict(Counter(r["indicator"] for r in ordered)),
-        lines_rejected=len(rejected), patients_failed=totals["failed"], workers=workers,
+        patients_flagged=sum(outputs.flagged.values()),
+        patients_by_card_kind=dict(sorted(outputs.kinds.items())),
+        patients_by_indicator=dict(outputs.flagged),
+        lines_rejected=outputs.rejected, patients_failed=outputs.failed, workers=workers,
         engine=f"dask {dask}" if dask else ("processes" if workers > 1 else "serial"),
         now=clock.isoformat(), seconds=round(seconds, 3),
         patients_per_second=round(totals["patients"] / seconds, 1),
         resources_per_second=round(totals["resources"] / seconds, 1),
-        outputs={name: str(target / name) for name in
-                 (worklist.name, "responses.ndjson", "rejected.ndjson", "failed.ndjson",
-                  "summary.json")})
+        outputs={name: str(target / name) for name in [*written, "summary.json"]})
     summary_path.write_text(summary.model_dump_json(indent=2) + "\n", encoding="utf-8")
     return summary

@@ -13,8 +13,8 @@ import gzip
 import json
 import re
 import zlib
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ class Partitioned:
     buckets: list[Path]
     files: list[str]
     lines: int = 0
-    rejected: list[Rejected] = field(default_factory=list)
+    rejected: int = 0
 
 
 def bucket_count(files: list[Path]) -> int:
@@ -100,8 +100,10 @@ def _lines(path: Path) -> Iterator[bytes]:
             yield from plain
 
 
-def partition(files: list[Path], directory: Path, k: int) -> Partitioned:
-    """Split every line of ``files`` into ``k`` bucket files under ``directory``."""
+def partition(files: list[Path], directory: Path, k: int,
+              reject: Callable[[Rejected], None]) -> Partitioned:
+    """Split every line of ``files`` into ``k`` bucket files under ``directory``; each line
+    that cannot be placed goes to ``reject``."""
     buckets = [directory / f"bucket-{i:04d}.tsv" for i in range(k)]
     out = Partitioned(directory, buckets, [str(p) for p in files])
     handles = [open(b, "wb", buffering=256 * 1024) for b in buckets]  # noqa: SIM115
@@ -116,12 +118,14 @@ def partition(files: list[Path], directory: Path, k: int) -> Partitioned:
                     out.lines += 1
                     pid, problem = _patient_bytes(stripped)
                     if pid is None:
-                        out.rejected.append(Rejected(str(path), number, problem or "unreadable"))
+                        out.rejected += 1
+                        reject(Rejected(str(path), number, problem or "unreadable"))
                         continue
                     handles[zlib.crc32(pid.encode()) % k].write(
                         b"%d\t%d\t%s\t%s\n" % (index, number, pid.encode(), stripped))
             except (EOFError, OSError, zlib.error) as exc:
-                out.rejected.append(Rejected(
+                out.rejected += 1
+                reject(Rejected(
                     str(path), number + 1,
                     f"file unreadable from here ({type(exc).__name__}: {exc}); rest skipped"))
     finally:

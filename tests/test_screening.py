@@ -213,3 +213,10 @@ def test_an_unfinished_run_is_said_and_redone(export: Path, tmp_path: Path,
     assert "unfinished run" in caplog.text
     assert "partial" not in (tmp_path / "responses.ndjson").read_text()
     assert (tmp_path / "summary.json").exists()
+
+
+def test_progress_is_logged_when_not_on_a_terminal(export: Path, tmp_path: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="twitch_cds.screen"):
+        screen(export, tmp_path, now=NOW, progress=True)
+    assert "400 patients" in caplog.text and "patients/s" in caplog.text

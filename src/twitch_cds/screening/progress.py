@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import shutil
 import sys
 import time
 from typing import Any
@@ -28,7 +29,8 @@ class Progress:
                 tqdm = None
             if tqdm is not None:
                 self._bar = tqdm(total=total_buckets, unit="bucket", file=sys.stderr,
-                                 desc="screening", dynamic_ncols=True)
+                                 desc="screening",
+                                 ncols=shutil.get_terminal_size((100, 20)).columns)
         self.enabled = enabled
 
     def update(self, patients: int) -> None:

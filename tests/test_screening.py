@@ -220,3 +220,18 @@ def test_progress_is_logged_when_not_on_a_terminal(export: Path, tmp_path: Path,
     with caplog.at_level("INFO", logger="twitch_cds.screen"):
         screen(export, tmp_path, now=NOW, progress=True)
     assert "400 patients" in caplog.text and "patients/s" in caplog.text
+
+
+def test_a_gzipped_export_split_over_files_matches_evaluate(tmp_path: Path) -> None:
+    export = tmp_path / "export"
+    population.generate(export, 120, seed=11, split=3, gz=True, twitching=0.3)
+    out = tmp_path / "out"
+    summary = screen([p for p in sorted(export.iterdir()) if p.suffix == ".gz"], out, now=NOW,
+                     progress=False)  # a list of files
+    responses = _responses(out)
+    groups = _resources(export)
+    assert summary.patients_read == len(groups) == 120
+    for pid, resources in groups.items():
+        expected = twitch_cds.evaluate(resources, now=NOW)
+        got = responses.get(pid, {"response": {"cards": []}})["response"]["cards"]
+        assert [c["uuid"] for c in got] == [str(c.uuid) for c in expected.cards]

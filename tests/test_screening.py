@@ -235,3 +235,36 @@ def test_a_gzipped_export_split_over_files_matches_evaluate(tmp_path: Path) -> N
         expected = twitch_cds.evaluate(resources, now=NOW)
         got = responses.get(pid, {"response": {"cards": []}})["response"]["cards"]
         assert [c["uuid"] for c in got] == [str(c.uuid) for c in expected.cards]
+
+
+def _charts() -> Iterator[tuple[str, Any, str, dict[str, float] | None]]:
+    import yaml
+
+    root = Path(__file__).resolve().parent
+    for path in sorted((root / "scenarios").glob("*.yaml")):
+        scenario = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if "input" in scenario:  # the others are the examples, read below
+            yield (path.name, scenario["input"], str(scenario.get("now") or NOW),
+                   scenario.get("parameters"))
+    for path in sorted((root.parent / "examples").glob("*.json")):
+        yield path.name, json.loads(path.read_text(encoding="utf-8")), NOW, None
+
+
+def test_the_gate_passes_every_curated_chart_that_has_cards() -> None:
+    """Every scenario and example that evaluate() gives a card passes both gates."""
+    from twitch_cds.fhir_in.reader import read_input
+
+    gate = CardGate(twitch_cds.load_knowledge())
+    carded = 0
+    for name, data, now, parameters in _charts():
+        try:
+            result = twitch_cds.evaluate(data, now=now, parameters=parameters)
+        except twitch_cds.InputError:
+            continue
+        if not result.cards:
+            continue
+        carded += 1
+        resources = [r.data for r in read_input(data).resources]
+        lines = [json.dumps(r).encode() for r in resources]
+        assert gate.may_card_raw(lines) and gate.could_card(resources), name
+    assert carded > 20

@@ -268,3 +268,14 @@ def test_the_gate_passes_every_curated_chart_that_has_cards() -> None:
         lines = [json.dumps(r).encode() for r in resources]
         assert gate.may_card_raw(lines) and gate.could_card(resources), name
     assert carded > 20
+
+
+def test_a_dask_cluster_with_threaded_workers_is_refused(export: Path, tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    from twitch_cds.screening.dask_adapter import DaskError
+
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster, \
+            pytest.raises(DaskError, match="not thread-safe"):
+        screen(export, tmp_path, now=NOW, dask=cluster.scheduler_address, progress=False)
+    assert not (tmp_path / "summary.json").exists()

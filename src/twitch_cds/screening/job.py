@@ -23,7 +23,7 @@ from twitch_cds.evaluate import _now
 from twitch_cds.knowledge.bundle import default_knowledge
 from twitch_cds.knowledge.cardtexts import Lang
 from twitch_cds.screening.output import Outputs, WorklistFormat
-from twitch_cds.screening.partition import bucket_count, partition
+from twitch_cds.screening.partition import Partitioned, bucket_count, partition
 from twitch_cds.screening.progress import Progress, log
 from twitch_cds.screening.sources import export_files
 from twitch_cds.screening.worker import BucketOutcome, Settings, run_bucket
@@ -51,21 +51,39 @@ class ScreenSummary(BaseModel):
     outputs: dict[str, str]
 
 
-def _buckets(buckets: list[Path], files: list[str], settings: Settings,
-             workers: int, dask: str | None) -> Iterator[BucketOutcome]:
+def _warm() -> None:
+    """Load the ruleset, compile the engine and build the gate in a fresh worker."""
+    from twitch_cds.evaluate import engine_for
+    from twitch_cds.screening.evaluate_many import gate_for
+
+    knowledge = default_knowledge()
+    engine_for(knowledge)
+    gate_for(knowledge)
+
+
+def _buckets(parts: Iterator[Partitioned], settings: Settings, workers: int,
+             dask: str | None) -> Iterator[BucketOutcome]:
+    """Outcomes in bucket order. ``parts`` yields the partitioned export once: with a pool,
+    the workers start (and load the ruleset) while the export is being partitioned."""
     if dask is not None:
         from twitch_cds.screening.dask_adapter import dask_buckets
 
-        yield from dask_buckets(buckets, files, settings, dask, workers)
+        done = next(parts)
+        yield from dask_buckets(done.buckets, done.files, settings, dask, workers)
         return
     if workers <= 1:
-        for bucket in buckets:
-            yield run_bucket(bucket, files, settings)
+        done = next(parts)
+        for bucket in done.buckets:
+            yield run_bucket(bucket, done.files, settings)
         return
     context = multiprocessing.get_context("spawn")  # a fresh engine per process, no fork state
     with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        yield from pool.map(run_bucket, buckets, [files] * len(buckets),
-                            [settings] * len(buckets))
+        warming = [pool.submit(_warm) for _ in range(workers)]
+        done = next(parts)
+        for future in warming:
+            future.result()
+        yield from pool.map(run_bucket, done.buckets, [done.files] * len(done.buckets),
+                            [settings] * len(done.buckets))
 
 
 def screen(
@@ -101,14 +119,22 @@ def screen(
     totals = Counter[str]()
     with tempfile.TemporaryDirectory(prefix="twitch-cds-screen-") as scratch:
         outputs = Outputs(target, Path(scratch), fmt)
-        parts = partition(files, Path(scratch), bucket_count(files), outputs.reject)
-        bar = Progress(len(parts.buckets), enabled=progress)
-        for outcome in _buckets(parts.buckets, parts.files, settings, workers, dask):
+        made: list[Partitioned] = []
+
+        def partitioned() -> Iterator[Partitioned]:
+            made.append(partition(files, Path(scratch), bucket_count(files), outputs.reject))
+            yield made[0]
+
+        bar: Progress | None = None
+        for outcome in _buckets(partitioned(), settings, workers, dask):
+            bar = bar or Progress(len(made[0].buckets), enabled=progress)
             totals.update(patients=outcome.patients, resources=outcome.resources,
                           evaluated=outcome.evaluated)
             outputs.add(outcome)
             bar.update(outcome.patients)
-        bar.close()
+        if bar is not None:
+            bar.close()
+        parts = made[0]
         written = outputs.finish()
     seconds = time.monotonic() - started
     summary = ScreenSummary(

@@ -12,6 +12,7 @@ from twitch_cds.fhir_in.validation_cache import configure_validation_cache
 from twitch_cds.issues import InputIssue
 from twitch_cds.knowledge.bundle import Knowledge, load_knowledge
 from twitch_cds.result import DerivedFinding, EvaluationResult, RuleFiring, Trace
+from twitch_cds.screening import screen
 
 __all__ = [
     "Card",
@@ -29,6 +30,7 @@ __all__ = [
     "configure_validation_cache",
     "evaluate",
     "load_knowledge",
+    "screen",
     "set_default_parameters",
 ]
 __version__ = "0.1.0"

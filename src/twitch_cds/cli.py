@@ -56,7 +56,38 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--check-config", action="store_true",
                        help="validate the configuration (file and TWITCH_CDS_* variables), "
                             "print OK or each setting at fault, and exit (1 when invalid)")
+    sweep = commands.add_parser("screen", help="screen a FHIR Bulk Data export, write a worklist")
+    sweep.add_argument("export", nargs="+",
+                       help="manifest.json, a directory of .ndjson(.gz) files, or files")
+    sweep.add_argument("--out", required=True, help="directory for the worklist and summary")
+    sweep.add_argument("--workers", type=int, default=1,
+                       help="worker processes (one engine each; about one per core)")
+    sweep.add_argument("--format", choices=("csv", "ndjson"), default="csv",
+                       help="worklist format")
+    sweep.add_argument("--now", help="evaluate as of this ISO 8601 date-time (default: now)")
+    sweep.add_argument("--lang", choices=("en", "id"), default="en")
+    sweep.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                       help="override a parameter from rulesets/parameters.yaml (repeatable)")
+    sweep.add_argument("--dask", metavar="ADDRESS",
+                       help="run on Dask: a scheduler address, or 'local' for a local cluster "
+                            "of --workers processes (needs the [screen] extra)")
     return parser
+
+
+def _screen(args: argparse.Namespace) -> int:
+    import logging
+
+    from twitch_cds.screening import screen
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    export = args.export[0] if len(args.export) == 1 else args.export
+    summary = screen(export, args.out, workers=args.workers, fmt=args.format, now=args.now,
+                     lang=args.lang, parameters=_parameters(args.param), dask=args.dask)
+    print(f"{summary.patients_read} patients ({summary.resources_read} resources) in "
+          f"{summary.seconds:.1f} s, {summary.patients_per_second:,.0f} patients/s: "
+          f"{summary.patients_flagged} on the worklist, {summary.lines_rejected} lines "
+          f"rejected, {summary.patients_failed} failed; {summary.outputs['summary.json']}")
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -162,6 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "serve":
             return _serve(args)
+        if args.command == "screen":
+            return _screen(args)
         data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
         result = evaluate(data, now=args.now, lang=args.lang,
                           parameters=_parameters(args.param))

@@ -8,7 +8,7 @@ the engine sees one fact per distinguishable record and firings stop growing wit
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,19 +25,26 @@ class Aggregated:
     """Group fact id -> the ids of the facts it stands for (only groups of two or more)."""
 
 
+def distinguished(fact: Mapping[str, Any],
+                  reads: FactReads) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """What tells the fact apart (type, kind, every field read), and the fact as the engine
+    needs it (its id, type and those fields). Input and derived facts alike."""
+    fact_type = fact["type"]
+    kind_field = KIND_FIELDS.get(fact_type)
+    kind = fact.get(kind_field) if kind_field else None
+    fields = reads.fields(fact_type, kind if isinstance(kind, str) else None)
+    lean = {"id": fact["id"], "type": fact_type}
+    lean.update((f, fact[f]) for f in fields if f in fact)
+    return (fact_type, kind, *(fact.get(f, _ABSENT) for f in fields)), lean
+
+
 def aggregate(facts: Iterable[dict[str, Any]], reads: FactReads) -> Aggregated:
     """Group engine facts on (type, kind, every field read); members sorted by fact id."""
     groups: dict[tuple[Any, ...], tuple[dict[str, Any], list[str]]] = {}
     for fact in facts:
-        fact_type = fact["type"]
-        kind_field = KIND_FIELDS.get(fact_type)
-        kind = fact.get(kind_field) if kind_field else None
-        fields = reads.fields(fact_type, kind if isinstance(kind, str) else None)
-        key = (fact_type, kind, *(fact.get(f, _ABSENT) for f in fields))
+        key, lean = distinguished(fact, reads)
         group = groups.get(key)
         if group is None:
-            lean = {"id": fact["id"], "type": fact_type}
-            lean.update((f, fact[f]) for f in fields if f in fact)
             groups[key] = (lean, [fact["id"]])
         else:
             group[1].append(fact["id"])

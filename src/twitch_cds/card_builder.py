@@ -82,40 +82,15 @@ class _Group:
         return self._subjects
 
 
-@dataclass(frozen=True)
-class _Fixed:
-    """What every card of one ruleset and language shares, worked out once per process."""
-
-    knowledge: Knowledge
-    kind_order: dict[str, int]
-    rule_order: dict[str, int]
-    override_reasons: list[Coding]
-
-
-_FIXED: dict[tuple[int, str], _Fixed] = {}
-
-
-def _fixed(knowledge: Knowledge, lang: Lang) -> _Fixed:
-    found = _FIXED.get((id(knowledge), lang))
-    if found is None or found.knowledge is not knowledge:
-        system = knowledge.cards.source.topic_system
-        found = _FIXED[(id(knowledge), lang)] = _Fixed(
-            knowledge,
-            {kind: i for i, kind in enumerate(knowledge.cards.kinds)},
-            {c.rule.id: i for i, c in enumerate(knowledge.rules)},
-            [Coding(system=system, code=r.code, display=r.display(lang))
-             for r in knowledge.cards.override_reasons])
-    return found
-
-
 class CardBuilder:
     def __init__(self, knowledge: Knowledge, lang: Lang):
         self.k = knowledge
         self.lang: Lang = lang
-        fixed = _fixed(knowledge, lang)
-        self._kind_order = fixed.kind_order
-        self._rule_order = fixed.rule_order
-        self._override_reasons = fixed.override_reasons
+        self._kind_order = knowledge.card_kind_order
+        self._rule_order = knowledge.rule_order
+        system = knowledge.cards.source.topic_system
+        self._override_reasons = [Coding(system=system, code=r.code, display=r.display(lang))
+                                  for r in knowledge.cards.override_reasons]
         labels = knowledge.cards.labels
         self._evidence_label = labels["evidence"](lang)
         self._by_name = f" ({labels['matched_by_name'](lang)})"

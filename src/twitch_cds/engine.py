@@ -30,16 +30,15 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import string
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from twitch_cds.aggregate import distinguished
 from twitch_cds.errors import EngineError
 from twitch_cds.knowledge.bundle import CompiledRule, Knowledge
-from twitch_cds.knowledge.rules import PARAMS_BIND
 
 REINSTALL_ENGINE = (
     "CPPFLAGS=\"$CPPFLAGS -DPyEval_CallObject=PyObject_CallObject\" "
@@ -99,6 +98,8 @@ class Conclusion:
 
 @dataclass
 class SessionResult:
+    sid: str
+    """The durable-rules session the facts and derivations belong to."""
     conclusions: list[Conclusion] = field(default_factory=list)
     derived: list[dict[str, Any]] = field(default_factory=list)
     """Every derivation, with its values and ``basis`` (the ids of the facts it came from)."""
@@ -110,7 +111,6 @@ class SessionResult:
 
 
 Action = Callable[[dict[str, Any], SessionResult], None]
-_ABSENT = object()
 
 
 class RuleEngine:
@@ -133,7 +133,6 @@ class RuleEngine:
             "all": [{"m": {"$ex": {"type": 1}}}, {"never": {"twitch_cds_never": 1}}],
             "run": SINK_RULE,
         }
-        self._read_parameters = _parameters_read(knowledge)
         self._host = QuietHost()
         self._host.set_rulesets({self.name: definition})
         self._handle: int = self._host.get_ruleset(self.name)._handle
@@ -178,28 +177,26 @@ class RuleEngine:
             if source_field in facts[bind]:
                 derived[target] = facts[bind][source_field]
         session.derived.append(derived)
-        fields = self._reads.fields("derived", derive.name)
-        key = (derive.name, *(derived.get(f, _ABSENT) for f in fields))
+        key, engine_fact = distinguished(derived, self._reads)
         asserted = session._derived_keys.get(key)
         if asserted is not None:
             session.merged.setdefault(asserted, []).append(derived["id"])
             return
         session._derived_keys[key] = derived["id"]
-        engine_fact = {"id": derived["id"], "type": "derived", "sid": facts_sid(facts)}
-        engine_fact.update((f, derived[f]) for f in fields if f in derived)
+        engine_fact["sid"] = session.sid
         self._assert_one(engine_fact)
 
     def run(self, facts: Sequence[dict[str, Any]], parameters: dict[str, float]) -> SessionResult:
         """Evaluate one patient's facts in a fresh session, and delete the session."""
         with self._lock:
             sid = str(next(self._sids))
-            session = SessionResult()
+            session = SessionResult(sid)
             started = self._clock()
             went = False
             try:
                 batch: list[dict[str, Any]] = [{
                     "sid": sid, "id": "parameters", "type": "parameters",
-                    **{name: parameters[name] for name in self._read_parameters}}]
+                    **{name: parameters[name] for name in self._reads.parameters}}]
                 batch.extend({**fact, "sid": sid} for fact in facts)
                 self._assert_batch(batch, session)
                 went = True
@@ -265,37 +262,8 @@ class RuleEngine:
             self._assert_batch([{"sid": sid, "id": "go", "type": "go"}], session)
 
 
-def _parameters_read(knowledge: Knowledge) -> tuple[str, ...]:
-    """The parameters some rule compares with or quotes: only they go into the session."""
-    names: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if set(node) == {PARAMS_BIND} and isinstance(node[PARAMS_BIND], str):
-                names.add(node[PARAMS_BIND])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    for compiled in knowledge.rules:
-        walk(compiled.definition)
-        message = compiled.rule.knowledge.message
-        for text in (message.en, message.id):
-            for _, name, _, _ in string.Formatter().parse(text):
-                if name and name.startswith(PARAMS_BIND + "."):
-                    names.add(name.split(".", 1)[1])
-    return tuple(sorted(names))
-
-
 def _nothing(matched: dict[str, Any], session: SessionResult) -> None:
     """The go rule (guarantees an action ran before ``delete_state``) and the sink rule."""
-
-
-def facts_sid(facts: dict[str, Any]) -> str:
-    """The session id the matched facts belong to."""
-    return str(next(iter(facts.values()))["sid"])
 
 
 def _ids(sent: Any) -> str:

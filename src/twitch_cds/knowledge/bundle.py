@@ -56,6 +56,16 @@ class Knowledge:
         return {compiled.rule.id: compiled for compiled in self.rules}
 
     @functools.cached_property
+    def rule_order(self) -> dict[str, int]:
+        """Each rule's place in the ruleset (cards list their reasons in this order)."""
+        return {compiled.rule.id: i for i, compiled in enumerate(self.rules)}
+
+    @functools.cached_property
+    def card_kind_order(self) -> dict[str, int]:
+        """Each card kind's place in cards.yaml (cards of one indicator come in this order)."""
+        return {kind: i for i, kind in enumerate(self.cards.kinds)}
+
+    @functools.cached_property
     def reads(self) -> FactReads:
         """The fields the rules read, per fact type and kind (what tells facts apart)."""
         return FactReads(compiled.rule for compiled in self.rules)

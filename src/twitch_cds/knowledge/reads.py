@@ -65,6 +65,28 @@ def _operands(spec: Any) -> Iterable[Mapping[str, Any]]:
             yield from _operands(value)
 
 
+def _parameters(rule: RuleFile) -> set[str]:
+    """The parameters a rule compares with (``{param: name}``) or quotes (``{params.name}``)."""
+    names: set[str] = set()
+
+    def walk(spec: Any) -> None:
+        if isinstance(spec, Mapping):
+            if set(spec) == {"param"}:
+                names.add(str(spec["param"]))
+            for value in spec.values():
+                walk(value)
+        elif isinstance(spec, list):
+            for value in spec:
+                walk(value)
+
+    walk([*rule.knowledge.when.values(), *rule.knowledge.unless])
+    for text in (rule.knowledge.message.en, rule.knowledge.message.id):
+        for _, name, _, _ in _FORMATTER.parse(text):
+            if name and name.startswith(PARAMS_BIND + "."):
+                names.add(name.split(".", 1)[1])
+    return names
+
+
 def _rule_readers(rule: RuleFile) -> list[_Reader]:
     knowledge = rule.knowledge
     readers: list[_Reader] = []
@@ -105,8 +127,12 @@ class FactReads:
     """For each fact type and kind, the fields some rule reads (the kind field included)."""
 
     def __init__(self, rules: Iterable[RuleFile]) -> None:
+        rules = list(rules)
         self._readers = [reader for rule in rules for reader in _rule_readers(rule)]
         self._cache: dict[tuple[str, str | None], tuple[str, ...]] = {}
+        self.parameters: tuple[str, ...] = tuple(sorted(set().union(
+            *(_parameters(rule) for rule in rules))))
+        """The parameters some rule compares with or quotes: only they go into a session."""
 
     def fields(self, fact_type: str, kind: str | None) -> tuple[str, ...]:
         """The fields read of a ``fact_type`` fact of this ``kind``, sorted."""

@@ -123,6 +123,12 @@ class Terminology:
         wanted = set(valuesets)
         return sorted(pair for pair, sets in self._exact.items() if wanted.intersection(sets))
 
+    def classes(self, valuesets: Iterable[str]) -> list[tuple[str, str]]:
+        """Every is-a class ``(system, code prefix)`` in these value sets (ICD-10-CM, ATC)."""
+        wanted = set(valuesets)
+        return sorted((system, prefix) for system, prefixes in self._prefix.items()
+                      for prefix, sets in prefixes.items() if wanted.intersection(sets))
+
     def lookup_name(self, text: str | None, valuesets: Iterable[str] | None = None) -> list[Match]:
         """Value sets whose medication names occur, as whole words, in free text."""
         if not text:

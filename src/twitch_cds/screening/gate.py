@@ -138,11 +138,8 @@ def _spelling(system: str, code: str) -> tuple[bytes, bytes]:
 def _raw_pattern(terminology: Terminology,
                  concepts: frozenset[str]) -> tuple[re.Pattern[bytes], frozenset[bytes]]:
     pairs = [_spelling(system, code) for system, code in terminology.codes(concepts)]
-    # is-a classes (ICD-10-CM, ATC prefixes) of these value sets
-    for system, prefixes in terminology._prefix.items():  # noqa: SLF001 (read-only index)
-        if system in (ICD10CM, ATC):
-            pairs += [_spelling(system, value) for value, sets in prefixes.items()
-                      if concepts.intersection(sets)]
+    pairs += [_spelling(system, prefix) for system, prefix in terminology.classes(concepts)
+              if system in (ICD10CM, ATC)]
     if not pairs:
         return re.compile(b"(?!)"), frozenset()
     pattern = re.compile(b"|".join(sorted({p for p, _ in pairs})), re.IGNORECASE)

@@ -147,9 +147,9 @@ class RuleEngine:
             facts = {bind: matched[bind] for bind in all_binds}
             fact_ids = {bind: str(facts[bind]["id"]) for bind in binds}
             session.firings.append(Firing(rule.id, fact_ids))
-            if knowledge.derive is not None:
+            if knowledge.derive is not None:  # a rule may derive and conclude both
                 self._derive(rule.id, knowledge.derive, facts, fact_ids, session)
-            elif knowledge.conclude is not None:
+            if knowledge.conclude is not None:
                 subject = knowledge.conclude.subject
                 bind, dot, subject_field = subject.partition(".")
                 if dot:

@@ -89,7 +89,9 @@ class Finding(Fact):
     source: Literal["Observation", "Condition"]
     severe: bool = False
     duration_days: float | None = None
-    """Days since the finding began: its recorded onset, or its earliest record."""
+    """Days the finding's current episode has lasted: from the onset of the first of its
+    records no further apart than ``finding_episode_gap_days`` to the last of them (to now
+    for an active Condition). None for an undated record."""
     age_days: float | None = None
     """Days since this record was made (effective or recorded date), when dated."""
 

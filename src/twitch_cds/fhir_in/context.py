@@ -60,7 +60,9 @@ class ReaderContext:
         self.now = now
         self.out = Normalised()
         self._by_ref: dict[str, dict[str, Any]] = {}
-        self._first_seen: dict[str, tuple[dt.datetime, str]] = {}
+        self._spans: dict[str, list[tuple[dt.datetime, dt.datetime, str]]] = {}
+        """Finding concept -> (start, end, reference) of every dated record of it, current
+        or not: the episodes a finding's duration is measured on."""
         self._patient_sex_and_age: tuple[Any, float | None] | None = None
         self._classified: dict[int, tuple[Any, dict[str, Match]]] = {}
         self._title_texts: dict[tuple[str, ...], str] = {}

@@ -62,6 +62,11 @@ class FindingReader(ReaderContext):
             return None
         return True  # a recorded finding with no value asserts its presence
 
+    def _window(self, concept: str) -> float:
+        """Days an Observation of this finding stays current (concepts.yaml names the
+        parameter: neuromuscular signs stay current longer than symptoms)."""
+        return self.p[self.k.concepts.window(concept)]
+
     def _observed_finding(self, v: Validated, hits: dict[str, Match],
                           when: dt.datetime | None) -> None:
         findings = {vs: m for vs, m in hits.items() if vs in self.k.concepts.findings}
@@ -70,17 +75,24 @@ class FindingReader(ReaderContext):
         present = self._presence(v)
         if not present:
             return
-        self._seen(v, findings, self._when(v, "effectivePeriod.start") or when)
+        start = self._when(v, "effectivePeriod.start") or when
+        age = days_between(when, self.now) if when else None
         if when is None:
             self.issue("warning", v.raw.label, "effective[x]",
                        "no date: treated as current so that a red flag is not missed", "used",
                        "date-missing")
-        elif days_between(when, self.now) > self.p["symptom_current_days"]:
+        elif stale := {vs for vs in findings if (age or 0.0) > self._window(vs)}:
+            for concept in stale:  # history: not current, but it links an episode
+                self._seen(concept, start or when, when, v.raw.label)
+            findings = {vs: m for vs, m in findings.items() if vs not in stale}
+            older = max(self._window(vs) for vs in stale)
+            which = "" if not findings else \
+                f"{self._titles({vs: hits[vs] for vs in sorted(stale)})} "
             self.issue("information", v.raw.label, "effective[x]",
-                       f"dated {date_text(when)}, older than "
-                       f"{fmt(self.p['symptom_current_days'])} days: not current", "ignored",
-                       "stale")
-            return
+                       f"dated {date_text(when)}, {which}older than {fmt(older)} days: "
+                       "not current", "ignored", "stale")
+            if not findings:
+                return
         qualifiers = self._classify(v.data.get("valueCodeableConcept"))
         severe = self.k.concepts.severe in qualifiers
         for component in v.data.get("component") or ():
@@ -90,7 +102,7 @@ class FindingReader(ReaderContext):
                 severe = severe or self.k.concepts.severe in extra
                 qualifiers.update(extra)
         for vs, match in qualifiers.items():
-            if vs in self.k.concepts.findings:
+            if vs in self.k.concepts.findings and (age is None or age <= self._window(vs)):
                 findings.setdefault(vs, match)
         onset = self._when(v, "effectivePeriod.start")
         lasted = None
@@ -99,8 +111,16 @@ class FindingReader(ReaderContext):
                                              enumerate(v.data.get("component") or ()))]
             lasted = max((d for path, holder in holders
                           if (d := self._duration(v, path, holder)) is not None), default=None)
-        if lasted is not None and (onset is None or days_between(onset, self.now) < lasted):
-            onset = self.now - dt.timedelta(days=lasted)
+        if lasted is not None:  # "for 8 weeks", as of the record's date
+            began = (when or self.now) - dt.timedelta(days=lasted)
+            if onset is None or began < onset:
+                onset = began
+        if when is not None:
+            period = v.data.get("effectivePeriod")
+            ongoing = isinstance(period, dict) and period.get("end") is None and onset
+            until = max(when, self.now) if ongoing else when  # an open period: still going
+            for concept in findings:
+                self._seen(concept, onset or when, until, v.raw.label)
         text = concept_text(v.data.get("code")) or self._titles(findings)
         self._findings(v, "Observation", findings, severe, onset, when, text)
 
@@ -128,30 +148,42 @@ class FindingReader(ReaderContext):
             return None
         return value * days
 
-    def _seen(self, v: Validated, findings: dict[str, Match], when: dt.datetime | None) -> None:
-        """Remember the earliest record of each finding, current or not: a finding recorded
-        again and again since then has lasted that long."""
-        if when is None:
-            return
-        for concept in findings:
-            first = self._first_seen.get(concept)
-            if first is None or (when, v.raw.label) < first:  # ties: stable by reference
-                self._first_seen[concept] = (when, v.raw.label)
+    def _seen(self, concept: str, start: dt.datetime, end: dt.datetime, label: str) -> None:
+        """Remember a dated record of a finding, current or not, as the time it covers: an
+        Observation from its onset to its date, an active Condition from its onset to now."""
+        self._spans.setdefault(concept, []).append((start, end, label))
 
     def _durations(self) -> None:
-        """Give each current finding the duration since its concept was first recorded."""
+        """Give each current finding the length of its episode: the records of its concept
+        no further apart than ``finding_episode_gap_days``, from the first one's onset to
+        the last one's date (now for an active Condition). A finding recorded two years ago
+        and again yesterday has lasted a day, not two years; one recorded every week for
+        six weeks has lasted six weeks. Sorting is per concept, the rest one pass."""
+        gap = self.p["finding_episode_gap_days"]
+        episode_of: dict[tuple[str, str], tuple[dt.datetime, dt.datetime, str]] = {}
+        for concept, spans in self._spans.items():
+            spans.sort()
+            start, end, first = spans[0]
+            members: list[str] = []
+            for span_start, span_end, label in spans:
+                if members and days_between(end, span_start) > gap:
+                    episode_of.update(((concept, m), (start, end, first)) for m in members)
+                    start, end, first, members = span_start, span_end, label, []
+                end = max(end, span_end)
+                members.append(label)
+            episode_of.update(((concept, m), (start, end, first)) for m in members)
         for fact in self.out.facts:
-            if not isinstance(fact, Finding) or fact.concept not in self._first_seen:
+            if not isinstance(fact, Finding):
                 continue
-            first, label = self._first_seen[fact.concept]
-            lasted = days_between(first, self.now)
-            if fact.duration_days is not None and fact.duration_days >= lasted:
-                continue
-            fact.duration_days = lasted  # still the reader's own fact: nothing else holds it
             evidence = self.out.evidence[fact.id]
-            if label != evidence.reference:
+            episode = episode_of.get((fact.concept, evidence.reference))
+            if episode is None:
+                continue  # undated: its own onset, if any, is all there is
+            start, end, first = episode
+            fact.duration_days = max(0.0, days_between(start, end))  # the reader's own fact
+            if first != evidence.reference:
                 evidence.text = f"{evidence.text}; {self.word('first_recorded')} " \
-                                f"{date_text(first)} ({label})"
+                                f"{date_text(start)} ({first})"
 
     def _findings(self, v: Validated, source: Any, findings: dict[str, Match], severe: bool,
                   onset: dt.datetime | None, when: dt.datetime | None, text: str) -> None:
@@ -241,5 +273,7 @@ class FindingReader(ReaderContext):
             onset = recorded  # present at least since it was recorded
         severe = self.k.concepts.severe in self._classify(v.data.get("severity"))
         text = concept_text(v.data.get("code")) or self._titles(hits)
-        self._seen(v, hits, onset)
+        if onset is not None:  # active: continuous from its onset until now
+            for concept in hits:
+                self._seen(concept, onset, max(onset, self.now), v.raw.label)
         self._findings(v, "Condition", hits, severe, onset, recorded, text)

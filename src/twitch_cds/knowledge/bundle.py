@@ -113,6 +113,7 @@ def _load_rules(directory: Path, schema: Schema, cards: CardTexts) -> tuple[Comp
         seen[rule.id] = path
         declare_derivation(rule, schema)
         parsed.append((path, rule))
+    _check_negations(parsed)
     compiled = []
     for path, rule in parsed:
         try:
@@ -125,6 +126,44 @@ def _load_rules(directory: Path, schema: Schema, cards: CardTexts) -> tuple[Comp
     if len(compiled) > MAX_RULES:
         raise RulesetError(f"{directory}: {len(compiled)} rules; the engine allows {MAX_RULES}")
     return tuple(compiled)
+
+
+def _check_negations(parsed: list[tuple[Path, RuleFile]]) -> None:
+    """An ``unless`` is checked when the go fact arrives, after every input fact and every
+    derivation they lead to. A derived fact that a go-gated rule (one with an ``unless`` of
+    its own) adds, directly or through the derived facts it needs, arrives after that check
+    and would be missed: such a ruleset is refused. This is what makes "self-care unless
+    red flag" safe: every red flag is derived before the go fact."""
+    derivers: dict[str, list[RuleFile]] = {}
+    for _, rule in parsed:
+        if rule.knowledge.derive is not None:
+            derivers.setdefault(rule.knowledge.derive.name, []).append(rule)
+
+    def late(name: str, seen: set[str]) -> str | None:
+        for rule in derivers.get(name, []):
+            if rule.knowledge.unless:
+                return rule.id
+            for pattern in rule.knowledge.when.values():
+                needed = pattern.get("name")
+                if pattern.get("type") == "derived" and isinstance(needed, str) \
+                        and needed not in seen:
+                    seen.add(needed)
+                    culprit = late(needed, seen)
+                    if culprit is not None:
+                        return culprit
+        return None
+
+    for path, rule in parsed:
+        for pattern in rule.knowledge.unless:
+            name = pattern.get("name")
+            if pattern.get("type") != "derived" or not isinstance(name, str):
+                continue
+            culprit = late(name, {name})
+            if culprit is not None:
+                raise RulesetError(
+                    f"{path}: rule {rule.id}: unless on derived {name!r}, which rule "
+                    f"{culprit} adds only after the go fact (it has an unless of its own): "
+                    "the negation could not see it")
 
 
 def _check_conclusion(rule: RuleFile, cards: CardTexts) -> None:
@@ -160,6 +199,10 @@ def load_knowledge(directory: Path | None = None) -> Knowledge:
     if missing:
         raise RulesetError(f"concepts.yaml: unknown value sets {sorted(missing)}")
     known = {"valuesets": set(terminology.titles), "parameters": set(parameters.parameters)}
+    for concept, parameter in concepts.current_window.items():
+        if parameter not in known["parameters"]:
+            raise RulesetError(f"concepts.yaml: current_window.{concept}: unknown parameter "
+                               f"{parameter!r}")
     _check_measurements(measurements, known, directory / "measurements.yaml")
     for kind, texts in cards.kinds.items():
         for suggestion in texts.suggestions:

@@ -78,6 +78,9 @@ class Knowledge(_Strict):
     unless: list[dict[str, Any]] = Field(default_factory=list)
     """Facts whose presence keeps the rule quiet (checked once every fact is in)."""
     derive: Derive | None = None
+    """A fact the rule adds for other rules. A concluding rule may derive one too: a red
+    flag's rule concludes its card line and derives ``red-flag``, on which other rules'
+    ``unless`` can wait."""
     conclude: Conclude | None = None
     urgency: Literal["critical", "warning", "info"] | None = None
     message: Texts
@@ -92,8 +95,8 @@ class Knowledge(_Strict):
 
     @model_validator(mode="after")
     def _one_outcome(self) -> Knowledge:
-        if (self.derive is None) == (self.conclude is None):
-            raise ValueError("knowledge needs exactly one of derive or conclude")
+        if self.derive is None and self.conclude is None:
+            raise ValueError("knowledge needs derive, conclude or both")
         if self.conclude is not None and self.urgency is None:
             raise ValueError("a rule that concludes needs an urgency")
         return self

@@ -38,15 +38,19 @@ EVERYTHING = [
     med_statement("coc", text="Ethinyl Estradiol 0.03 MG / Levonorgestrel 0.15 MG Oral Tablet"),
     condition("als", ICD, "G12.21"), condition("fm", ICD, "M79.7"),
 ]
+BENIGN = [EVERYTHING[0], twitching(),
+          *(r for r in EVERYTHING[2:] if r.get("id") not in {"w", "n", "a", "als"})]
+"""EVERYTHING without its red flags: self-care advice is withheld beside a red flag."""
 KINDS = {"red-flag", "electrolyte-depletion", "medication-side-effect", "associated-condition",
          "muscle-fatigue", "post-exercise-irritability", "caffeine", "diet", "self-care"}
 
 
 @pytest.mark.parametrize("lang", ["en", "id"])
 def test_every_card_kind_is_valid_cds_hooks(lang: str) -> None:
-    result = twitch_cds.evaluate(EVERYTHING, now=NOW, lang=lang)
-    assert {c.kind for c in result.cards} == KINDS
-    for card in result.cards:
+    cards = [card for chart in (EVERYTHING, BENIGN)
+             for card in twitch_cds.evaluate(chart, now=NOW, lang=lang).cards]
+    assert {c.kind for c in cards} == KINDS
+    for card in cards:
         data = card.model_dump(mode="json", exclude_none=True)
         check_card(data)
         assert empty_values(data) == []
@@ -151,4 +155,4 @@ def test_the_trace_names_rules_facts_and_derived_findings() -> None:
     estrogen = next(f for f in result.trace.fired if f.rule_id == "drug-exposure"
                     and f.facts["drug"].reference == "MedicationStatement/coc")
     assert estrogen.facts["drug"].match == "name"
-    assert firing.version == "1.0.0"
+    assert firing.version == "1.1.0"

@@ -62,6 +62,12 @@ def test_scenario(path: Path) -> None:
         for text in want.get("summary_has", []):
             if not any(text in c.summary for c in matching):
                 problems.append(f"{want['kind']} summary lacks {text!r}")
+        for text in want.get("detail_has", []):
+            if not any(text in (c.detail or "") for c in matching):
+                problems.append(f"{want['kind']} detail lacks {text!r}")
+        for text in want.get("detail_lacks", []):
+            if any(text in (c.detail or "") for c in matching):
+                problems.append(f"{want['kind']} detail has {text!r}")
         if "indicator" in want and any(c.indicator != want["indicator"] for c in matching):
             problems.append(f"{want['kind']} indicator is not {want['indicator']}")
         if "count" in want and len(matching) != want["count"]:

@@ -109,14 +109,16 @@ class MedicationReader(ReaderContext):
                            f"ended {date_text(ended)}, more than "
                            f"{fmt(self.p['medication_recent_days'])} days ago", "ignored", "stale")
                 return
-        routes = " | ".join([*(concept_text(f) for f in forms), *(
-            concept_text(d.get("route")) for d in
-            (v.data.get("dosage") or v.data.get("dosageInstruction") or ())
-            if isinstance(d, dict))])
+        dosages = [d for d in v.data.get("dosage") or v.data.get("dosageInstruction") or ()
+                   if isinstance(d, dict)]
+        routes = " | ".join([*(concept_text(f) for f in forms),
+                             *(concept_text(d.get("route")) for d in dosages)])
+        sig = " | ".join(t for d in dosages for t in (d.get("text"), d.get("patientInstruction"))
+                         if isinstance(t, str))
         name = text.split(" | ")[0] if text else (
             classes[next(iter(classes))].matched)
         for drug_class, match in classes.items():
-            route = self._route_known(v, drug_class, concepts, f"{text} | {routes}")
+            route = self._route_known(v, drug_class, concepts, f"{text} | {routes}", sig)
             if route is None:
                 continue
             detail = f"{name} ({status}"
@@ -131,14 +133,16 @@ class MedicationReader(ReaderContext):
                                     date=date_text(ended)))
 
     def _route_known(self, v: Validated, drug_class: str, concepts: list[Any],
-                     text: str) -> Literal["systemic", "unknown"] | None:
+                     text: str, sig: str) -> Literal["systemic", "unknown"] | None:
         """Whether the exposure is systemic, of unknown route, or (None) not systemic at all.
 
         Only classes listed in rulesets/trust.yaml ``non_systemic`` are asked: every other
         class's value set holds drugs for systemic use only. An ATC code of the class itself
         (H02) is systemic by definition; an ATC code in the local-use value set (D07, S01BA,
         R03BA, ...) is not, whatever the text says; then words in the product text, its form
-        or its route decide; with none, the route is unknown and the exposure is kept.
+        or its route decide; with none, the route is unknown and the exposure is kept. The
+        free-text dosage instructions (``sig``) may only say systemic ("1 tablet by mouth"):
+        a free-text aside never drops a possible cause.
         """
         rule = self.k.trust.non_systemic.get(drug_class)
         if rule is None or _atc_in(self, concepts, drug_class):
@@ -151,7 +155,7 @@ class MedicationReader(ReaderContext):
                        f"{drug_class} recognised but {why} marks it as not systemic", "ignored",
                        "not-systemic")
             return None
-        if _words_pattern(tuple(rule.systemic_words)).search(text):
+        if _words_pattern(tuple(rule.systemic_words)).search(f"{text} | {sig}"):
             return "systemic"
         return "unknown"
 

@@ -61,3 +61,14 @@ def test_an_unknown_local_use_value_set_is_refused(tmp_path: Path, knowledge: Kn
     (copy / "trust.yaml").write_text(yaml.safe_dump(trust))
     with pytest.raises(RulesetError, match="corticosteroid-topical"):
         load_knowledge(copy)
+
+
+def test_a_systemic_and_an_unknown_route_corticosteroid_are_both_kept() -> None:
+    # route_known tells two exposures apart: neither is merged into the other
+    result = twitch_cds.evaluate([
+        twitching(), med_statement("a", [{"system": ATC, "code": "H02AB06"}]),
+        med_statement("b", [{"system": RXNORM, "code": "8640"}])], now=NOW)
+    assert fired(result) >= {SYSTEMIC, UNKNOWN}
+    card = next(c for c in result.cards if c.kind == "medication-side-effect")
+    assert "MedicationStatement/a" in (card.detail or "")
+    assert "MedicationStatement/b" in (card.detail or "")

@@ -28,6 +28,10 @@ def _steroid_rules(resource: dict[str, object]) -> set[str]:
     (med_statement("m", text="Prednisone 5 MG gelatin capsule"), {SYSTEMIC}),
     (med_statement("m", text="Hydrocortisone 1% topical cream"), set()),
     (med_statement("m", text="Budesonide inhaler"), set()),
+    (med_statement("m", [{"system": RXNORM, "code": "3264"}], text="Deksametason tetes mata"),
+     set()),
+    (med_statement("m", [{"system": RXNORM, "code": "8638"}],
+                   dosage=[{"text": "1 tablet diminum pagi hari"}]), {SYSTEMIC}),
     (med_statement("m", [{"system": RXNORM, "code": "8640"}]), {UNKNOWN}),
     # ATC H02 is systemic by definition, even next to a local-use word
     (med_statement("m", [{"system": ATC, "code": "H02AB07"}], text="prednisone spray"),

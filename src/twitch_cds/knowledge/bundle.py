@@ -176,6 +176,7 @@ def load_knowledge(directory: Path | None = None) -> Knowledge:
         parameters=known["parameters"],
         card_kinds=set(cards.kinds),
         concept_fields={"concept": "finding", "drug_class": "medication", "analyte": "lab"},
+        valueset_urls=terminology.urls,
     )
     rules = _load_rules(directory / "rules", schema, cards)
     return Knowledge(

@@ -168,6 +168,13 @@ def _catalogue(fmt: str) -> str:
         entries.append({
             "id": rule.id,
             "version": rule.maintenance.version,
+            "date": rule.maintenance.date.isoformat(),
+            "validation": rule.maintenance.validation,
+            "specialist": rule.maintenance.specialist,
+            "reviewed": (rule.maintenance.reviewed.isoformat()
+                         if rule.maintenance.reviewed else None),
+            "evoke": list(rule.knowledge.evoke),
+            "keywords": list(rule.library.keywords),
             "title": rule.library.title,
             "concludes": (f"card {rule.knowledge.conclude.card}" if rule.knowledge.conclude
                           else f"derived {rule.knowledge.derive.name}"
@@ -181,8 +188,17 @@ def _catalogue(fmt: str) -> str:
         return json.dumps(entries, indent=2, ensure_ascii=False)
     return "\n\n".join(
         f"{e['id']} {e['version']}  {e['title']}\n  -> {e['concludes']}\n"
+        f"  review: {_review_state(e)}; hooks: {', '.join(e['evoke'])}\n"
         f"  [{e['section']}] {e['sentence']}\n  ({e['gloss']})" for e in entries
     )
+
+
+def _review_state(entry: dict[str, Any]) -> str:
+    """Where a rule stands in clinical review, as a governance board reads it."""
+    if entry["specialist"]:
+        return (f"{entry['validation']}, reviewed by {entry['specialist']} "
+                f"on {entry['reviewed'] or 'an unrecorded date'}")
+    return f"{entry['validation']}, not yet clinically reviewed"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

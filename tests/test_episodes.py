@@ -128,3 +128,18 @@ def test_a_red_flag_and_self_care_never_share_a_chart_in_either_order() -> None:
     for chart in ([weak, tw], [tw, weak]):
         kinds = [c.kind for c in twitch_cds.evaluate(chart, now=NOW).cards]
         assert kinds == ["red-flag"]
+
+
+EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_no_self_care_card_beside_a_red_flag(path: Path) -> None:
+    import json
+
+    result = twitch_cds.evaluate(json.loads(path.read_text(encoding="utf-8")), now=NOW)
+    kinds = [c.kind for c in result.cards]
+    assert not ("red-flag" in kinds and "self-care" in kinds), kinds
+    if "red-flag" in kinds:
+        card = next(c for c in result.cards if c.kind == "red-flag")
+        assert (card.detail or "").count("Self-care advice withheld") == 1

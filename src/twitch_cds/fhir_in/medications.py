@@ -8,10 +8,11 @@ from typing import Any
 
 from twitch_cds.facts import Evidence, Medication
 from twitch_cds.fhir_in.coding import concept_text, first_code, preview, reference
-from twitch_cds.fhir_in.context import ReaderContext, date_text, fmt
+from twitch_cds.fhir_in.context import ReaderContext, date_text
 from twitch_cds.fhir_in.dates import days_between
 from twitch_cds.fhir_in.reader import DRAFT_ORDERS
 from twitch_cds.fhir_in.validate import Validated
+from twitch_cds.issues import msg
 from twitch_cds.knowledge.terminology import ATC, Match
 
 
@@ -45,7 +46,7 @@ class MedicationReader(ReaderContext):
                 medication = self._by_ref.get(ref)
             if medication is None:
                 self.issue("warning", v.raw.label, "medication.reference",
-                           f"{preview(ref)} is not in the input: the drug cannot be identified",
+                           msg("medication-unresolved", reference=preview(ref)),
                            "value-not-used", "reference-unresolved")
             else:
                 concepts.append(medication.get("code"))
@@ -80,15 +81,15 @@ class MedicationReader(ReaderContext):
             if status is None:
                 self.supersede(v, "status")
             self.issue("information" if status in trust.not_current else "warning",
-                       v.raw.label, "status", "no status: not a current exposure" if status is None
-                       else f"status {preview(status)}: not a current exposure",
+                       v.raw.label, "status", msg("medication-status-missing") if status is None
+                       else msg("medication-status", status=preview(status)),
                        "ignored", "status-unusable")
             return
         adherence = first_code((v.data.get("adherence") or {}).get("code")
                                if isinstance(v.data.get("adherence"), dict) else None)
         if adherence in trust.adherence_not_taking:
             self.issue("information", v.raw.label, "adherence.code",
-                       f"adherence {preview(adherence)}: not a current exposure", "ignored",
+                       msg("adherence", adherence=preview(adherence)), "ignored",
                        "status-unusable")
             return
         period_end = self._when(v, end_paths[0])
@@ -97,13 +98,13 @@ class MedicationReader(ReaderContext):
         if recent_only:
             if ended is None:
                 self.issue("information", v.raw.label, "effective[x]",
-                           f"status {status} with no date: cannot tell if recent", "ignored",
+                           msg("medication-date-missing", status=str(status)), "ignored",
                            "date-missing")
                 return
             if days_between(ended, self.now) > self.p["medication_recent_days"]:
                 self.issue("information", v.raw.label, "effective[x]",
-                           f"ended {date_text(ended)}, more than "
-                           f"{fmt(self.p['medication_recent_days'])} days ago", "ignored", "stale")
+                           msg("medication-stale", date=str(date_text(ended)),
+                               days=self.p["medication_recent_days"]), "ignored", "stale")
                 return
         routes = " | ".join(concept_text(d.get("route")) for d in
                             (v.data.get("dosage") or v.data.get("dosageInstruction") or ())
@@ -132,7 +133,7 @@ class MedicationReader(ReaderContext):
             return False
         word = found.group(1)
         self.issue("information", v.raw.label, "medication",
-                   f"{drug_class} recognised but '{word}' marks it as not systemic", "ignored",
+                   msg("not-systemic", drug_class=drug_class, word=word), "ignored",
                    "not-systemic")
         return True
 

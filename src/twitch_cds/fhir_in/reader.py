@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from twitch_cds.cds_hooks import CdsHooksRequest
 from twitch_cds.errors import InputError
 from twitch_cds.fhir_in.coding import is_fhir_id
-from twitch_cds.issues import InputIssue, safe_text
+from twitch_cds.issues import InputIssue, issue_word, msg, safe_text, validation_detail
 
 FhirVersion = Literal["R4B", "R5"]
 DRAFT_ORDERS = "context.draftOrders"
@@ -145,8 +145,7 @@ def _request(data: dict[str, Any], result: ReadInput) -> CdsHooksRequest:
         result.issues.append(InputIssue(
             severity="error", resource="request", path=where, action="ignored",
             code="request-invalid",
-            problem=f"not a valid CDS Hooks request field: {error['msg']}; the prefetch is "
-                    "still evaluated"))
+            **msg("request-invalid", detail=validation_detail(error["msg"], error["type"]))))
     return request
 
 
@@ -159,13 +158,13 @@ def _read_request(data: dict[str, Any], result: ReadInput) -> None:
             result.issues.append(InputIssue(
                 severity="warning", resource=origin, path="prefetch", action="ignored",
                 code="prefetch-missing",
-                problem="the prefetch key is null: the client did not provide it"))
+                **msg("prefetch-missing")))
             continue
         if not isinstance(value, dict) or "resourceType" not in value:
             result.issues.append(InputIssue(
                 severity="error", resource=origin, path="prefetch", action="skipped",
                 code="not-a-resource",
-                problem="the prefetch value is not a FHIR resource or Bundle"))
+                **msg("prefetch-not-a-resource")))
             continue
         _collect(value, origin, result)
     draft_orders = request.context.get("draftOrders")
@@ -184,12 +183,12 @@ def _collect(item: Any, origin: str, result: ReadInput, full_url: str | None = N
             result.issues.append(InputIssue(
                 severity="error", resource=origin, path="resourceType", action="skipped",
                 code="unreadable-resource",
-                problem=f"the fhir.resources model cannot be read ({type(exc).__name__})"))
+                **msg("model-unreadable", error=type(exc).__name__)))
             return
     if not isinstance(item, dict) or not isinstance(item.get("resourceType"), str):
         result.issues.append(InputIssue(
             severity="error", resource=origin, path="resourceType", action="skipped",
-            code="not-a-resource", problem="not a FHIR resource (no resourceType)"))
+            code="not-a-resource", **msg("not-a-resource")))
         return
     rtype = item["resourceType"]
     if rtype == "Bundle":
@@ -198,8 +197,8 @@ def _collect(item: Any, origin: str, result: ReadInput, full_url: str | None = N
             result.issues.append(InputIssue(
                 severity="error", resource=_bundle_label(item, origin), path="entry",
                 action="skipped", code="bundle-invalid",
-                problem="Bundle.entry is not a list" if not isinstance(entries, list) else
-                f"Bundles nested more than {MAX_BUNDLE_DEPTH} deep are not read"))
+                **(msg("bundle-entry-not-list") if not isinstance(entries, list) else
+                   msg("bundle-too-deep", depth=MAX_BUNDLE_DEPTH))))
             return
         for index, entry in enumerate(entries):
             where = f"{origin}.entry[{index}]"
@@ -210,7 +209,7 @@ def _collect(item: Any, origin: str, result: ReadInput, full_url: str | None = N
                 result.issues.append(InputIssue(
                     severity="error", resource=_bundle_label(item, origin),
                     path=f"entry[{index}].resource", action="skipped", code="not-a-resource",
-                    problem="Bundle entry has no resource"))
+                    **msg("bundle-entry-empty")))
                 continue
             url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
             _collect(resource, where, result, url, depth + 1)
@@ -219,7 +218,7 @@ def _collect(item: Any, origin: str, result: ReadInput, full_url: str | None = N
         result.issues.append(InputIssue(
             severity="warning", resource=origin, path="prefetch", action="ignored",
             code="prefetch-failed",
-            problem="the client could not prefetch this key: " + _diagnostics(item)))
+            **msg("prefetch-failed", diagnostics=_diagnostics(item))))
         return
     result.resources.append(RawResource(item, origin, version, full_url))
 
@@ -228,13 +227,15 @@ def _bundle_label(bundle: dict[str, Any], origin: str) -> str:
     return f"Bundle/{bundle['id']}" if is_fhir_id(bundle.get("id")) else f"Bundle at {origin}"
 
 
-def _diagnostics(outcome: dict[str, Any]) -> str:
+def _diagnostics(outcome: dict[str, Any]) -> str | dict[str, str]:
+    """The client's own words (quoted as sent), or a translatable "none given"."""
     issues = outcome.get("issue")
     texts: Iterable[str] = (
-        safe_text(_issue_text(issue), 200)
+        safe_text(text, 200)
         for issue in (issues if isinstance(issues, list) else ())[:10] if isinstance(issue, dict)
+        if (text := _issue_text(issue))
     )
-    return "; ".join(texts) or "no diagnostics given"
+    return "; ".join(texts) or issue_word("no-diagnostics")
 
 
 def _issue_text(issue: dict[str, Any]) -> str:
@@ -243,4 +244,4 @@ def _issue_text(issue: dict[str, Any]) -> str:
                  details.get("text") if isinstance(details, dict) else None, issue.get("code")):
         if isinstance(text, str) and text:
             return text
-    return "no diagnostics given"
+    return ""

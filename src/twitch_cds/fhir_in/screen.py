@@ -20,7 +20,7 @@ from fhir.resources.resource import Resource as ResourceR5
 from twitch_cds.fhir_in.coding import is_fhir_id, is_resource_type_name
 from twitch_cds.fhir_in.reader import FhirVersion, RawResource
 from twitch_cds.fhir_in.validate import Validated, preferred_version, validate
-from twitch_cds.issues import InputIssue, Severity
+from twitch_cds.issues import InputIssue, Severity, msg
 
 
 class Chooser(Protocol):
@@ -56,8 +56,7 @@ def unreadable(raw: RawResource, exc: BaseException, stage: str) -> InputIssue:
     (which may quote the resource's content)."""
     return InputIssue(severity="error", resource=raw.label, path=raw.resource_type,
                       action="skipped", code="unreadable-resource",
-                      problem=f"{stage} failed ({type(exc).__name__}): the resource is not "
-                              "used; the rest of the input is evaluated")
+                      **msg(f"unreadable.{stage}", error=type(exc).__name__))
 
 
 def _checked(raw: RawResource, chooser: Chooser, issues: list[InputIssue]) -> bool:
@@ -66,15 +65,15 @@ def _checked(raw: RawResource, chooser: Chooser, issues: list[InputIssue]) -> bo
     rtype = raw.data.get("resourceType")
     if not isinstance(rtype, str) or not is_resource_type(rtype):
         severity: Severity = "warning"
-        words = ""
+        words = msg("unknown-resource-type")
         for as_type in ("Observation", "Condition", "MedicationStatement"):
             if chooser.relevant({**raw.data, "resourceType": as_type}):
-                severity, words = "error", f" (it carries codes the rules read, as {as_type})"
+                severity, words = "error", msg("unknown-resource-type.coded", as_type=as_type)
                 break
         issues.append(InputIssue(
             severity=severity, resource=raw.label, path="resourceType", action="skipped",
             code="unknown-resource-type",
-            problem=f"not a FHIR resource type{words}: the resource is not read"))
+            **words))
         return False
     if not chooser.relevant(raw.data):
         issues.extend(chooser.unrecognised(raw))
@@ -84,8 +83,7 @@ def _checked(raw: RawResource, chooser: Chooser, issues: list[InputIssue]) -> bo
         issues.append(InputIssue(
             severity="warning", resource=raw.label, path="id", action="used",
             code="id-unusable",
-            problem="not a FHIR id (1-64 letters, digits, '-' or '.'): the resource is named "
-                    "by where it sits in the input, and references to it cannot be resolved"))
+            **msg("id-unusable")))
     return True
 
 

@@ -62,8 +62,9 @@ def catalogue(name: str) -> Mapping[str, Mapping[Lang, str]]:
 
 
 def number(value: float, lang: Lang) -> str:
-    """A number as the language writes it: ``3.5`` in English, ``3,5`` in Indonesian."""
-    text = f"{value:g}"
+    """A number as the language writes it: ``3.5`` in English, ``3,5`` in Indonesian (a
+    whole number in full, never in exponent form)."""
+    text = str(value) if isinstance(value, int) else f"{value:g}"
     return text.replace(".", ",") if lang == "id" else text
 
 

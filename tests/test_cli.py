@@ -67,6 +67,15 @@ def test_no_cards_says_what_the_data_holds_in_either_language(
     assert not {"patient", "pasien", "twitching", "kedutan"} & set(first.lower().split())
 
 
+def test_cli_errors_in_indonesian(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text("{not json")
+    assert main(["evaluate", str(path), "--lang", "id"]) == 2
+    assert capsys.readouterr().err.startswith("twitch-cds: galat: masukan bukan JSON: ")
+    assert main(["evaluate", str(path), "--lang", "id", "--param", "x=y"]) == 2
+    assert capsys.readouterr().err == "twitch-cds: galat: --param 'x=y': 'y' bukan bilangan\n"
+
+
 def test_json_output_reports_issues_on_stderr_in_the_chosen_language(
         no_card_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["evaluate", str(no_card_file), "--now", NOW, "--format", "json",

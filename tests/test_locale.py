@@ -63,8 +63,10 @@ def _used_keys() -> tuple[set[str], set[str], set[str]]:
             args = node.args
             if name == "_say" and len(args) >= 2:
                 key_node, into = args[1], cli
-            elif name in ("msg", "issue_word") and args:
+            elif name in ("msg", "issue_word", "of") and args:  # of: InputError.of
                 key_node, into = args[0], issues
+            elif name == "described" and len(args) >= 2:
+                key_node, into = args[1], issues
             elif name in ("unreadable", "_each") and len(args) >= 3:
                 stage = args[2] if name == "unreadable" else args[1]
                 if isinstance(stage, ast.Constant) and isinstance(stage.value, str):
@@ -199,6 +201,25 @@ def test_evaluate_leaves_its_input_as_it_was() -> None:
     for lang in ("en", "id"):
         twitch_cds.evaluate(data, now=NOW, lang=lang)
     assert json.dumps(data, sort_keys=True) == before
+
+
+@pytest.mark.parametrize(("data", "english", "indonesian"), [
+    ("", "the input is empty", "masukan kosong"),
+    ("{x", "input is not JSON: Expecting property name", "masukan bukan JSON: sintaks JSON"),
+    (b"\xff", "input is not UTF-8 text: 'utf-8' codec", "masukan bukan teks UTF-8: bita ke-0"),
+    ({"a": 1}, "input is a JSON object without resourceType", "masukan adalah objek JSON"),
+    ({"hook": "patient-view", "hookInstance": 5, "context": {}},
+     "not a valid CDS Hooks request: hookInstance: Input should be a valid string",
+     "bukan permintaan CDS Hooks yang sah: hookInstance: nilainya harus berupa teks"),
+    (7, "cannot read input of type int", "masukan berjenis int tidak dapat dibaca"),
+])
+def test_input_errors_in_either_language(data: Any, english: str, indonesian: str) -> None:
+    with pytest.raises(InputError) as raised:
+        twitch_cds.evaluate(data, now=NOW, lang="id")
+    assert str(raised.value).startswith(english)  # the exception's message stays English
+    assert raised.value.in_lang("en") == str(raised.value)
+    assert raised.value.in_lang("id").startswith(indonesian)
+    assert not [f for f in FRAGMENTS if f in raised.value.in_lang("id")]
 
 
 def test_issues_keep_their_shape_and_are_safe() -> None:

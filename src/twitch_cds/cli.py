@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from twitch_cds import __version__
-from twitch_cds.errors import TwitchCdsError
+from twitch_cds.errors import InputError, TwitchCdsError
 from twitch_cds.evaluate import evaluate
 from twitch_cds.issues import InputIssue
 from twitch_cds.knowledge.bundle import default_knowledge
@@ -91,7 +91,8 @@ def _screen(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     export = args.export[0] if len(args.export) == 1 else args.export
     summary = screen(export, args.out, workers=args.workers, fmt=args.format, now=args.now,
-                     lang=args.lang, parameters=_parameters(args.param), dask=args.dask)
+                     lang=args.lang, parameters=_parameters(args.param, args.lang),
+                     dask=args.dask)
     print(_say(args.lang, "screen-summary", patients=summary.patients_read,
                resources=summary.resources_read, seconds=round(summary.seconds, 1),
                rate=round(summary.patients_per_second), flagged=summary.patients_flagged,
@@ -136,16 +137,17 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parameters(pairs: Sequence[str]) -> dict[str, float]:
+def _parameters(pairs: Sequence[str], lang: Lang = "en") -> dict[str, float]:
     out = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep:
-            raise ValueError(f"--param {pair!r}: expected NAME=VALUE")
+            raise ValueError(_say(lang, "param-form", pair=repr(pair)))
         try:
             out[name.strip()] = float(value)
         except ValueError as exc:
-            raise ValueError(f"--param {pair!r}: {value!r} is not a number") from exc
+            raise ValueError(_say(lang, "param-number", pair=repr(pair),
+                                  value=repr(value))) from exc
     return out
 
 
@@ -218,10 +220,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _screen(args)
         data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
         result = evaluate(data, now=args.now, lang=args.lang,
-                          parameters=_parameters(args.param))
+                          parameters=_parameters(args.param, args.lang))
     except (TwitchCdsError, ValueError, OSError) as exc:
-        print(f"twitch-cds: {_say(getattr(args, 'lang', 'en'), 'error')}: {exc}",
-              file=sys.stderr)
+        lang: Lang = getattr(args, "lang", "en")
+        text = exc.in_lang(lang) if isinstance(exc, InputError) else str(exc)
+        print(f"twitch-cds: {_say(lang, 'error')}: {text}", file=sys.stderr)
         return 2
     try:
         if args.format == "json":

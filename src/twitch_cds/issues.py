@@ -85,6 +85,12 @@ def issue_word(key: str) -> dict[str, str]:
     return words("issues", f"word.{key}")
 
 
+def described(english: str, key: str, **params: Param) -> dict[str, str]:
+    """A detail only English gives (a library's message): as is in English, the catalogue's
+    words for it in other languages."""
+    return {"en": english, "id": render("issues", key, params, "id")}
+
+
 def validation_detail(message: str, error_type: str) -> dict[str, str]:
     """A validator's complaint: its own English message; in Indonesian, the catalogue's
     phrase for the error type (pydantic's messages exist only in English)."""

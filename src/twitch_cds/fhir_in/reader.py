@@ -18,7 +18,14 @@ from pydantic import ValidationError
 from twitch_cds.cds_hooks import CdsHooksRequest
 from twitch_cds.errors import InputError
 from twitch_cds.fhir_in.coding import is_fhir_id
-from twitch_cds.issues import InputIssue, issue_word, msg, safe_text, validation_detail
+from twitch_cds.issues import (
+    InputIssue,
+    described,
+    issue_word,
+    msg,
+    safe_text,
+    validation_detail,
+)
 
 FhirVersion = Literal["R4B", "R5"]
 DRAFT_ORDERS = "context.draftOrders"
@@ -72,21 +79,20 @@ def _decode(data: str | bytes | bytearray) -> Any:
         try:
             data = bytes(data).decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise InputError(f"input is not UTF-8 text: {exc}") from exc
+            raise InputError.of("input-not-utf8", detail=described(
+                str(exc), "word.utf8-byte", position=exc.start)) from exc
     if not data.strip():
-        raise InputError("the input is empty: pass a FHIR resource, Bundle, list of resources "
-                         "or CDS Hooks request")
+        raise InputError.of("input-empty")
     try:
         return json.loads(data)
     except json.JSONDecodeError as exc:
-        raise InputError(
-            f"input is not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}; "
-            "pass a FHIR resource, Bundle, list of resources or CDS Hooks request"
-        ) from exc
+        raise InputError.of("input-not-json", detail=described(exc.msg, "word.json-syntax"),
+                            line=exc.lineno, column=exc.colno) from exc
     except RecursionError as exc:
-        raise InputError("input JSON is nested too deeply to be FHIR") from exc
+        raise InputError.of("input-too-deep") from exc
     except ValueError as exc:  # e.g. an integer with more digits than Python converts
-        raise InputError(f"input JSON cannot be read: {safe_text(str(exc), 200)}") from exc
+        raise InputError.of("input-unreadable", detail=described(
+            safe_text(str(exc), 200), "word.json-value")) from exc
 
 
 def _model_version(model: Any) -> FhirVersion:
@@ -102,10 +108,7 @@ def read_input(data: Any) -> ReadInput:
         _read_request(data, result)
     elif isinstance(data, dict):
         if "resourceType" not in data:
-            raise InputError(
-                "input is a JSON object without resourceType (not FHIR) and without hook "
-                "(not a CDS Hooks request)"
-            )
+            raise InputError.of("input-not-fhir")
         _collect(data, "input", result)
     elif isinstance(data, list | tuple):
         for index, item in enumerate(data):
@@ -113,10 +116,7 @@ def read_input(data: Any) -> ReadInput:
     elif hasattr(data, "model_dump") and hasattr(data, "get_resource_type"):
         _collect(data, "input", result)
     else:
-        raise InputError(
-            f"cannot read input of type {type(data).__name__}; pass a FHIR resource, Bundle, "
-            "list of resources, JSON text or bytes, or a CDS Hooks request"
-        )
+        raise InputError.of("input-type", type=type(data).__name__)
     return result
 
 
@@ -139,7 +139,10 @@ def _request(data: dict[str, Any], result: ReadInput) -> CdsHooksRequest:
         request = None
     draft = request.context.get("draftOrders") if request else None
     if request is None or not (request.prefetch or isinstance(draft, dict)):
-        raise InputError(f"not a valid CDS Hooks request: {safe_text(problems, 500)}")
+        raise InputError.of("request-unreadable", detail={
+            "en": safe_text(problems, 500), "id": safe_text("; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'request'}: "
+                f"{validation_detail(e['msg'], e['type'])['id']}" for e in errors), 500)})
     for error in errors:
         where = ".".join(str(p) for p in error["loc"]) or "request"
         result.issues.append(InputIssue(

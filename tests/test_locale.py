@@ -234,6 +234,9 @@ def test_issues_keep_their_shape_and_are_safe() -> None:
     plain = InputIssue(severity="error", resource="r", path="p", problem="as written",
                        action="skipped", code="not-a-resource")
     assert plain.in_lang("id") is plain and plain.params == {}
+    # an issue from another version (a message this one lacks) keeps the text it has
+    foreign = plain.model_copy(update={"message_id": "no-such-message"})
+    assert foreign.in_lang("id") is foreign
 
 
 # -- the hardening inputs, evaluated again in Indonesian --------------------------------------

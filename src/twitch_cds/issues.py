@@ -7,7 +7,7 @@ from typing import Literal, TypedDict
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from twitch_cds.locale import Lang, Param, render, words
+from twitch_cds.locale import Lang, Param, catalogue, render, words
 
 Severity = Literal["error", "warning", "information"]
 Action = Literal["skipped", "used-leniently", "value-not-used", "ignored", "used"]
@@ -94,8 +94,6 @@ def described(english: str, key: str, **params: Param) -> dict[str, str]:
 def validation_detail(message: str, error_type: str) -> dict[str, str]:
     """A validator's complaint: its own English message; in Indonesian, the catalogue's
     phrase for the error type (pydantic's messages exist only in English)."""
-    from twitch_cds.locale import catalogue
-
     key = f"pydantic.{error_type}"
     found = key in catalogue("issues")
     phrase = render("issues", key if found else "pydantic.other",
@@ -115,6 +113,8 @@ class InputIssue(BaseModel):
     path: str
     """Field path inside the resource, FHIRPath-like (``valueQuantity.unit``)."""
     problem: str
+    """What was wrong, for people, in the evaluation's language (``evaluate(lang=...)``); the
+    words may change between versions: programs match on ``code``."""
     action: Action
     code: IssueCode
     """What kind of problem, for programs: stable across versions and languages."""
@@ -138,9 +138,11 @@ class InputIssue(BaseModel):
 
     def in_lang(self, lang: Lang) -> InputIssue:
         """This issue with ``problem`` in ``lang`` (rendered again from its message)."""
-        if self.message_id is None:
+        try:
+            text = safe_text(render("issues", self.message_id, self.params, lang)) \
+                if self.message_id is not None else self.problem
+        except (KeyError, IndexError):  # made by another version: keep the text it has
             return self
-        text = safe_text(render("issues", self.message_id, self.params, lang))
         return self if text == self.problem else self.model_copy(update={"problem": text})
 
     def __hash__(self) -> int:  # params is a dict: hash what identifies the issue

@@ -173,3 +173,17 @@ def test_version_names_the_package_and_the_ruleset() -> None:
     assert done.returncode == 0
     assert done.stdout.startswith(f"twitch-cds {twitch_cds.__version__} ")
     assert default_knowledge().version in done.stdout
+
+
+def test_the_screen_summary_line_in_indonesian(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "Observation.ndjson").write_text(
+        "".join(json.dumps(r) + "\n" for r in (twitching(), obs("w", SCT, "26544005"))))
+    assert main(["screen", str(export), "--out", str(tmp_path / "out"), "--now", NOW,
+                 "--lang", "id"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("1 pasien (2 sumber daya) dalam ")
+    assert "1 masuk daftar kerja, 0 baris ditolak, 0 gagal; " in line
+    assert " s, " not in line and "patients" not in line

@@ -96,6 +96,10 @@ def test_every_key_used_in_the_code_exists() -> None:
         assert f"action.{action}" in catalogue("cli")
     for indicator in ("info", "warning", "critical"):
         assert f"indicator.{indicator}" in catalogue("cli")
+    from twitch_cds.fhir_in.screen import Stage
+
+    for stage in get_args(Stage):
+        assert f"unreadable.{stage}" in catalogue("issues")
 
 
 def test_every_issue_message_is_used() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import fhir.resources as fhir_r5
 import fhir.resources.R4B as fhir_r4b
@@ -51,7 +51,12 @@ def is_resource_type(name: str) -> bool:
     return False
 
 
-def unreadable(raw: RawResource, exc: BaseException, stage: str) -> InputIssue:
+Stage = Literal["reading", "validation", "subject"]
+"""What was being done when reading a resource failed (``unreadable.<stage>`` in
+locale/issues.yaml)."""
+
+
+def unreadable(raw: RawResource, exc: BaseException, stage: Stage) -> InputIssue:
     """The issue for a resource whose reading failed: the exception's type, never its text
     (which may quote the resource's content)."""
     return InputIssue(severity="error", resource=raw.label, path=raw.resource_type,
@@ -87,7 +92,7 @@ def _checked(raw: RawResource, chooser: Chooser, issues: list[InputIssue]) -> bo
     return True
 
 
-def _each(items: Iterable[RawResource], stage: str, issues: list[InputIssue],
+def _each(items: Iterable[RawResource], stage: Stage, issues: list[InputIssue],
           work: Callable[[RawResource], None]) -> None:
     for raw in items:
         try:

@@ -8,10 +8,11 @@ from typing import Any, Literal
 
 from twitch_cds.facts import Evidence, Medication
 from twitch_cds.fhir_in.coding import codings, concept_text, first_code, preview, reference
-from twitch_cds.fhir_in.context import ReaderContext, date_text, fmt
+from twitch_cds.fhir_in.context import ReaderContext, date_text
 from twitch_cds.fhir_in.dates import days_between
 from twitch_cds.fhir_in.reader import DRAFT_ORDERS
 from twitch_cds.fhir_in.validate import Validated
+from twitch_cds.issues import msg
 from twitch_cds.knowledge.terminology import ATC, Match
 
 
@@ -47,7 +48,7 @@ class MedicationReader(ReaderContext):
                 medication = self._by_ref.get(ref)
             if medication is None:
                 self.issue("warning", v.raw.label, "medication.reference",
-                           f"{preview(ref)} is not in the input: the drug cannot be identified",
+                           msg("medication-unresolved", reference=preview(ref)),
                            "value-not-used", "reference-unresolved")
             else:
                 concepts.append(medication.get("code"))
@@ -84,15 +85,15 @@ class MedicationReader(ReaderContext):
             if status is None:
                 self.supersede(v, "status")
             self.issue("information" if status in trust.not_current else "warning",
-                       v.raw.label, "status", "no status: not a current exposure" if status is None
-                       else f"status {preview(status)}: not a current exposure",
+                       v.raw.label, "status", msg("medication-status-missing") if status is None
+                       else msg("medication-status", status=preview(status)),
                        "ignored", "status-unusable")
             return
         adherence = first_code((v.data.get("adherence") or {}).get("code")
                                if isinstance(v.data.get("adherence"), dict) else None)
         if adherence in trust.adherence_not_taking:
             self.issue("information", v.raw.label, "adherence.code",
-                       f"adherence {preview(adherence)}: not a current exposure", "ignored",
+                       msg("adherence", adherence=preview(adherence)), "ignored",
                        "status-unusable")
             return
         period_end = self._when(v, end_paths[0])
@@ -101,13 +102,13 @@ class MedicationReader(ReaderContext):
         if recent_only:
             if ended is None:
                 self.issue("information", v.raw.label, "effective[x]",
-                           f"status {status} with no date: cannot tell if recent", "ignored",
+                           msg("medication-date-missing", status=str(status)), "ignored",
                            "date-missing")
                 return
             if days_between(ended, self.now) > self.p["medication_recent_days"]:
                 self.issue("information", v.raw.label, "effective[x]",
-                           f"ended {date_text(ended)}, more than "
-                           f"{fmt(self.p['medication_recent_days'])} days ago", "ignored", "stale")
+                           msg("medication-stale", date=str(date_text(ended)),
+                               days=self.p["medication_recent_days"]), "ignored", "stale")
                 return
         dosages = [d for d in v.data.get("dosage") or v.data.get("dosageInstruction") or ()
                    if isinstance(d, dict)]
@@ -149,11 +150,12 @@ class MedicationReader(ReaderContext):
             return "systemic"
         local = _atc_in(self, concepts, rule.valueset) if rule.valueset else None
         found = None if local else _words_pattern(tuple(rule.words)).search(text)
-        why = f"ATC {local} (local use)" if local else f"'{found.group(1)}'" if found else None
-        if why is not None:
+        if local or found:
             self.issue("information", v.raw.label, "medication",
-                       f"{drug_class} recognised but {why} marks it as not systemic", "ignored",
-                       "not-systemic")
+                       msg("not-systemic-atc", drug_class=drug_class, code=local) if local
+                       else msg("not-systemic", drug_class=drug_class,
+                                word=found.group(1) if found else ""),
+                       "ignored", "not-systemic")
             return None
         if _words_pattern(tuple(rule.systemic_words)).search(f"{text} | {sig}"):
             return "systemic"

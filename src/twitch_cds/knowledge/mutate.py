@@ -39,7 +39,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Sequence, Set
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,11 +89,18 @@ class Siblings:
     """What a value may be swapped with, in ruleset order."""
 
     lists: dict[str, list[str]]
-    derived: list[str]
+    derived: dict[str, set[str]]
+    """Derived fact name -> the fields rules give it."""
     parameters: dict[str, float]
 
-    def next_to(self, kind: str, value: Any, avoid: Sequence[Any]) -> str | None:
-        options = self.derived if kind == "name" else self.lists.get(VALUE_FIELDS[kind], [])
+    def next_to(self, kind: str, value: Any, avoid: Sequence[Any],
+                needs: Set[str] = frozenset()) -> str | None:
+        """The next value after ``value`` in ruleset order that is not in ``avoid`` (for a
+        derived fact: one that has the ``needs`` fields the pattern reads)."""
+        if kind == "name":
+            options = [n for n in self.derived if n == value or needs <= self.derived[n]]
+        else:
+            options = self.lists.get(VALUE_FIELDS[kind], [])
         if value not in options:
             return None
         start = options.index(value)
@@ -115,29 +122,36 @@ def siblings_of(directory: Path, rule_docs: Sequence[dict[str, Any]]) -> Sibling
     concepts = read_yaml(directory / "concepts.yaml") or {}
     measurements = read_yaml(directory / "measurements.yaml") or {}
     parameters = (read_yaml(directory / "parameters.yaml") or {}).get("parameters", {})
-    derived = [d["knowledge"]["derive"]["name"] for d in rule_docs
-               if isinstance(d.get("knowledge", {}).get("derive"), dict)]
+    derived: dict[str, set[str]] = {}
+    for doc in rule_docs:
+        derive = doc.get("knowledge", {}).get("derive")
+        if isinstance(derive, dict) and "name" in derive:
+            fields = derived.setdefault(str(derive["name"]), set())
+            fields |= set(derive.get("copy") or {}) | set(derive.get("set") or {})
     return Siblings(
         lists={"findings": list(concepts.get("findings", [])),
                "drug_classes": list(concepts.get("drug_classes", [])),
                "analytes": list(measurements.get("analytes", {}))},
-        derived=list(dict.fromkeys(derived)),
+        derived=derived,
         parameters={name: float(p["default"]) for name, p in parameters.items()},
     )
 
 
 def _field_mutations(
-    bind: str, fld: str, spec: Any, siblings: Siblings
+    bind: str, fld: str, spec: Any, siblings: Siblings, pattern: dict[str, Any]
 ) -> Iterator[tuple[str, str, Any]]:
     """(operator, location, new spec or DROP) for one constrained field of a pattern."""
     where = f"{bind}.{fld}"
-    yield "drop-field", where, DROP
+    derived_name = fld == "name" and pattern.get("type") == "derived"
+    if not derived_name:  # a derived pattern without a name is refused by the loader
+        yield "drop-field", where, DROP
+    needs = set(pattern) - {"type", "name", "id"}
     if isinstance(spec, list):
         for value in spec:
             if len(spec) > 1:
                 yield "drop-alt", f"{where}={value}", [v for v in spec if v != value]
             if fld in VALUE_FIELDS or fld == "name":
-                swapped = siblings.next_to(fld, value, spec)
+                swapped = siblings.next_to(fld, value, spec, needs)
                 if swapped is not None:
                     yield ("swap-valueset", f"{where}={value}",
                            [swapped if v == value else v for v in spec])
@@ -154,7 +168,7 @@ def _field_mutations(
             yield from _shifts(at, spec, op, operand, siblings)
         return
     if fld in VALUE_FIELDS or fld == "name":
-        swapped = siblings.next_to(fld, spec, [spec])
+        swapped = siblings.next_to(fld, spec, [spec], needs)
         if swapped is not None:
             yield "swap-valueset", where, swapped
         return
@@ -216,7 +230,7 @@ def mutants_of(document: dict[str, Any], path: str, siblings: Siblings,
         for fld, spec in (pattern or {}).items():
             if fld == "type":
                 continue
-            for operator, location, new in _field_mutations(bind, fld, spec, siblings):
+            for operator, location, new in _field_mutations(bind, fld, spec, siblings, pattern):
                 doc = copy.deepcopy(document)
                 target = doc["knowledge"]["when"][bind]
                 if isinstance(new, ParamShift):
@@ -313,7 +327,8 @@ class _Worker:
             try:
                 knowledge = load_knowledge(self.directory)
             except (RulesetError, ValueError) as exc:
-                outcome.status, outcome.detail = "invalid", str(exc).splitlines()[0][:200]
+                message = str(exc).replace(str(self.directory), "rulesets")
+                outcome.status, outcome.detail = "invalid", message.splitlines()[0][:160]
                 return outcome
             try:
                 for name, scenario in _ordered(self.suite, mutant.rule):

@@ -13,6 +13,9 @@ import pytest
 
 from twitch_cds.knowledge.bundle import Knowledge
 from twitch_cds.knowledge.scenarios import check_result, describe, load_scenario, run_scenario
+from twitch_cds.result import EvaluationResult
+
+from .cds_checks import mentions
 
 HERE = Path(__file__).parent
 SCENARIOS = sorted((HERE / "scenarios").glob("*.yaml"))
@@ -61,3 +64,27 @@ def test_every_rule_fires_and_stays_quiet_somewhere(knowledge: Knowledge) -> Non
     assert not rules - quiet, f"rules no scenario keeps quiet: {sorted(rules - quiet)}"
     unknown = (fires | quiet) - rules
     assert not unknown, f"scenarios name rules that do not exist: {sorted(unknown)}"
+
+
+def test_references_are_matched_whole() -> None:
+    """The helper the service tests use on card text, and the scenario checker on evidence:
+    ``Observation/k`` is not cited by ``Observation/k-1``."""
+    assert mentions("Evidence: `Observation/k`: twitching", "Observation/k")
+    assert mentions("first recorded (Observation/aug).", "Observation/aug")
+    assert not mentions("Evidence: `Observation/k-1`", "Observation/k")
+    assert not mentions("`Observation/tw-1122`", "Observation/tw-1")
+    card = {"kind": "red-flag", "references": ["Observation/k"]}
+    problems = check_result({"expect": {"cards": [card]}, "fires": [], "quiet": []},
+                            _evaluated_with_evidence(["Observation/k-1", "Observation/k-10"]))
+    assert problems == ["red-flag card does not cite Observation/k"]
+
+
+def _evaluated_with_evidence(references: list[str]) -> EvaluationResult:
+    """A real result for a weakness red flag, its evidence replaced by ``references``."""
+    from .builders import NOW, SCT, obs, twitching
+
+    result = run_scenario({"now": NOW, "input": [twitching("k"), obs("w", SCT, "26544005")]},
+                          REPO)
+    card = next(c for c in result.cards if c.kind == "red-flag")
+    return result.model_copy(update={"evidence": {str(card.uuid): references},
+                                     "cards": [card]})

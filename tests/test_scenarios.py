@@ -77,6 +77,10 @@ def test_references_are_matched_whole() -> None:
     problems = check_result({"expect": {"cards": [card]}, "fires": [], "quiet": []},
                             _evaluated_with_evidence(["Observation/k-1", "Observation/k-10"]))
     assert problems == ["red-flag card does not cite Observation/k"]
+    exact = {"kind": "red-flag", "references": ["Observation/k-1"], "references_exact": True}
+    problems = check_result({"expect": {"cards": [exact]}, "fires": [], "quiet": []},
+                            _evaluated_with_evidence(["Observation/k-1", "Observation/k-10"]))
+    assert problems == ["red-flag card also cites ['Observation/k-10']"]
 
 
 def _evaluated_with_evidence(references: list[str]) -> EvaluationResult:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,7 @@ from hypothesis import strategies as st
 
 import twitch_cds
 from twitch_cds.knowledge.bundle import Knowledge, default_knowledge
+from twitch_cds.knowledge.files import rulesets_dir
 
 from .builders import ATC, ICD, LOINC, OURS, SCT, UCUM
 
@@ -46,9 +48,21 @@ SHAPES = (("Observation", "SCT"), ("Observation", "ICD"), ("Condition", "SCT"),
           ("Condition", "ICD"))
 SETTINGS = (("R4", False), ("R4", True), ("R5", False), ("R5", True))
 """(FHIR version, with unrelated resources around the flags)."""
-SIGN_CODES = {"weakness": {"SCT": "26544005", "ICD": "M62.81"},
-              "sensory-loss": {"SCT": "44077006", "ICD": "R20.0"},
-              "wasting": {"SCT": "88092000", "ICD": "M62.50"}}
+SYSTEMS = {"SCT": SCT, "ICD": ICD}
+
+
+def _valueset_codes(valueset: str) -> dict[str, list[str]]:
+    """The SNOMED CT and ICD-10-CM codes a value set lists (rulesets/terminology/)."""
+    path = rulesets_dir() / "terminology" / f"valueset-{valueset}.json"
+    compose = json.loads(path.read_text(encoding="utf-8"))["compose"]["include"]
+    return {name: [c["code"] for part in compose if part["system"] == system
+                   for c in part.get("concept", [])] for name, system in SYSTEMS.items()}
+
+
+SIGN_CODES = {"weakness": _valueset_codes("muscle-weakness"),
+              "sensory-loss": _valueset_codes("sensory-loss"),
+              "wasting": _valueset_codes("muscle-wasting")}
+"""Every listed code of each sign's value set is used, rotated across the runs."""
 TWITCHING = {"SCT": (SCT, "82470000"), "ICD": (ICD, "R25.3")}
 SEVERE = {"coding": [{"system": SCT, "code": "24484000", "display": "Severe"}]}
 AT_REST = {"coding": [{"system": OURS, "code": "twitching-at-rest"}]}
@@ -76,10 +90,10 @@ def _condition(rid: str, coding: tuple[str, str], **extra: Any) -> dict[str, Any
 
 
 Shape = tuple[str, str]
-Carrier = Callable[[str, Shape, float], list[dict[str, Any]]]
+Carrier = Callable[[str, Shape, float, int], list[dict[str, Any]]]
 
 
-def _severe(rid: str, shape: Shape, days: float) -> list[dict[str, Any]]:
+def _severe(rid: str, shape: Shape, days: float, pick: int) -> list[dict[str, Any]]:
     kind, system = shape
     if kind == "Condition":
         return [_condition(rid, TWITCHING[system], severity=SEVERE, onsetDateTime=_date(days))]
@@ -90,7 +104,7 @@ def _severe(rid: str, shape: Shape, days: float) -> list[dict[str, Any]]:
         "valueCodeableConcept": SEVERE}])]
 
 
-def _chronic(rid: str, shape: Shape, days: float) -> list[dict[str, Any]]:
+def _chronic(rid: str, shape: Shape, days: float, pick: int) -> list[dict[str, Any]]:
     """The same chart in every shape (an onset a year ago and a record two days ago): the
     closest shape chronic allows; the code system follows the shape."""
     coding = TWITCHING[shape[1]]
@@ -98,7 +112,7 @@ def _chronic(rid: str, shape: Shape, days: float) -> list[dict[str, Any]]:
             _observation(f"{rid}-0", coding, 2)]
 
 
-def _at_rest(rid: str, shape: Shape, days: float) -> list[dict[str, Any]]:
+def _at_rest(rid: str, shape: Shape, days: float, pick: int) -> list[dict[str, Any]]:
     kind, system = shape
     if kind == "Condition":  # only our code says "at rest": the closest shape
         return [_condition(rid, (OURS, "twitching-at-rest"), onsetDateTime=_date(days))]
@@ -110,9 +124,10 @@ def _at_rest(rid: str, shape: Shape, days: float) -> list[dict[str, Any]]:
 
 
 def _sign(flag: str) -> Carrier:
-    def carry(rid: str, shape: Shape, days: float) -> list[dict[str, Any]]:
+    def carry(rid: str, shape: Shape, days: float, pick: int) -> list[dict[str, Any]]:
         kind, system = shape
-        coding = (SCT if system == "SCT" else ICD, SIGN_CODES[flag][system])
+        codes = SIGN_CODES[flag][system]
+        coding = (SYSTEMS[system], codes[pick % len(codes)])
         if kind == "Condition":
             return [_condition(rid, coding, onsetDateTime=_date(days))]
         return [_observation(rid, coding, days, valueBoolean=True)]
@@ -166,13 +181,15 @@ def _reference(resource: dict[str, Any]) -> str:
 
 
 def build_chart(shapes: dict[str, Shape], version: str, noisy: bool,
-                days: dict[str, float] | None = None) -> Chart:
-    """A chart with each flag of ``shapes`` in its shape, plus plain twitching yesterday."""
+                days: dict[str, float] | None = None, pick: int = 0) -> Chart:
+    """A chart with each flag of ``shapes`` in its shape, plus plain twitching yesterday;
+    ``pick`` chooses which code of a sign's value set is used."""
     base = _observation("k", TWITCHING[next(iter(shapes.values()))[1]], 1)
     resources: list[dict[str, Any]] = [{"resourceType": "Patient", "id": "p1"}, base]
     carriers = {}
     for index, (flag, shape) in enumerate(shapes.items(), start=1):
-        carried = CARRIERS[flag](f"k-{index}", shape, (days or {}).get(flag, 1 + index % 5))
+        carried = CARRIERS[flag](f"k-{index}", shape, (days or {}).get(flag, 1 + index % 5),
+                                 pick)
         resources += carried
         carriers[flag] = [_reference(r) for r in carried]
     unrelated = _unrelated(version) if noisy else []
@@ -223,7 +240,8 @@ def test_every_combination_in_every_shape(combination: tuple[str, ...]) -> None:
     offset = COMBINATIONS.index(combination)
     for number, shape in enumerate(SHAPES):
         version, noisy = SETTINGS[(number + offset) % len(SETTINGS)]
-        chart = build_chart({flag: shape for flag in combination}, version, noisy)
+        chart = build_chart({flag: shape for flag in combination}, version, noisy,
+                            pick=offset + number)
         check_red_flags(chart, combination)
 
 
@@ -237,6 +255,15 @@ def test_the_unrelated_r5_medication_makes_the_chart_r5() -> None:
         chart = build_chart({flag: SHAPES[0] for flag in FLAGS}, version, True)
         expected = "R5" if version == "R5" else "R4B"
         assert preferred_version(read_input(chart.resources).resources) == expected
+
+
+def test_every_sign_code_of_the_value_sets_is_used() -> None:
+    for codes in SIGN_CODES.values():
+        assert codes["SCT"] and codes["ICD"], codes
+        for system, listed in codes.items():
+            used = {listed[(offset + n) % len(listed)] for offset in range(len(COMBINATIONS))
+                    for n in range(len(SHAPES))}
+            assert used == set(listed), system
 
 
 def test_the_rotation_puts_every_shape_in_every_setting() -> None:
@@ -254,4 +281,5 @@ def test_random_shapes_per_flag(data: st.DataObject) -> None:
     shapes = {f: data.draw(st.sampled_from(SHAPES), label=f"{f} shape") for f in combination}
     days = {f: data.draw(st.floats(1, 5), label=f"{f} days ago") for f in combination}
     version, noisy = data.draw(st.sampled_from(SETTINGS), label="setting")
-    check_red_flags(build_chart(shapes, version, noisy, days), combination)
+    pick = data.draw(st.integers(0, 9), label="code of each sign's value set")
+    check_red_flags(build_chart(shapes, version, noisy, days, pick), combination)

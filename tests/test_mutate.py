@@ -131,3 +131,10 @@ def test_a_survivor_without_a_written_reason_fails_the_command(
     assert row.split()[:3] == ["large-caffeine-intake", "drop-field", "intake.substance"]
     assert row.endswith("SURVIVED (no reason written)")
     assert "mutation score:" in table
+
+
+def test_an_unknown_rule_id_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        mutate.main(["--rule", "no-such-rule", "--list"])
+    assert exit_.value.code == 2
+    assert "no-such-rule" in capsys.readouterr().err

@@ -488,6 +488,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the mutant ids and exit")
     args = parser.parse_args(argv)
     directory = (args.rulesets or rulesets_dir()).resolve()
+    unknown = set(args.rule) - {m.rule for m in all_mutants(directory)}
+    if unknown:
+        parser.error(f"no rule (or no mutant) with id {', '.join(sorted(unknown))}")
     if args.list:
         for mutant in all_mutants(directory):
             if not args.rule or mutant.rule in args.rule:

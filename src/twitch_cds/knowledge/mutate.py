@@ -451,7 +451,9 @@ def run(directory: Path, scenario_dir: Path, jobs: int = 1,
         if jobs == 1 or len(mutants) < 2:
             outcomes = [first.run(m) for m in mutants]
         else:
-            context = multiprocessing.get_context("spawn")
+            # fork where the platform has it: a spawned worker re-imports FHIR models (~2 s)
+            methods = multiprocessing.get_all_start_methods()
+            context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
             with context.Pool(jobs, _init_worker, (str(directory), suite)) as pool:
                 outcomes = pool.map(_run_in_worker, mutants, chunksize=4)
     finally:

@@ -13,7 +13,9 @@ in SNOMED CT or ICD-10-CM, read as FHIR R4 or R5, alone or among unrelated resou
 full product of shapes per flag is too big, so each combination runs once per shape variant
 with every flag in that variant (or the closest shape the flag allows), each run in one of
 the four (version, surroundings) settings, rotated across combinations; a hypothesis test
-then draws a shape per flag at random.
+then draws a shape per flag at random. Within a shape, the runs rotate through every code of
+the sign value sets, the ways an Observation says "present" (no value, true, *Yes*) and the
+current clinical statuses of a Condition (active, recurrence, relapse).
 
 The charts are unambiguous whether chronic is read from the onset of a record or from the
 continuity of records: chronic is an active twitching Condition with onset a year ago plus
@@ -80,11 +82,20 @@ def _observation(rid: str, coding: tuple[str, str], days: float, **extra: Any) -
             "subject": {"reference": PATIENT}, "effectiveDateTime": _date(days), **extra}
 
 
-def _condition(rid: str, coding: tuple[str, str], **extra: Any) -> dict[str, Any]:
+PRESENT: tuple[dict[str, Any], ...] = (
+    {}, {"valueBoolean": True},
+    {"valueCodeableConcept": {"coding": [{"system": SCT, "code": "373066001"}]}})
+"""The ways an Observation says a finding is present: no value, true, SNOMED *Yes*."""
+CURRENT = ("active", "recurrence", "relapse")
+"""The clinical statuses that make a Condition current."""
+
+
+def _condition(rid: str, coding: tuple[str, str], status: str = "active",
+               **extra: Any) -> dict[str, Any]:
     return {"resourceType": "Condition", "id": rid,
             "clinicalStatus": {"coding": [{
                 "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
-                "code": "active"}]},
+                "code": status}]},
             "code": {"coding": [{"system": coding[0], "code": coding[1]}]},
             "subject": {"reference": PATIENT}, **extra}
 
@@ -96,7 +107,8 @@ Carrier = Callable[[str, Shape, float, int], list[dict[str, Any]]]
 def _severe(rid: str, shape: Shape, days: float, pick: int) -> list[dict[str, Any]]:
     kind, system = shape
     if kind == "Condition":
-        return [_condition(rid, TWITCHING[system], severity=SEVERE, onsetDateTime=_date(days))]
+        return [_condition(rid, TWITCHING[system], CURRENT[pick % 3], severity=SEVERE,
+                           onsetDateTime=_date(days))]
     if system == "SCT":  # severity as the value, or as a Severity component
         return [_observation(rid, TWITCHING[system], days, valueCodeableConcept=SEVERE)]
     return [_observation(rid, TWITCHING[system], days, component=[{
@@ -115,9 +127,10 @@ def _chronic(rid: str, shape: Shape, days: float, pick: int) -> list[dict[str, A
 def _at_rest(rid: str, shape: Shape, days: float, pick: int) -> list[dict[str, Any]]:
     kind, system = shape
     if kind == "Condition":  # only our code says "at rest": the closest shape
-        return [_condition(rid, (OURS, "twitching-at-rest"), onsetDateTime=_date(days))]
+        return [_condition(rid, (OURS, "twitching-at-rest"), CURRENT[pick % 3],
+                           onsetDateTime=_date(days))]
     if system == "SCT":  # the context code as the Observation's code
-        return [_observation(rid, (OURS, "twitching-at-rest"), days)]
+        return [_observation(rid, (OURS, "twitching-at-rest"), days, **PRESENT[pick % 3])]
     return [_observation(rid, TWITCHING[system], days, component=[{  # as a qualifier
         "code": {"coding": [{"system": SCT, "code": "408729009"}]},
         "valueCodeableConcept": AT_REST}])]
@@ -129,8 +142,8 @@ def _sign(flag: str) -> Carrier:
         codes = SIGN_CODES[flag][system]
         coding = (SYSTEMS[system], codes[pick % len(codes)])
         if kind == "Condition":
-            return [_condition(rid, coding, onsetDateTime=_date(days))]
-        return [_observation(rid, coding, days, valueBoolean=True)]
+            return [_condition(rid, coding, CURRENT[pick % 3], recordedDate=_date(days))]
+        return [_observation(rid, coding, days, **PRESENT[pick % 3])]
     return carry
 
 
@@ -183,7 +196,8 @@ def _reference(resource: dict[str, Any]) -> str:
 def build_chart(shapes: dict[str, Shape], version: str, noisy: bool,
                 days: dict[str, float] | None = None, pick: int = 0) -> Chart:
     """A chart with each flag of ``shapes`` in its shape, plus plain twitching yesterday;
-    ``pick`` chooses which code of a sign's value set is used."""
+    ``pick`` chooses which code of a sign's value set is used, how an Observation says
+    "present" and which current status a Condition has."""
     base = _observation("k", TWITCHING[next(iter(shapes.values()))[1]], 1)
     resources: list[dict[str, Any]] = [{"resourceType": "Patient", "id": "p1"}, base]
     carriers = {}

@@ -38,6 +38,7 @@ import multiprocessing
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence, Set
 from dataclasses import asdict, dataclass, field
@@ -451,9 +452,11 @@ def run(directory: Path, scenario_dir: Path, jobs: int = 1,
         if jobs == 1 or len(mutants) < 2:
             outcomes = [first.run(m) for m in mutants]
         else:
-            # fork where the platform has it: a spawned worker re-imports FHIR models (~2 s)
-            methods = multiprocessing.get_all_start_methods()
-            context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+            # fork where the platform has it and this process has no other thread (a fork
+            # copies locks other threads may hold); else spawn, which re-imports (~2 s)
+            can_fork = ("fork" in multiprocessing.get_all_start_methods()
+                        and threading.active_count() == 1)
+            context = multiprocessing.get_context("fork" if can_fork else "spawn")
             with context.Pool(jobs, _init_worker, (str(directory), suite)) as pool:
                 outcomes = pool.map(_run_in_worker, mutants, chunksize=4)
     finally:

@@ -175,16 +175,16 @@ def _field_mutations(
         return
     if isinstance(spec, bool):
         yield "negate", where, not spec
-    elif isinstance(spec, dict):  # a field compared with a param, field or fact: eq -> ne
-        yield "negate", where, {"ne": spec}
-    else:
-        yield "negate", where, {"ne": spec}
-        if isinstance(spec, int | float):
-            yield from _shifts(where, {"eq": spec}, "eq", spec, siblings, plain=True)
+        return
+    yield "negate", where, {"ne": spec}  # a value, or a param, field or fact operand: eq -> ne
+    if isinstance(spec, int | float):
+        yield from _shifts(where, {"eq": spec}, "eq", spec, siblings, plain=True)
 
 
 def _shifts(at: str, spec: dict[str, Any], op: str, operand: Any, siblings: Siblings,
             plain: bool = False) -> Iterator[tuple[str, str, Any]]:
+    """A numeric threshold one step up and down: a literal in the rule (``plain``: the field
+    equals it), or the default of the parameter it names."""
     if isinstance(operand, bool):
         return
     if isinstance(operand, int | float):

@@ -35,3 +35,11 @@ def check_response(body: dict[str, Any]) -> None:
     assert set(body) <= {"cards", "systemActions"} and isinstance(body["cards"], list)
     for card in body["cards"]:
         check_card(card)
+
+
+def mentions(text: str, reference: str) -> bool:
+    """Whether ``text`` names ``reference`` as a whole reference: ``Observation/tw-1`` is not
+    named by ``Observation/tw-1122`` (a plain substring test would say it is)."""
+    import re
+
+    return re.search(rf"(?<![\w/.-]){re.escape(reference)}(?![\w-]|\.\w)", text) is not None

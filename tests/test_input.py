@@ -47,7 +47,7 @@ def test_every_input_shape_gives_the_same_cards(shape: str) -> None:
         data = [Observation.model_validate(r) for r in RED_FLAG]
     result = twitch_cds.evaluate(data, now=NOW)
     assert kinds(result)[0] == "red-flag"
-    assert "Observation/w" in (result.cards[0].detail or "")
+    assert "Observation/w" in result.evidence[str(result.cards[0].uuid)]
 
 
 def test_one_resource() -> None:

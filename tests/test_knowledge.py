@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -56,17 +57,41 @@ def test_unknown_value_set_in_concepts(tmp_path: Path, knowledge: Knowledge) -> 
         load_knowledge(copy)
 
 
-def test_every_rule_cites_the_article_verbatim(knowledge: Knowledge) -> None:
-    source = Path(__file__).resolve().parents[2] / "shared" / "source"
+ARTICLE_DIR = Path(__file__).resolve().parents[2] / "shared" / "source"
+
+
+def _article(source: Path) -> str:
+    """The article's text; skipped when it is not beside the checkout, except in CI
+    (``$CI`` set), where a missing article fails: the citation check must run there."""
     articles = sorted(source.glob("0*.txt")) if source.is_dir() else []
     if not articles:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI: the article must be beside the checkout, at {source}/0*.txt")
         pytest.skip("the article (../shared/source) is not beside this checkout")
-    article = articles[0].read_text(encoding="utf-8")
+    return articles[0].read_text(encoding="utf-8")
+
+
+def test_every_rule_cites_the_article_verbatim(knowledge: Knowledge) -> None:
+    article = _article(ARTICLE_DIR)
+    assert knowledge.rules, "no rules to check"
     for compiled in knowledge.rules:
         citation = compiled.rule.library.citation
         for sentence in citation.text.split(". "):
             assert sentence.strip(". ") in article, compiled.rule.id
         assert citation.section in article or citation.section.startswith("Paragraf pembuka")
+
+
+def test_a_missing_article_fails_in_ci_and_skips_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CI", "1")
+    with pytest.raises(pytest.fail.Exception, match="CI: the article"):
+        _article(tmp_path)
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        _article(tmp_path)
+    (tmp_path / "000_x.txt").write_text("Kedutan kaki.", encoding="utf-8")
+    assert _article(tmp_path) == "Kedutan kaki."
 
 
 def test_parameters_override_per_call_and_per_process() -> None:

@@ -22,7 +22,7 @@ from twitch_cds.service.app import create_app
 from twitch_cds.service.config import ServiceConfig, TrustedClient
 from twitch_cds.service.templates import observation_codes, prefetch_templates
 
-from ..cds_checks import check_response
+from ..cds_checks import check_response, mentions
 from .support import (
     EXAMPLES,
     FHIR_TOKEN,
@@ -162,7 +162,7 @@ def test_patient_view_with_full_prefetch(service: str, keys: dict[str, SigningKe
     assert response.status_code == 200
     check_response(response.json())
     assert _kinds(response) == ["electrolyte-depletion", "medication-side-effect", "self-care"]
-    assert "Observation/na-1122" in response.json()["cards"][0]["detail"]
+    assert mentions(response.json()["cards"][0]["detail"], "Observation/na-1122")
     assert len(fhir.requests) == before  # nothing fetched
 
 
@@ -188,7 +188,8 @@ def test_patient_view_fetches_what_the_client_left_out(service: str, keys: dict[
     assert "medication-side-effect" in kinds and "electrolyte-depletion" in kinds
     detail = next(c["detail"] for c in response.json()["cards"]
                   if c["source"]["topic"]["code"] == "medication-side-effect")
-    assert "MedicationStatement/furosemide" in detail and "MedicationRequest/hctz" in detail
+    assert mentions(detail, "MedicationStatement/furosemide")
+    assert mentions(detail, "MedicationRequest/hctz")
     assert "Data used" in detail
 
 
@@ -202,7 +203,7 @@ def test_paging_through_search_results(service: str, keys: dict[str, SigningKey]
         assert response.status_code == 200
         assert any("page=2" in url for url in fhir.requests[before:])
         detail = json.dumps(response.json())
-        assert all(f"Observation/tw-{i}" in detail for i in range(5))
+        assert all(mentions(detail, f"Observation/tw-{i}") for i in range(5))
     finally:
         del fhir.resources[-5:]
 
@@ -225,7 +226,7 @@ def test_a_fhir_server_with_a_url_limit_answers_every_search(service: str,
     assert response.status_code == 200
     assert set(_kinds(response)) == {"electrolyte-depletion", "medication-side-effect",
                                      "self-care"}
-    assert "Observation/tw-1122" in json.dumps(response.json())
+    assert mentions(json.dumps(response.json()), "Observation/tw-1122")
     assert len([url for url in searches if "/Observation?" in url]) >= 2
     assert all(len(httpx.URL(url).raw_path) <= 2000 for url in searches)
 
@@ -251,8 +252,8 @@ def test_split_observation_keys_given_in_part_are_combined_with_fetched_ones(
     cards = response.json()["cards"]
     electrolytes = next(c for c in cards if c["source"]["topic"]["code"]
                         == "electrolyte-depletion")
-    assert "Observation/sweat-1" in electrolytes["detail"]  # from the key given
-    assert "Observation/tw-1122" in json.dumps(cards)  # from a key fetched
+    assert mentions(electrolytes["detail"], "Observation/sweat-1")  # from the key given
+    assert mentions(json.dumps(cards), "Observation/tw-1122")  # from a key fetched
     assert "heavy-sweating" not in ",".join(searches)  # the given part was not fetched
     assert len(searches) == len([k for k in templates if k.startswith("observations-")]) - 1
 
@@ -265,7 +266,7 @@ def test_the_whole_observations_key_satisfies_every_part(service: str,
     response = _post(service, keys, _margaret(fhir, observations={
         "resourceType": "Bundle", "type": "searchset", "entry": [{"resource": tw}]}))
     assert response.status_code == 200
-    assert "Observation/tw-1122" in json.dumps(response.json())
+    assert mentions(json.dumps(response.json()), "Observation/tw-1122")
     assert not [url for url in fhir.requests[before:] if "/Observation?" in url]
 
 
@@ -308,7 +309,7 @@ def test_order_sign_warns_about_a_draft_diuretic(service: str, keys: dict[str, S
     check_response(response.json())
     cards = response.json()["cards"]
     assert len(cards) == 1, "at ordering, only the cards about the orders"
-    assert "MedicationRequest/draft-pred" in cards[0]["detail"]
+    assert mentions(cards[0]["detail"], "MedicationRequest/draft-pred")
     assert cards[0]["indicator"] == "warning"
     assert cards[0]["source"]["topic"]["code"] == "medication-side-effect"
 

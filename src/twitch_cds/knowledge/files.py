@@ -23,9 +23,14 @@ def rulesets_dir() -> Path:
     return Path(__file__).resolve().parents[3] / "rulesets"
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's safe loader when PyYAML was built with it: the rule files parse ~10x faster
+(mutation testing loads the ruleset once per mutant)."""
+
+
 def read_yaml(path: Path) -> Any:
     try:
         with path.open(encoding="utf-8") as handle:
-            return yaml.safe_load(handle)
+            return yaml.load(handle, Loader=_LOADER)  # noqa: S506 - a safe loader
     except (OSError, yaml.YAMLError) as exc:
         raise RulesetError(f"{path}: cannot be read as YAML: {exc}") from exc

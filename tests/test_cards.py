@@ -274,6 +274,7 @@ def _our_texts(card: Card) -> list[str]:
 
 def test_indonesian_cards_carry_no_english_of_ours(knowledge: Knowledge) -> None:
     english_words = [w.en.split("{")[0].strip() for w in knowledge.cards.evidence_words.values()]
+    statuses = list(knowledge.cards.status_words.values())
     for result in _results("id"):
         for card in result.cards:
             for text in _our_texts(card):
@@ -283,6 +284,7 @@ def test_indonesian_cards_carry_no_english_of_ours(knowledge: Knowledge) -> None
                     assert not any(re.search(rf"\b{re.escape(w)}\b", line)
                                    for w in english_words), line
                     assert "recognised" not in line
+                    assert not any(f"({w.en}" in line for w in statuses), line
             assert not re.search(r"\d\.\d", card.detail or ""), card.detail
 
 

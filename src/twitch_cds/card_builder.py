@@ -171,6 +171,22 @@ class CardBuilder:
         labels = knowledge.cards.labels
         self._by_name = f" ({labels['matched_by_name'](lang)})"
         self._blocks: dict[tuple[str, ...], _Block] = {}
+        words = knowledge.cards.status_words
+        self._status_words = {code: text(lang) for code, text in words.items()}
+        self._status = re.compile(
+            r"\((" + "|".join(re.escape(code) for code in words) + r")(?=[,)])") \
+            if words else None
+
+    def _evidence_text(self, item: Evidence) -> str:
+        """An evidence line in the card's language: a medication record's FHIR status code
+        ("(active") in words, numbers with the language's decimal mark. The rest is as the
+        reader wrote it, the record's own words (its display, a drug's name) as sent."""
+        text = item.text
+        if self._status is not None and item.reference.startswith("Medication"):
+            text = self._status.sub(lambda m: f"({self._status_words[m.group(1)]}", text,
+                                    count=1)
+        note = self._by_name if item.match == "name" else ""
+        return localise_number_text(text, self.lang) + note
 
     def _block(self, fact_ids: tuple[str, ...], evidence: Mapping[str, Evidence]) -> _Block:
         """The evidence for these facts: the same records behind several messages and cards
@@ -182,8 +198,7 @@ class CardBuilder:
                 item = evidence.get(fact_id)
                 if item is None:
                     continue
-                note = self._by_name if item.match == "name" else ""
-                text = localise_number_text(item.text, self.lang) + note
+                text = self._evidence_text(item)
                 texts = block.items.setdefault(item.reference, [])
                 if text not in texts:
                     texts.append(text)

@@ -92,3 +92,5 @@ class CardTexts(BaseModel):
     suggestions: dict[str, SuggestionTexts] = Field(default_factory=dict)
     override_reasons: list[OverrideReason] = Field(default_factory=list)
     evidence_words: dict[str, Text]
+    status_words: dict[str, Text] = Field(default_factory=dict)
+    """FHIR status codes of medication records, in words, for evidence lines."""

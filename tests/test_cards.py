@@ -221,7 +221,7 @@ def test_bullets_point_into_the_evidence_list() -> None:
     assert detail.count("`Observation/tw-1123`") == 1
     listed = dict(re.findall(r"^(\d+)\. `([^`]+)`", detail, re.M))
     assert listed["1"] == "Observation/tw-1123" and listed["2"] == "Observation/k-1123"
-    potassium = next(line for line in detail.splitlines() if "(low potassium)" in line)
+    potassium = next(line for line in detail.splitlines() if line.startswith("- Low potassium"))
     assert potassium.endswith("[1, 2]")
     assert "Rules" not in detail and "1.0.0" not in detail and "1.1.0" not in detail
 
@@ -301,6 +301,8 @@ def test_numbers_are_written_the_languages_way() -> None:
     assert render_message("{x.n:.0f} hari, {x.s}", "id", {"x": {"n": 176.4, "s": "a.b"}}) \
         == "176 hari, a.b"
     assert render_message("{x.missing:.1f}", "id", {"x": {}}) == "?"
+    assert render_message("{subject} may explain it", "en", {}, "low potassium") \
+        == "Low potassium may explain it"
     text = "Kalium 3.1 mmol/L (nilai rujukan lab 3.5–5.1 mmol/L), 2026-11-18, G12.21, 1.0.0"
     assert localise_number_text(text, "id") == (
         "Kalium 3,1 mmol/L (nilai rujukan lab 3,5–5,1 mmol/L), 2026-11-18, G12.21, 1.0.0")

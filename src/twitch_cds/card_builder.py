@@ -71,10 +71,13 @@ class _FactFormatter(string.Formatter):
 
 def render_message(template: str, lang: Lang, facts: Mapping[str, Any],
                    subject: str = "") -> str:
-    """A rule's message in ``lang`` with its placeholders filled from the facts it fired on."""
+    """A rule's message in ``lang`` with its placeholders filled from the facts it fired on;
+    a message that opens with a placeholder ("{subject} may explain ...") opens with a
+    capital letter."""
     if "{" not in template:
         return template
-    return _FORMATTERS[lang].format(template, **facts, subject={"": subject})
+    text = _FORMATTERS[lang].format(template, **facts, subject={"": subject})
+    return text[:1].upper() + text[1:] if template.startswith("{") else text
 
 
 _FORMATTERS: dict[Lang, _FactFormatter] = {"en": _FactFormatter("en"),

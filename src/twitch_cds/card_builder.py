@@ -47,7 +47,7 @@ def localise_number_text(text: str, lang: Lang) -> str:
     Applied to evidence lines, whose numbers the reader wrote with a point. A record's own
     words (a code display such as "Fasciculation", a drug's name) stay as sent; only a decimal
     point inside them becomes a comma too, which reads as the same number."""
-    return _DECIMAL_POINT.sub(r"\1,\2", text) if lang == "id" else text
+    return _DECIMAL_POINT.sub(r"\1,\2", text) if lang == "id" and "." in text else text
 
 
 class _FactFormatter(string.Formatter):
@@ -107,8 +107,9 @@ def _label(texts: CardKind, subject: str, lang: Lang) -> str:
 
 
 def _markers(numbers: Iterable[int]) -> str:
-    """``[1, 3–5]``: evidence markers, runs of consecutive numbers written as a range."""
-    ordered = sorted(set(numbers))
+    """``[1, 3–5]``: evidence markers (distinct numbers), runs of consecutive numbers
+    written as a range."""
+    ordered = sorted(numbers)
     runs: list[list[int]] = []
     for n in ordered:
         if runs and n == runs[-1][-1] + 1:
@@ -174,6 +175,7 @@ class CardBuilder:
         labels = knowledge.cards.labels
         self._by_name = f" ({labels['matched_by_name'](lang)})"
         self._blocks: dict[tuple[str, ...], _Block] = {}
+        self._texts: dict[str, str] = {}
         words = knowledge.cards.status_words
         self._status_words = {code: text(lang) for code, text in words.items()}
         self._status = re.compile(
@@ -201,7 +203,9 @@ class CardBuilder:
                 item = evidence.get(fact_id)
                 if item is None:
                     continue
-                text = self._evidence_text(item)
+                text = self._texts.get(fact_id)
+                if text is None:  # a record behind many messages is rendered once
+                    text = self._texts[fact_id] = self._evidence_text(item)
                 texts = block.items.setdefault(item.reference, [])
                 if text not in texts:
                     texts.append(text)
@@ -249,9 +253,12 @@ class CardBuilder:
         for message, fact_ids in by_message.items():
             block = self._block(tuple(fact_ids), evidence)
             for reference, texts in block.items.items():
-                numbers.setdefault(reference, len(numbers) + 1)
-                known = entries.setdefault(reference, [])
-                known += [t for t in texts if t not in known]
+                known = entries.get(reference)
+                if known is None:
+                    numbers[reference] = len(numbers) + 1
+                    entries[reference] = list(texts)
+                elif texts != known:  # another fact of the same record: its other lines
+                    known += [t for t in texts if t not in known]
             dates += block.dates
             marks = _markers(numbers[r] for r in block.items)
             lines.append(f"- {message} {marks}" if block.items else f"- {message}")

@@ -13,6 +13,8 @@ from fhir.resources.R4B.servicerequest import ServiceRequest
 import twitch_cds
 from twitch_cds.card_builder import (
     EXTENSION_KEY,
+    _distinct,
+    _markers,
     localise_number_text,
     render_message,
     summary_text,
@@ -330,3 +332,13 @@ def test_a_suggestion_that_is_not_valid_fhir_is_refused_at_load(knowledge: Knowl
         CardTexts.model_validate(data)
     data["suggestions"]["clinical-evaluation"]["resources"][0]["status"] = "draft"
     assert CardTexts.model_validate(data).suggestions["clinical-evaluation"].resources_in("id")
+
+
+def test_article_passages_and_markers_are_written_once() -> None:
+    sentence = "Memijat otot yang berkedut dapat membantu."
+    paragraph = f"Tetap hangat. {sentence} Lalu istirahat."
+    assert _distinct([sentence, paragraph, "Lain."]) == [paragraph, "Lain."]
+    assert _distinct(["A.", "A.", "B."]) == ["A.", "A.", "B."]  # equal ones: a dict upstream
+    assert _markers([1]) == "[1]"
+    assert _markers([4, 1, 2]) == "[1, 2, 4]"
+    assert _markers([1, 2, 3, 5, 7, 8, 9, 10]) == "[1–3, 5, 7–10]"

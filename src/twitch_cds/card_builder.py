@@ -106,6 +106,13 @@ def _label(texts: CardKind, subject: str, lang: Lang) -> str:
     return text(lang) if text else subject
 
 
+def _distinct(quotes: Iterable[str]) -> list[str]:
+    """The article passages to quote, each once: a passage that another one on the same
+    card contains (one rule cites a sentence, another the paragraph around it) is left out."""
+    texts = list(quotes)
+    return [t for t in texts if not any(t != other and t in other for other in texts)]
+
+
 def _markers(numbers: Iterable[int]) -> str:
     """``[1, 3–5]``: evidence markers (distinct numbers), runs of consecutive numbers
     written as a range."""
@@ -266,7 +273,8 @@ class CardBuilder:
             lines += ["", f"**{labels['evidence'](self.lang)}**", ""]
             lines += [f"{n}. `{ref}`: {'; '.join(entries[ref])}" for ref, n in numbers.items()]
         lines += ["", f"**{labels['article'](self.lang)}**", ""]
-        for text, (section, gloss) in citations.items():
+        for text in _distinct(citations):
+            section, gloss = citations[text]
             lines.append(f"> {text}")
             if self.lang == "en":
                 lines.append(f"> — *{gloss}*")

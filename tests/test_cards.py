@@ -6,6 +6,7 @@ import itertools
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fhir.resources.R4B.servicerequest import ServiceRequest
@@ -342,3 +343,44 @@ def test_article_passages_and_markers_are_written_once() -> None:
     assert _markers([1]) == "[1]"
     assert _markers([4, 1, 2]) == "[1, 2, 4]"
     assert _markers([1, 2, 3, 5, 7, 8, 9, 10]) == "[1–3, 5, 7–10]"
+
+
+PATIENT_VOICE = re.compile(r"\b(you|your|see a doctor|how to twitch less)\b", re.IGNORECASE)
+"""Words that address the patient: cards are read by the clinician."""
+ID_MISTRANSLATIONS = ("mudah tersinggung", "dapat merupakan", "kata artikel", "temui dokter")
+"""Machine-translation slips of the source article that our own Indonesian must not repeat
+(verbatim article quotations, ``citation.text``, may keep them)."""
+
+
+def _card_texts(knowledge: Knowledge) -> list[tuple[str, str, str]]:
+    """(where, lang, text) for every text of ours a card can show."""
+    cards = knowledge.cards
+    out: list[tuple[str, str, str]] = []
+    def add(where: str, text: Any) -> None:
+        out.extend((where, lang, text(lang)) for lang in ("en", "id"))
+    for name, kind in cards.kinds.items():
+        add(f"{name}.summary", kind.summary)
+        add(f"{name}.display", kind.display)
+        for subject, label in kind.subjects.items():
+            add(f"{name}.{subject}", label)
+    for key, label in cards.labels.items():
+        add(f"labels.{key}", label)
+    for key, suggestion in cards.suggestions.items():
+        add(f"suggestions.{key}", suggestion.label)
+    for compiled in knowledge.rules:
+        message = compiled.rule.knowledge.message
+        out += [(compiled.rule.id, "en", message.en), (compiled.rule.id, "id", message.id)]
+    return out
+
+
+def test_card_texts_speak_to_the_clinician(knowledge: Knowledge) -> None:
+    for where, lang, text in _card_texts(knowledge):
+        if lang == "en":
+            assert not PATIENT_VOICE.search(text), (where, text)
+        else:
+            assert not any(slip in text.lower() for slip in ID_MISTRANSLATIONS), (where, text)
+    for compiled in knowledge.rules:
+        conclude = compiled.rule.knowledge.conclude
+        if conclude and conclude.card == "self-care":  # advice to give, not to follow
+            text = compiled.rule.knowledge.message.en.lower()
+            assert "advise" in text or "the patient" in text, (compiled.rule.id, text)

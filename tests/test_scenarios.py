@@ -66,6 +66,13 @@ def test_scenario(path: Path) -> None:
             problems.append(f"{want['kind']} indicator is not {want['indicator']}")
         if "count" in want and len(matching) != want["count"]:
             problems.append(f"{want['kind']}: expected {want['count']} cards, got {len(matching)}")
+        if "services" in want:  # exactly these codes are ServiceRequests on the card(s)
+            got = sorted(str(coding.get("code")) for c in matching for s in c.suggestions or ()
+                         for a in s.actions or () if a.resource
+                         for coding in (a.resource.get("code") or {}).get("coding", []))
+            if got != sorted(want["services"]):
+                problems.append(f"{want['kind']}: ServiceRequest codes {got}, "
+                                f"expected {sorted(want['services'])}")
     for kind in expected.get("absent", []):
         if kind in got_kinds:
             problems.append(f"unexpected {kind} card")

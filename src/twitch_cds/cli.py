@@ -11,10 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from twitch_cds import __version__
-from twitch_cds.errors import TwitchCdsError
+from twitch_cds.errors import InputError, TwitchCdsError
 from twitch_cds.evaluate import evaluate
+from twitch_cds.issues import InputIssue
 from twitch_cds.knowledge.bundle import default_knowledge
+from twitch_cds.locale import Lang, Param, render
 from twitch_cds.result import EvaluationResult
+
+
+def _say(lang: Lang, key: str, **params: Param) -> str:
+    """The command line's own words (``locale/cli.yaml``) in the chosen language."""
+    return render("cli", key, params, lang)
 
 
 class _Version(argparse.Action):
@@ -45,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="override a parameter from rulesets/parameters.yaml (repeatable)")
     rules = commands.add_parser("rules", help="print the rule catalogue")
     rules.add_argument("--format", choices=("json", "text"), default="text")
+    rules.add_argument("--lang", choices=("en", "id"), default="en",
+                       help="language of the text format's own words (JSON stays as is)")
     serve = commands.add_parser("serve", help="run the CDS Hooks service (needs [service])")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
@@ -82,11 +91,13 @@ def _screen(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     export = args.export[0] if len(args.export) == 1 else args.export
     summary = screen(export, args.out, workers=args.workers, fmt=args.format, now=args.now,
-                     lang=args.lang, parameters=_parameters(args.param), dask=args.dask)
-    print(f"{summary.patients_read} patients ({summary.resources_read} resources) in "
-          f"{summary.seconds:.1f} s, {summary.patients_per_second:,.0f} patients/s: "
-          f"{summary.patients_flagged} on the worklist, {summary.lines_rejected} lines "
-          f"rejected, {summary.patients_failed} failed; {summary.outputs['summary.json']}")
+                     lang=args.lang, parameters=_parameters(args.param, args.lang),
+                     dask=args.dask)
+    print(_say(args.lang, "screen-summary", patients=summary.patients_read,
+               resources=summary.resources_read, seconds=round(summary.seconds, 1),
+               rate=round(summary.patients_per_second), flagged=summary.patients_flagged,
+               rejected=summary.lines_rejected, failed=summary.patients_failed,
+               summary=str(summary.outputs["summary.json"])))
     return 0
 
 
@@ -126,90 +137,133 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parameters(pairs: Sequence[str]) -> dict[str, float]:
+def _parameters(pairs: Sequence[str], lang: Lang = "en") -> dict[str, float]:
     out = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep:
-            raise ValueError(f"--param {pair!r}: expected NAME=VALUE")
+            raise ValueError(_say(lang, "param-form", pair=repr(pair)))
         try:
             out[name.strip()] = float(value)
         except ValueError as exc:
-            raise ValueError(f"--param {pair!r}: {value!r} is not a number") from exc
+            raise ValueError(_say(lang, "param-number", pair=repr(pair),
+                                  value=repr(value))) from exc
     return out
 
 
-def _text(result: EvaluationResult) -> str:
+def _issue(issue: InputIssue, lang: Lang) -> str:
+    """One issue on one line: severity and action in words, the stable code as is."""
+    return _say(lang, "issue-line", severity=_say(lang, f"severity.{issue.severity}"),
+                resource=issue.resource, path=issue.path, problem=issue.problem,
+                action=_say(lang, f"action.{issue.action}"), code=issue.code)
+
+
+def _text(result: EvaluationResult, lang: Lang = "en") -> str:
     lines = []
     for card in result.cards:
-        lines.append(f"[{card.indicator.upper()}] {card.summary}  ({card.kind})")
+        lines.append(f"[{_say(lang, f'indicator.{card.indicator}')}] {card.summary}  "
+                     f"({card.kind})")
         lines += [f"    {line}" for line in (card.detail or "").splitlines()]
         for suggestion in card.suggestions or ():
-            lines.append(f"    -> suggestion: {suggestion.label}")
+            lines.append(f"    -> {_say(lang, 'suggestion', label=suggestion.label)}")
         lines.append("")
     if not result.cards:
+        # about the data only: no card says nothing about the patient
         unused = sum(1 for i in result.issues if i.action != "used-leniently")
-        lines.append(
-            f"No cards: {result.trace.facts} usable fact(s) were read from this data and no "
-            "rule concluded anything (the rules need a current twitching finding). "
-            + (f"{unused} input issue(s) below name data that was not used or only partly "
-               "used: check them before concluding the patient has no twitching."
-               if unused else "No data was left unused."))
+        lines.append(_say(lang, "no-cards", facts=result.trace.facts) + " " + (
+            _say(lang, "no-cards.unused", unused=unused) if unused
+            else _say(lang, "no-cards.all-used")))
     if result.issues:
-        lines.append(f"Input issues ({len(result.issues)}):")
-        lines += [f"  - {issue}" for issue in result.issues]
+        lines.append(_say(lang, "issues-heading", count=len(result.issues)))
+        lines += [f"  - {_issue(issue, lang)}" for issue in result.issues]
     return "\n".join(lines)
 
 
-def _catalogue(fmt: str) -> str:
+def _catalogue(fmt: str, lang: Lang = "en") -> str:
     entries: list[dict[str, Any]] = []
     for compiled in default_knowledge().rules:
         rule = compiled.rule
         entries.append({
             "id": rule.id,
             "version": rule.maintenance.version,
+            "date": rule.maintenance.date.isoformat(),
+            "validation": rule.maintenance.validation,
+            "specialist": rule.maintenance.specialist,
+            "reviewed": (rule.maintenance.reviewed.isoformat()
+                         if rule.maintenance.reviewed else None),
+            "evoke": list(rule.knowledge.evoke),
+            "keywords": list(rule.library.keywords),
             "title": rule.library.title,
-            "concludes": (f"card {rule.knowledge.conclude.card}" if rule.knowledge.conclude
-                          else f"derived {rule.knowledge.derive.name}"
-                          if rule.knowledge.derive else ""),
+            "concludes": (("card", rule.knowledge.conclude.card) if rule.knowledge.conclude
+                          else ("derived", rule.knowledge.derive.name)
+                          if rule.knowledge.derive else None),
             "section": rule.library.citation.section,
             "sentence": rule.library.citation.text,
             "gloss": rule.library.citation.gloss,
             "file": str(compiled.path.relative_to(default_knowledge().directory)),
         })
-    if fmt == "json":
+    if fmt == "json":  # machine-readable: the same in every language
+        for e in entries:
+            e["concludes"] = " ".join(e["concludes"]) if e["concludes"] else ""
         return json.dumps(entries, indent=2, ensure_ascii=False)
+    # in Indonesian the article's own sentence is enough: its English gloss is left out
     return "\n\n".join(
-        f"{e['id']} {e['version']}  {e['title']}\n  -> {e['concludes']}\n"
-        f"  [{e['section']}] {e['sentence']}\n  ({e['gloss']})" for e in entries
+        f"{e['id']} {e['version']}  {e['title']}\n  -> "
+        + (_say(lang, f"rule.{e['concludes'][0]}", name=e["concludes"][1])
+           if e["concludes"] else "")
+        + "\n  " + _review_state(e, lang)
+        + f"\n  [{e['section']}] {e['sentence']}"
+        + (f"\n  ({e['gloss']})" if lang == "en" else "") for e in entries
     )
+
+
+def _review_state(entry: dict[str, Any], lang: Lang) -> str:
+    """Where a rule stands in clinical review, and the hooks it is meant for."""
+    if entry["specialist"]:
+        return _say(lang, "rule.reviewed", validation=entry["validation"],
+                    specialist=entry["specialist"], date=entry["reviewed"] or "?",
+                    hooks=", ".join(entry["evoke"]))
+    return _say(lang, "rule.not-reviewed", validation=entry["validation"],
+                hooks=", ".join(entry["evoke"]))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "rules":
-            print(_catalogue(args.format))
-            return 0
+            return _print(_catalogue(args.format, args.lang))
         if args.command == "serve":
             return _serve(args)
         if args.command == "screen":
             return _screen(args)
         data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
         result = evaluate(data, now=args.now, lang=args.lang,
-                          parameters=_parameters(args.param))
+                          parameters=_parameters(args.param, args.lang))
     except (TwitchCdsError, ValueError, OSError) as exc:
-        print(f"twitch-cds: error: {exc}", file=sys.stderr)
+        lang: Lang = getattr(args, "lang", "en")
+        text = exc.in_lang(lang) if isinstance(exc, InputError) else str(exc)
+        print(f"twitch-cds: {_say(lang, 'error')}: {text}", file=sys.stderr)
         return 2
     try:
         if args.format == "json":
             print(json.dumps(result.to_cds_hooks(), indent=2, ensure_ascii=False))
             for issue in result.issues:  # stdout stays a pure CDS Hooks response
-                print(f"twitch-cds: input issue: {issue}", file=sys.stderr)
+                print(f"twitch-cds: {_say(args.lang, 'input-issue')}: "
+                      f"{_issue(issue, args.lang)}", file=sys.stderr)
         else:
-            print(_text(result))
+            return _print(_text(result, args.lang))
         sys.stdout.flush()
     except BrokenPipeError:  # the reader left (``| head``): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
+def _print(text: str) -> int:
+    """Print to stdout; a reader that leaves early (``| head``) is not an error of ours."""
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 

@@ -96,6 +96,8 @@ def evaluate(
     )
     issues = [*read.issues, *screened.issues, *(i for v in validated for i in v.issues),
               *normalised.issues]
+    if lang != "en":  # issues are made in English; their message keys give the rest
+        issues = [i.in_lang(lang) for i in issues]
     return EvaluationResult.with_trace(
         lambda: _trace(knowledge, normalised.evidence, session, grouped,
                        Provenance(grouped.members, basis), len(normalised.facts)),

@@ -125,6 +125,10 @@ class Medication(Fact):
     match: Literal["code", "class", "name"]
     proposed: bool = False
     """A draft order being written now (CDS Hooks order hooks), not yet an exposure."""
+    route_known: Literal["systemic", "unknown"] = "systemic"
+    """``unknown`` when a class that counts only when systemic (rulesets/trust.yaml
+    ``non_systemic``) was recognised by ingredient or name and nothing says how it is taken:
+    kept as an exposure (never dropped), worded "if taken by mouth or by injection"."""
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Literal, TypedDict
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from twitch_cds.locale import Lang, Param, catalogue, render, words
 
 Severity = Literal["error", "warning", "information"]
 Action = Literal["skipped", "used-leniently", "value-not-used", "ignored", "used"]
@@ -63,6 +65,42 @@ def safe_text(text: str, limit: int = MAX_TEXT) -> str:
     return _UNSAFE.sub("\ufffd", text)
 
 
+class Problem(TypedDict):
+    """An issue's text and what it was made from: ``InputIssue(..., **msg(...))``."""
+
+    problem: str
+    message_id: str
+    params: dict[str, Param]
+
+
+def msg(key: str, **params: Param) -> Problem:
+    """An issue text from the catalogue (``locale/issues.yaml``): English now, any language
+    later from the same key and parameters (``InputIssue.in_lang``)."""
+    return {"problem": render("issues", key, params, "en"), "message_id": key,
+            "params": params}
+
+
+def issue_word(key: str) -> dict[str, str]:
+    """A translatable word (``word.<key>`` in the catalogue) to fill a placeholder."""
+    return words("issues", f"word.{key}")
+
+
+def described(english: str, key: str, **params: Param) -> dict[str, str]:
+    """A detail only English gives (a library's message): as is in English, the catalogue's
+    words for it in other languages."""
+    return {"en": english, "id": render("issues", key, params, "id")}
+
+
+def validation_detail(message: str, error_type: str) -> dict[str, str]:
+    """A validator's complaint: its own English message; in Indonesian, the catalogue's
+    phrase for the error type (pydantic's messages exist only in English)."""
+    key = f"pydantic.{error_type}"
+    found = key in catalogue("issues")
+    phrase = render("issues", key if found else "pydantic.other",
+                    {} if found else {"type": error_type}, "id")
+    return {"en": message, "id": phrase}
+
+
 class InputIssue(BaseModel):
     """One problem with one resource: where it is, what was wrong, what twitch-cds did."""
 
@@ -75,14 +113,41 @@ class InputIssue(BaseModel):
     path: str
     """Field path inside the resource, FHIRPath-like (``valueQuantity.unit``)."""
     problem: str
+    """What was wrong, for people, in the evaluation's language (``evaluate(lang=...)``); the
+    words may change between versions: programs match on ``code``."""
     action: Action
     code: IssueCode
     """What kind of problem, for programs: stable across versions and languages."""
+    message_id: str | None = None
+    """The catalogue message ``problem`` was rendered from (``locale/issues.yaml``): stable
+    across languages; None for a text made without the catalogue."""
+    params: dict[str, Param] = Field(default_factory=dict)
+    """The values in ``problem``: quoted input as sent, numbers, translatable words."""
 
     @field_validator("resource", "path", "problem")
     @classmethod
     def _safe(cls, value: str) -> str:
         return safe_text(value)
+
+    @field_validator("params")
+    @classmethod
+    def _safe_params(cls, value: dict[str, Param]) -> dict[str, Param]:
+        return {k: safe_text(v) if isinstance(v, str) else
+                {lang: safe_text(t) for lang, t in v.items()} if isinstance(v, dict) else v
+                for k, v in value.items()}
+
+    def in_lang(self, lang: Lang) -> InputIssue:
+        """This issue with ``problem`` in ``lang`` (rendered again from its message)."""
+        try:
+            text = safe_text(render("issues", self.message_id, self.params, lang)) \
+                if self.message_id is not None else self.problem
+        except (KeyError, IndexError):  # made by another version: keep the text it has
+            return self
+        return self if text == self.problem else self.model_copy(update={"problem": text})
+
+    def __hash__(self) -> int:  # params is a dict: hash what identifies the issue
+        return hash((self.severity, self.resource, self.path, self.problem, self.action,
+                     self.code))
 
     def __str__(self) -> str:
         return (f"{self.severity}: {self.resource} {self.path}: {self.problem} "

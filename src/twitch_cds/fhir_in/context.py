@@ -12,7 +12,7 @@ from twitch_cds.facts import Evidence, Fact
 from twitch_cds.fhir_in.coding import codings, preview
 from twitch_cds.fhir_in.dates import days_between, parse_fhir_datetime
 from twitch_cds.fhir_in.validate import Validated
-from twitch_cds.issues import Action, InputIssue, IssueCode, Severity, safe_text
+from twitch_cds.issues import Action, InputIssue, IssueCode, Problem, Severity, msg, safe_text
 from twitch_cds.knowledge.bundle import Knowledge
 from twitch_cds.knowledge.cardtexts import Lang
 from twitch_cds.knowledge.terminology import Match
@@ -74,10 +74,11 @@ class ReaderContext:
         return text.format(**values) if values else text
 
     # -- reporting -----------------------------------------------------------------------
-    def issue(self, severity: Severity, resource: str, path: str, problem: str,
+    def issue(self, severity: Severity, resource: str, path: str, problem: Problem,
               action: Action, code: IssueCode) -> None:
+        """Report an issue; ``problem`` is ``msg(key, **params)`` from the catalogue."""
         self.out.issues.append(InputIssue(severity=severity, resource=resource, path=path,
-                                          problem=problem, action=action, code=code))
+                                          action=action, code=code, **problem))
 
     def supersede(self, v: Validated, path: str) -> None:
         """Drop strict validation's issue on a field the reader reports itself (a missing
@@ -118,7 +119,7 @@ class ReaderContext:
                 continue
             when = parse_fhir_datetime(node)
             if when is None:
-                self.issue("warning", v.raw.label, path, f"{preview(node)} is not a FHIR date",
+                self.issue("warning", v.raw.label, path, msg("date-invalid", value=preview(node)),
                            "value-not-used", "date-invalid")
                 continue
             return when
@@ -127,7 +128,7 @@ class ReaderContext:
     def _future(self, v: Validated, when: dt.datetime | None, path: str) -> bool:
         if when and days_between(self.now, when) * 24 > self.p["future_tolerance_hours"]:
             self.issue("error", v.raw.label, path,
-                       f"dated {when.isoformat()}, after now ({self.now.isoformat()})",
+                       msg("future-date", date=when.isoformat(), now=self.now.isoformat()),
                        "skipped", "future-date")
             return True
         return False

@@ -7,9 +7,10 @@ from typing import Any
 
 from twitch_cds.facts import Evidence, Finding
 from twitch_cds.fhir_in.coding import concept_text, first_code, number, preview
-from twitch_cds.fhir_in.context import ReaderContext, date_text, fmt
+from twitch_cds.fhir_in.context import ReaderContext, date_text
 from twitch_cds.fhir_in.dates import days_between, parse_fhir_datetime
 from twitch_cds.fhir_in.validate import Validated
+from twitch_cds.issues import issue_word, msg
 from twitch_cds.knowledge.terminology import Match
 
 _VALUE_KEYS = frozenset({
@@ -51,13 +52,13 @@ class FindingReader(ReaderContext):
         if data.get("dataAbsentReason") is not None:
             reason = first_code(data["dataAbsentReason"]) or "given"
             self.issue("information", v.raw.label, "dataAbsentReason",
-                       f"no value (dataAbsentReason {preview(reason)}): presence unknown",
+                       msg("finding-absent-reason", reason=preview(reason)),
                        "ignored", "value-missing")
             return None
         if not _VALUE_KEYS.isdisjoint(data) or any(k.startswith("value") for k in data
                                                    if k not in _KNOWN_KEYS):
             self.issue("warning", v.raw.label, "value[x]",
-                       "a finding needs valueBoolean or a present/absent code", "ignored",
+                       msg("finding-value-unreadable"), "ignored",
                        "value-unreadable")
             return None
         return True  # a recorded finding with no value asserts its presence
@@ -73,12 +74,12 @@ class FindingReader(ReaderContext):
         self._seen(v, findings, self._when(v, "effectivePeriod.start") or when)
         if when is None:
             self.issue("warning", v.raw.label, "effective[x]",
-                       "no date: treated as current so that a red flag is not missed", "used",
+                       msg("finding-date-missing"), "used",
                        "date-missing")
         elif days_between(when, self.now) > self.p["symptom_current_days"]:
             self.issue("information", v.raw.label, "effective[x]",
-                       f"dated {date_text(when)}, older than "
-                       f"{fmt(self.p['symptom_current_days'])} days: not current", "ignored",
+                       msg("finding-stale", date=str(date_text(when)),
+                           days=self.p["symptom_current_days"]), "ignored",
                        "stale")
             return
         qualifiers = self._classify(v.data.get("valueCodeableConcept"))
@@ -123,8 +124,8 @@ class FindingReader(ReaderContext):
         longest = self.p["finding_duration_max_days"]
         if not 0 <= value * days <= longest:
             self.issue("warning", v.raw.label, path,
-                       f"{fmt(value)} {preview(unit)} is not a plausible duration (0 to "
-                       f"{fmt(longest)} days): not used", "value-not-used", "implausible-value")
+                       msg("duration-implausible", value=value, unit=preview(unit),
+                           longest=longest), "value-not-used", "implausible-value")
             return None
         return value * days
 
@@ -178,7 +179,7 @@ class FindingReader(ReaderContext):
             when = parse_fhir_datetime(data["onsetString"].strip())
             if when is None:
                 self.issue("information", v.raw.label, "onsetString",
-                           f"{preview(data['onsetString'])} is not a date: onset unknown",
+                           msg("onset-string", value=preview(data["onsetString"])),
                            "value-not-used", "onset-unusable")
             return when
         if isinstance(data.get("onsetAge"), dict):
@@ -194,13 +195,12 @@ class FindingReader(ReaderContext):
         born = parse_fhir_datetime(patient.get("birthDate"))
         if days is None or born is None:
             self.issue("information", v.raw.label, path,
-                       "an onset age needs a time unit and the patient's birthDate: onset "
-                       "unknown", "value-not-used", "onset-unusable")
+                       msg("onset-age-incomplete"), "value-not-used", "onset-unusable")
             return None
         try:
             return born + dt.timedelta(days=days)
         except OverflowError:
-            self.issue("information", v.raw.label, path, "the onset age is out of range",
+            self.issue("information", v.raw.label, path, msg("onset-age-range"),
                        "value-not-used", "onset-unusable")
             return None
 
@@ -214,24 +214,24 @@ class FindingReader(ReaderContext):
         verification = first_code(v.data.get("verificationStatus"))
         if verification in trust.verification_excluded:
             self.issue("information", v.raw.label, "verificationStatus",
-                       f"verification status {preview(verification)}: not used", "ignored",
+                       msg("verification-status", status=preview(verification)), "ignored",
                        "status-unusable")
             return
         clinical = first_code(v.data.get("clinicalStatus"))
         if clinical in trust.clinical_not_current:
             self.issue("information", v.raw.label, "clinicalStatus",
-                       f"clinical status {preview(clinical)}: not current", "ignored",
+                       msg("clinical-status-not-current", status=preview(clinical)), "ignored",
                        "status-unusable")
             return
         if clinical not in trust.clinical_current:
             self.issue("warning", v.raw.label, "clinicalStatus",
-                       f"clinical status {preview(clinical) if clinical else 'missing'}: "
-                       "treated as active so that a red flag is not missed", "used",
+                       msg("clinical-status-assumed", status=preview(clinical) if clinical
+                           else issue_word("missing")), "used",
                        "status-assumed")
         abated = self._when(v, "abatementDateTime", "abatementPeriod.end")
         if abated and abated <= self.now:
             self.issue("information", v.raw.label, "abatement[x]",
-                       f"abated on {date_text(abated)}: not current", "ignored", "stale")
+                       msg("abated", date=str(date_text(abated))), "ignored", "stale")
             return
         onset = self._when(v, "onsetDateTime", "onsetPeriod.start") or self._onset_other(v)
         if self._future(v, onset, "onset[x]"):

@@ -11,6 +11,7 @@ from twitch_cds.fhir_in.coding import codings, first_code, number, preview
 from twitch_cds.fhir_in.context import ReaderContext, date_text, fmt
 from twitch_cds.fhir_in.dates import days_between, parse_fhir_datetime
 from twitch_cds.fhir_in.validate import Validated
+from twitch_cds.issues import msg
 from twitch_cds.knowledge.measurements import Measurement
 from twitch_cds.knowledge.terminology import Match
 
@@ -27,6 +28,11 @@ class Reading:
     @property
     def text(self) -> str:
         return f"{fmt(self.raw)} {self.unit}"
+
+
+def _lower(m: Measurement) -> dict[str, str]:
+    """The analyte's name in running text, in each language (an issue placeholder)."""
+    return {"en": m.display.en.lower(), "id": m.display.id.lower()}
 
 
 def _years(age_range: Any, end: str) -> float | None:
@@ -47,14 +53,14 @@ class LabReader(ReaderContext):
         value = number(quantity.get("value"))
         if value is None:
             self.issue("error", v.raw.label, f"{path}.value",
-                       f"{preview(quantity.get('value'))} is not a finite number",
+                       msg("quantity-not-number", value=preview(quantity.get("value"))),
                        "value-not-used", "value-unreadable" if "value" in quantity
                        else "value-missing")
             return None
         spelled = quantity.get("code") or quantity.get("unit")
         if not isinstance(spelled, str) or not spelled.strip():
             self.issue("error", v.raw.label, f"{path}.unit",
-                       f"no unit: {fmt(value)} cannot be read as {m.unit}", "value-not-used",
+                       msg("unit-missing", value=value, unit=m.unit), "value-not-used",
                        "unit-missing")
             return None
         factor = m.factor(self.k.measurements.canonical_unit(spelled), self.p)
@@ -63,8 +69,8 @@ class LabReader(ReaderContext):
         if factor is None:
             field = "code" if quantity.get("code") else "unit"
             self.issue("error", v.raw.label, f"{path}.{field}",
-                       f"unit {preview(spelled)} is not a known unit for "
-                       f"{m.display.en.lower()} (accepted: {', '.join(m.units)})",
+                       msg("unit-unknown", unit=preview(spelled), analyte=_lower(m),
+                           accepted=", ".join(m.units)),
                        "value-not-used", "unit-unknown")
             return None
         shown = quantity.get("unit") if isinstance(quantity.get("unit"), str) else spelled
@@ -73,9 +79,8 @@ class LabReader(ReaderContext):
         high = self.p[m.plausible_high] if m.plausible_high else None
         if (low is not None and converted < low) or (high is not None and converted > high):
             self.issue("error", v.raw.label, f"{path}.value",
-                       f"{fmt(value)} {preview(shown)} is not a plausible "
-                       f"{m.display.en.lower()} (plausible: {fmt(low or 0)}–{fmt(high or 0)} "
-                       f"{m.unit}): an entry or unit error", "value-not-used",
+                       msg("lab-implausible", value=value, unit=preview(shown), analyte=_lower(m),
+                           low=low or 0, high=high or 0, canonical=m.unit), "value-not-used",
                        "implausible-value")
             return None
         return Reading(converted, value, str(shown), factor)
@@ -85,8 +90,8 @@ class LabReader(ReaderContext):
         if v.data.get("valueQuantity") is None:
             reason = first_code(v.data.get("dataAbsentReason"))
             self.issue("information" if reason else "error", v.raw.label, "valueQuantity",
-                       f"no result value (dataAbsentReason {preview(reason)})" if reason
-                       else "no valueQuantity", "value-not-used", "value-missing")
+                       msg("lab-absent-reason", reason=preview(reason)) if reason
+                       else msg("lab-no-quantity"), "value-not-used", "value-missing")
             return
         reading = self._quantity(v, m, "valueQuantity", v.data["valueQuantity"])
         if reading is None:
@@ -94,14 +99,14 @@ class LabReader(ReaderContext):
             return
         if when is None:
             self.issue("error", v.raw.label, "effective[x]",
-                       "no date: cannot tell whether the result is current", "value-not-used",
+                       msg("lab-date-missing"), "value-not-used",
                        "date-missing")
             return
         age = days_between(when, self.now)
         if age > self.p["lab_stale_days"]:
             self.issue("information", v.raw.label, "effective[x]",
-                       f"result from {date_text(when)} is older than "
-                       f"{fmt(self.p['lab_stale_days'])} days: not current", "ignored", "stale")
+                       msg("lab-stale", date=str(date_text(when)), days=self.p["lab_stale_days"]),
+                       "ignored", "stale")
             return
         low, high, range_text = self._reference_range(v, m)
         interpretation = self._interpretation(v)
@@ -187,14 +192,13 @@ class LabReader(ReaderContext):
         candidates = self._normal_ranges(v)
         if len(candidates) > 1:
             self.issue("warning", v.raw.label, "referenceRange",
-                       f"{len(candidates)} ranges could each be the normal range for this "
-                       "patient: none is used (the lab's flag or the default range is)",
+                       msg("range-ambiguous", count=len(candidates)),
                        "value-not-used", "range-unusable")
             return None, None, ""
         if not candidates and isinstance(v.data.get("referenceRange"), list) \
                 and v.data["referenceRange"]:
             self.issue("information", v.raw.label, "referenceRange",
-                       "no range is the normal range for this patient: none is used",
+                       msg("range-none"),
                        "value-not-used", "range-unusable")
         for index, entry in candidates:
             bounds: list[Reading | None] = []
@@ -205,7 +209,7 @@ class LabReader(ReaderContext):
                 reading = self._quantity(v, m, f"referenceRange[{index}].{end}", entry[end])
                 if reading is None:
                     self.issue("warning", v.raw.label, f"referenceRange[{index}]",
-                               "the range cannot be read: not used", "value-not-used",
+                               msg("range-unreadable"), "value-not-used",
                                "range-unusable")
                     return None, None, ""  # an unreadable range is not used at all
                 bounds.append(reading)
@@ -232,11 +236,11 @@ class LabReader(ReaderContext):
         if reading is None:
             if v.data.get("valueQuantity") is None:
                 self.issue("warning", v.raw.label, "valueQuantity",
-                           "an intake needs a valueQuantity", "value-not-used", "value-missing")
+                           msg("intake-no-quantity"), "value-not-used", "value-missing")
             return
         if when and days_between(when, self.now) > self.p["symptom_current_days"]:
             self.issue("information", v.raw.label, "effective[x]",
-                       f"dated {date_text(when)}: not current", "ignored", "stale")
+                       msg("intake-stale", date=str(date_text(when))), "ignored", "stale")
             return
         value = reading.value
         shown = f"{m.display(self.lang)} {reading.text}"

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Any
+from typing import Any, Literal
 
 from twitch_cds.facts import Evidence, Medication
-from twitch_cds.fhir_in.coding import concept_text, first_code, preview, reference
-from twitch_cds.fhir_in.context import ReaderContext, date_text, fmt
+from twitch_cds.fhir_in.coding import codings, concept_text, first_code, preview, reference
+from twitch_cds.fhir_in.context import ReaderContext, date_text
 from twitch_cds.fhir_in.dates import days_between
 from twitch_cds.fhir_in.reader import DRAFT_ORDERS
 from twitch_cds.fhir_in.validate import Validated
+from twitch_cds.issues import msg
 from twitch_cds.knowledge.terminology import ATC, Match
 
 
@@ -29,9 +30,11 @@ class MedicationReader(ReaderContext):
         self._medication(v, self.k.trust.medication_request, "MedicationRequest",
                          ("dispenseRequest.validityPeriod.end", "authoredOn"))
 
-    def _medication_concepts(self, v: Validated) -> list[Any]:
-        """The drug's CodeableConcepts: inline, or from the referenced Medication resource."""
+    def _medication_concepts(self, v: Validated) -> tuple[list[Any], list[Any]]:
+        """The drug's CodeableConcepts, inline or from the referenced Medication resource, and
+        that Medication's dose form (R4 ``form``, R5 ``doseForm``: tells how it is taken)."""
         data = v.data
+        forms: list[Any] = []
         r5: dict[str, Any] = data["medication"] if isinstance(
             data.get("medication"), dict) else {}
         concepts = [data.get("medicationCodeableConcept"), r5.get("concept")]
@@ -45,21 +48,23 @@ class MedicationReader(ReaderContext):
                 medication = self._by_ref.get(ref)
             if medication is None:
                 self.issue("warning", v.raw.label, "medication.reference",
-                           f"{preview(ref)} is not in the input: the drug cannot be identified",
+                           msg("medication-unresolved", reference=preview(ref)),
                            "value-not-used", "reference-unresolved")
             else:
                 concepts.append(medication.get("code"))
+                forms += [medication.get("form"), medication.get("doseForm")]
                 for ingredient in medication.get("ingredient") or ():
                     if isinstance(ingredient, dict):
                         item = ingredient.get("item")
                         concepts.append(ingredient.get("itemCodeableConcept"))
                         if isinstance(item, dict):
                             concepts.append(item.get("concept"))
-        return [c for c in concepts if isinstance(c, dict)]
+        return ([c for c in concepts if isinstance(c, dict)],
+                [f for f in forms if isinstance(f, dict)])
 
     def _medication(self, v: Validated, trust: Any, source: Any,
                     end_paths: tuple[str, ...]) -> None:
-        concepts = self._medication_concepts(v)
+        concepts, forms = self._medication_concepts(v)
         classes: dict[str, Match] = {}
         for concept in concepts:
             for vs, match in self._classify(concept).items():
@@ -80,15 +85,15 @@ class MedicationReader(ReaderContext):
             if status is None:
                 self.supersede(v, "status")
             self.issue("information" if status in trust.not_current else "warning",
-                       v.raw.label, "status", "no status: not a current exposure" if status is None
-                       else f"status {preview(status)}: not a current exposure",
+                       v.raw.label, "status", msg("medication-status-missing") if status is None
+                       else msg("medication-status", status=preview(status)),
                        "ignored", "status-unusable")
             return
         adherence = first_code((v.data.get("adherence") or {}).get("code")
                                if isinstance(v.data.get("adherence"), dict) else None)
         if adherence in trust.adherence_not_taking:
             self.issue("information", v.raw.label, "adherence.code",
-                       f"adherence {preview(adherence)}: not a current exposure", "ignored",
+                       msg("adherence", adherence=preview(adherence)), "ignored",
                        "status-unusable")
             return
         period_end = self._when(v, end_paths[0])
@@ -97,21 +102,25 @@ class MedicationReader(ReaderContext):
         if recent_only:
             if ended is None:
                 self.issue("information", v.raw.label, "effective[x]",
-                           f"status {status} with no date: cannot tell if recent", "ignored",
+                           msg("medication-date-missing", status=str(status)), "ignored",
                            "date-missing")
                 return
             if days_between(ended, self.now) > self.p["medication_recent_days"]:
                 self.issue("information", v.raw.label, "effective[x]",
-                           f"ended {date_text(ended)}, more than "
-                           f"{fmt(self.p['medication_recent_days'])} days ago", "ignored", "stale")
+                           msg("medication-stale", date=str(date_text(ended)),
+                               days=self.p["medication_recent_days"]), "ignored", "stale")
                 return
-        routes = " | ".join(concept_text(d.get("route")) for d in
-                            (v.data.get("dosage") or v.data.get("dosageInstruction") or ())
-                            if isinstance(d, dict))
+        dosages = [d for d in v.data.get("dosage") or v.data.get("dosageInstruction") or ()
+                   if isinstance(d, dict)]
+        routes = " | ".join([*(concept_text(f) for f in forms),
+                             *(concept_text(d.get("route")) for d in dosages)])
+        sig = " | ".join(t for d in dosages for t in (d.get("text"), d.get("patientInstruction"))
+                         if isinstance(t, str))
         name = text.split(" | ")[0] if text else (
             classes[next(iter(classes))].matched)
         for drug_class, match in classes.items():
-            if self._not_systemic(v, drug_class, match, f"{text} | {routes}"):
+            route = self._route_known(v, drug_class, concepts, f"{text} | {routes}", sig)
+            if route is None:
                 continue
             detail = f"{name} ({status}"
             if recent_only and ended:
@@ -119,25 +128,55 @@ class MedicationReader(ReaderContext):
             detail += ")"
             fact = Medication(id=f"{v.raw.label}#{drug_class}", drug_class=drug_class,
                               source=source, status=str(status), proposed=proposed,
-                              match=match.method)  # type: ignore[arg-type]
+                              match=match.method,  # type: ignore[arg-type]
+                              route_known=route)
             self.add(fact, Evidence(reference=v.raw.label, text=detail, match=match.method,
                                     date=date_text(ended)))
 
-    def _not_systemic(self, v: Validated, drug_class: str, match: Match, text: str) -> bool:
+    def _route_known(self, v: Validated, drug_class: str, concepts: list[Any],
+                     text: str, sig: str) -> Literal["systemic", "unknown"] | None:
+        """Whether the exposure is systemic, of unknown route, or (None) not systemic at all.
+
+        Only classes listed in rulesets/trust.yaml ``non_systemic`` are asked: every other
+        class's value set holds drugs for systemic use only. An ATC code of the class itself
+        (H02) is systemic by definition; an ATC code in the local-use value set (D07, S01BA,
+        R03BA, ...) is not, whatever the text says; then words in the product text, its form
+        or its route decide; with none, the route is unknown and the exposure is kept. The
+        free-text dosage instructions (``sig``) may only say systemic ("1 tablet by mouth"):
+        a free-text aside never drops a possible cause.
+        """
         rule = self.k.trust.non_systemic.get(drug_class)
-        if rule is None or match.matched.startswith(ATC):
-            return False
-        found = _words_pattern(tuple(rule.words)).search(text)
-        if found is None:
-            return False
-        word = found.group(1)
-        self.issue("information", v.raw.label, "medication",
-                   f"{drug_class} recognised but '{word}' marks it as not systemic", "ignored",
-                   "not-systemic")
-        return True
+        if rule is None or _atc_in(self, concepts, drug_class):
+            return "systemic"
+        local = _atc_in(self, concepts, rule.valueset) if rule.valueset else None
+        found = None if local else _words_pattern(tuple(rule.words)).search(text)
+        if local or found:
+            self.issue("information", v.raw.label, "medication",
+                       msg("not-systemic-atc", drug_class=drug_class, code=local) if local
+                       else msg("not-systemic", drug_class=drug_class,
+                                word=found.group(1) if found else ""),
+                       "ignored", "not-systemic")
+            return None
+        if _words_pattern(tuple(rule.systemic_words)).search(f"{text} | {sig}"):
+            return "systemic"
+        return "unknown"
+
+
+def _atc_in(reader: ReaderContext, concepts: list[Any], valueset: str) -> str | None:
+    """The first ATC code among the drug's codings that falls in this value set."""
+    for concept in concepts:
+        for system, code, _ in codings(concept):
+            if system == ATC and any(m.valueset == valueset
+                                     for m in reader.k.terminology.lookup(system, code)):
+                return code
+    return None
 
 
 @functools.lru_cache(maxsize=64)
 def _words_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
-    """Any of the words, at a word start, in any case (compiled once per word list)."""
-    return re.compile(r"\b(" + "|".join(map(re.escape, words)) + ")", re.I)
+    """Any of the words, whole (or plural in -s), in any case (compiled once per word list):
+    "gel" is not "gelatin", "ear" is not "early"."""
+    if not words:
+        return re.compile(r"(?!)")  # matches nothing
+    body = "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in words)
+    return re.compile(rf"\b({body})s?\b", re.I)

@@ -28,7 +28,7 @@ from twitch_cds.fhir_in.medications import MedicationReader
 from twitch_cds.fhir_in.reader import RawResource
 from twitch_cds.fhir_in.screen import unreadable
 from twitch_cds.fhir_in.validate import Validated
-from twitch_cds.issues import InputIssue
+from twitch_cds.issues import InputIssue, issue_word, msg
 
 __all__ = ["Normalised", "Normaliser"]
 
@@ -52,7 +52,7 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
             try:
                 subjects[id(v)] = self._subject(v)
             except Exception as exc:  # this resource only: the rest are read
-                self.out.issues.append(unreadable(v.raw, exc, "reading the subject"))
+                self.out.issues.append(unreadable(v.raw, exc, "subject"))
         readable = [v for v in usable if id(v) in subjects]
         self.out.patient = self._whose(readable, patient_id, subjects)
         handlers: dict[str, Callable[[Validated], None]] = {
@@ -69,8 +69,8 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
         try:
             self._durations()
         except Exception as exc:  # never lose the facts already read
-            self.issue("error", "input", "duration", f"durations could not be computed "
-                       f"({type(exc).__name__}): findings keep their own onset",
+            self.issue("error", "input", "duration",
+                       msg("durations-failed", error=type(exc).__name__),
                        "used", "unreadable-resource")
         return self.out
 
@@ -100,9 +100,8 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
                     issues.append(InputIssue(
                         severity="warning", resource=raw.label, path=f"{path}.coding",
                         action="ignored", code="code-without-system",
-                        problem=f"code {preview(code)} has no system; in "
-                                f"{', '.join(sorted(systems))} it is a code the rules read: "
-                                "not used without its system"))
+                        **msg("code-without-system", code=preview(code),
+                              systems=", ".join(sorted(systems)))))
             if not issues:
                 words = self.k.terminology.lookup_words(concept_text(concept),
                                                         self.k.concepts.findings)
@@ -111,8 +110,7 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
                     issues.append(InputIssue(
                         severity="warning", resource=raw.label, path=path, action="ignored",
                         code="text-only",
-                        problem=f"the text names {titles} ({preview(words[0].matched)}) but "
-                                "carries no code the rules read: not used; code it"))
+                        **msg("text-only", titles=titles, matched=preview(words[0].matched))))
         return issues
 
     # -- what matters -------------------------------------------------------------------
@@ -167,14 +165,12 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
             f"Patient/{patients[0].data['id']}" if len(patients) == 1 else None)
         if len(named) > 1 or (not named and len(patients) > 1):
             self.issue("error", chosen or "input", "subject",
-                       "the input holds data for more than one patient; only "
-                       f"{chosen or 'resources without a subject'} are used", "used",
+                       msg("several-patients", chosen=chosen or issue_word("no-subject")), "used",
                        "several-patients")
         for v in patients:
             if named and f"Patient/{v.data['id']}" not in named:
                 self.issue("warning", v.raw.label, "id",
-                           f"no resource in the input refers to this Patient; the data is "
-                           f"about {chosen}: this Patient is not used", "ignored",
+                           msg("patient-unreferenced", chosen=str(chosen)), "ignored",
                            "patient-unreferenced")
         return chosen
 
@@ -183,13 +179,13 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
             return True
         if subject == "?":
             self.issue("error", v.raw.label, "subject",
-                       "the subject is not a readable reference: whose data this is cannot "
-                       "be told", "skipped", "value-unreadable")
+                       msg("subject-unreadable"), "skipped", "value-unreadable")
             return False
         if subject is None or self.out.patient is None or subject == self.out.patient:
             return True
         self.issue("error", v.raw.label, "subject",
-                   f"belongs to {subject}, not {self.out.patient}", "skipped", "other-patient")
+                   msg("other-patient", subject=subject, patient=self.out.patient), "skipped",
+                   "other-patient")
         return False
 
     # -- Observation ---------------------------------------------------------------------
@@ -204,8 +200,8 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
                 self.supersede(v, "status")
             known = status in trust.not_usable
             self.issue("information" if known else "warning", v.raw.label, "status",
-                       "no status: not a usable result" if status is None
-                       else f"status {preview(status)} is not a usable result", "ignored",
+                       msg("observation-status-missing") if status is None
+                       else msg("observation-status", status=preview(status)), "ignored",
                        "status-unusable")
             return
         when = self._when(v, "effectiveDateTime", "effectiveInstant", "effectivePeriod.end",
@@ -229,8 +225,8 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
         age = days_between(born, self.now) / 365.25 if born else None
         gender = v.data.get("gender")
         if gender is not None and not is_fhir_id(gender):  # a FHIR code is a token
-            self.issue("warning", v.raw.label, "gender", f"{preview(gender)} is not a "
-                       "gender code: not used", "value-not-used", "value-unreadable")
+            self.issue("warning", v.raw.label, "gender", msg("gender-unreadable",
+                       value=preview(gender)), "value-not-used", "value-unreadable")
             gender = None
         fact = PatientFact(id=v.raw.label, age_years=age, sex=gender)
         self.add(fact, Evidence(reference=v.raw.label, match="code",

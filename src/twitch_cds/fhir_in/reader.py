@@ -18,7 +18,14 @@ from pydantic import ValidationError
 from twitch_cds.cds_hooks import CdsHooksRequest
 from twitch_cds.errors import InputError
 from twitch_cds.fhir_in.coding import is_fhir_id
-from twitch_cds.issues import InputIssue, safe_text
+from twitch_cds.issues import (
+    InputIssue,
+    described,
+    issue_word,
+    msg,
+    safe_text,
+    validation_detail,
+)
 
 FhirVersion = Literal["R4B", "R5"]
 DRAFT_ORDERS = "context.draftOrders"
@@ -72,21 +79,20 @@ def _decode(data: str | bytes | bytearray) -> Any:
         try:
             data = bytes(data).decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise InputError(f"input is not UTF-8 text: {exc}") from exc
+            raise InputError.of("input-not-utf8", detail=described(
+                str(exc), "word.utf8-byte", position=exc.start)) from exc
     if not data.strip():
-        raise InputError("the input is empty: pass a FHIR resource, Bundle, list of resources "
-                         "or CDS Hooks request")
+        raise InputError.of("input-empty")
     try:
         return json.loads(data)
     except json.JSONDecodeError as exc:
-        raise InputError(
-            f"input is not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}; "
-            "pass a FHIR resource, Bundle, list of resources or CDS Hooks request"
-        ) from exc
+        raise InputError.of("input-not-json", detail=described(exc.msg, "word.json-syntax"),
+                            line=exc.lineno, column=exc.colno) from exc
     except RecursionError as exc:
-        raise InputError("input JSON is nested too deeply to be FHIR") from exc
+        raise InputError.of("input-too-deep") from exc
     except ValueError as exc:  # e.g. an integer with more digits than Python converts
-        raise InputError(f"input JSON cannot be read: {safe_text(str(exc), 200)}") from exc
+        raise InputError.of("input-unreadable", detail=described(
+            safe_text(str(exc), 200), "word.json-value")) from exc
 
 
 def _model_version(model: Any) -> FhirVersion:
@@ -102,10 +108,7 @@ def read_input(data: Any) -> ReadInput:
         _read_request(data, result)
     elif isinstance(data, dict):
         if "resourceType" not in data:
-            raise InputError(
-                "input is a JSON object without resourceType (not FHIR) and without hook "
-                "(not a CDS Hooks request)"
-            )
+            raise InputError.of("input-not-fhir")
         _collect(data, "input", result)
     elif isinstance(data, list | tuple):
         for index, item in enumerate(data):
@@ -113,10 +116,7 @@ def read_input(data: Any) -> ReadInput:
     elif hasattr(data, "model_dump") and hasattr(data, "get_resource_type"):
         _collect(data, "input", result)
     else:
-        raise InputError(
-            f"cannot read input of type {type(data).__name__}; pass a FHIR resource, Bundle, "
-            "list of resources, JSON text or bytes, or a CDS Hooks request"
-        )
+        raise InputError.of("input-type", type=type(data).__name__)
     return result
 
 
@@ -139,14 +139,16 @@ def _request(data: dict[str, Any], result: ReadInput) -> CdsHooksRequest:
         request = None
     draft = request.context.get("draftOrders") if request else None
     if request is None or not (request.prefetch or isinstance(draft, dict)):
-        raise InputError(f"not a valid CDS Hooks request: {safe_text(problems, 500)}")
+        raise InputError.of("request-unreadable", detail={
+            "en": safe_text(problems, 500), "id": safe_text("; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'request'}: "
+                f"{validation_detail(e['msg'], e['type'])['id']}" for e in errors), 500)})
     for error in errors:
         where = ".".join(str(p) for p in error["loc"]) or "request"
         result.issues.append(InputIssue(
             severity="error", resource="request", path=where, action="ignored",
             code="request-invalid",
-            problem=f"not a valid CDS Hooks request field: {error['msg']}; the prefetch is "
-                    "still evaluated"))
+            **msg("request-invalid", detail=validation_detail(error["msg"], error["type"]))))
     return request
 
 
@@ -159,13 +161,13 @@ def _read_request(data: dict[str, Any], result: ReadInput) -> None:
             result.issues.append(InputIssue(
                 severity="warning", resource=origin, path="prefetch", action="ignored",
                 code="prefetch-missing",
-                problem="the prefetch key is null: the client did not provide it"))
+                **msg("prefetch-missing")))
             continue
         if not isinstance(value, dict) or "resourceType" not in value:
             result.issues.append(InputIssue(
                 severity="error", resource=origin, path="prefetch", action="skipped",
                 code="not-a-resource",
-                problem="the prefetch value is not a FHIR resource or Bundle"))
+                **msg("prefetch-not-a-resource")))
             continue
         _collect(value, origin, result)
     draft_orders = request.context.get("draftOrders")
@@ -184,12 +186,12 @@ def _collect(item: Any, origin: str, result: ReadInput, full_url: str | None = N
             result.issues.append(InputIssue(
                 severity="error", resource=origin, path="resourceType", action="skipped",
                 code="unreadable-resource",
-                problem=f"the fhir.resources model cannot be read ({type(exc).__name__})"))
+                **msg("model-unreadable", error=type(exc).__name__)))
             return
     if not isinstance(item, dict) or not isinstance(item.get("resourceType"), str):
         result.issues.append(InputIssue(
             severity="error", resource=origin, path="resourceType", action="skipped",
-            code="not-a-resource", problem="not a FHIR resource (no resourceType)"))
+            code="not-a-resource", **msg("not-a-resource")))
         return
     rtype = item["resourceType"]
     if rtype == "Bundle":
@@ -198,8 +200,8 @@ def _collect(item: Any, origin: str, result: ReadInput, full_url: str | None = N
             result.issues.append(InputIssue(
                 severity="error", resource=_bundle_label(item, origin), path="entry",
                 action="skipped", code="bundle-invalid",
-                problem="Bundle.entry is not a list" if not isinstance(entries, list) else
-                f"Bundles nested more than {MAX_BUNDLE_DEPTH} deep are not read"))
+                **(msg("bundle-entry-not-list") if not isinstance(entries, list) else
+                   msg("bundle-too-deep", depth=MAX_BUNDLE_DEPTH))))
             return
         for index, entry in enumerate(entries):
             where = f"{origin}.entry[{index}]"
@@ -210,7 +212,7 @@ def _collect(item: Any, origin: str, result: ReadInput, full_url: str | None = N
                 result.issues.append(InputIssue(
                     severity="error", resource=_bundle_label(item, origin),
                     path=f"entry[{index}].resource", action="skipped", code="not-a-resource",
-                    problem="Bundle entry has no resource"))
+                    **msg("bundle-entry-empty")))
                 continue
             url = entry.get("fullUrl") if isinstance(entry.get("fullUrl"), str) else None
             _collect(resource, where, result, url, depth + 1)
@@ -219,7 +221,7 @@ def _collect(item: Any, origin: str, result: ReadInput, full_url: str | None = N
         result.issues.append(InputIssue(
             severity="warning", resource=origin, path="prefetch", action="ignored",
             code="prefetch-failed",
-            problem="the client could not prefetch this key: " + _diagnostics(item)))
+            **msg("prefetch-failed", diagnostics=_diagnostics(item))))
         return
     result.resources.append(RawResource(item, origin, version, full_url))
 
@@ -228,13 +230,15 @@ def _bundle_label(bundle: dict[str, Any], origin: str) -> str:
     return f"Bundle/{bundle['id']}" if is_fhir_id(bundle.get("id")) else f"Bundle at {origin}"
 
 
-def _diagnostics(outcome: dict[str, Any]) -> str:
+def _diagnostics(outcome: dict[str, Any]) -> str | dict[str, str]:
+    """The client's own words (quoted as sent), or a translatable "none given"."""
     issues = outcome.get("issue")
     texts: Iterable[str] = (
-        safe_text(_issue_text(issue), 200)
+        safe_text(text, 200)
         for issue in (issues if isinstance(issues, list) else ())[:10] if isinstance(issue, dict)
+        if (text := _issue_text(issue))
     )
-    return "; ".join(texts) or "no diagnostics given"
+    return "; ".join(texts) or issue_word("no-diagnostics")
 
 
 def _issue_text(issue: dict[str, Any]) -> str:
@@ -243,4 +247,4 @@ def _issue_text(issue: dict[str, Any]) -> str:
                  details.get("text") if isinstance(details, dict) else None, issue.get("code")):
         if isinstance(text, str) and text:
             return text
-    return "no diagnostics given"
+    return ""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import fhir.resources as fhir_r5
 import fhir.resources.R4B as fhir_r4b
@@ -20,7 +20,7 @@ from fhir.resources.resource import Resource as ResourceR5
 from twitch_cds.fhir_in.coding import is_fhir_id, is_resource_type_name
 from twitch_cds.fhir_in.reader import FhirVersion, RawResource
 from twitch_cds.fhir_in.validate import Validated, preferred_version, validate
-from twitch_cds.issues import InputIssue, Severity
+from twitch_cds.issues import InputIssue, Severity, msg
 
 
 class Chooser(Protocol):
@@ -51,13 +51,17 @@ def is_resource_type(name: str) -> bool:
     return False
 
 
-def unreadable(raw: RawResource, exc: BaseException, stage: str) -> InputIssue:
+Stage = Literal["reading", "validation", "subject"]
+"""What was being done when reading a resource failed (``unreadable.<stage>`` in
+locale/issues.yaml)."""
+
+
+def unreadable(raw: RawResource, exc: BaseException, stage: Stage) -> InputIssue:
     """The issue for a resource whose reading failed: the exception's type, never its text
     (which may quote the resource's content)."""
     return InputIssue(severity="error", resource=raw.label, path=raw.resource_type,
                       action="skipped", code="unreadable-resource",
-                      problem=f"{stage} failed ({type(exc).__name__}): the resource is not "
-                              "used; the rest of the input is evaluated")
+                      **msg(f"unreadable.{stage}", error=type(exc).__name__))
 
 
 def _checked(raw: RawResource, chooser: Chooser, issues: list[InputIssue]) -> bool:
@@ -66,15 +70,15 @@ def _checked(raw: RawResource, chooser: Chooser, issues: list[InputIssue]) -> bo
     rtype = raw.data.get("resourceType")
     if not isinstance(rtype, str) or not is_resource_type(rtype):
         severity: Severity = "warning"
-        words = ""
+        words = msg("unknown-resource-type")
         for as_type in ("Observation", "Condition", "MedicationStatement"):
             if chooser.relevant({**raw.data, "resourceType": as_type}):
-                severity, words = "error", f" (it carries codes the rules read, as {as_type})"
+                severity, words = "error", msg("unknown-resource-type.coded", as_type=as_type)
                 break
         issues.append(InputIssue(
             severity=severity, resource=raw.label, path="resourceType", action="skipped",
             code="unknown-resource-type",
-            problem=f"not a FHIR resource type{words}: the resource is not read"))
+            **words))
         return False
     if not chooser.relevant(raw.data):
         issues.extend(chooser.unrecognised(raw))
@@ -84,12 +88,11 @@ def _checked(raw: RawResource, chooser: Chooser, issues: list[InputIssue]) -> bo
         issues.append(InputIssue(
             severity="warning", resource=raw.label, path="id", action="used",
             code="id-unusable",
-            problem="not a FHIR id (1-64 letters, digits, '-' or '.'): the resource is named "
-                    "by where it sits in the input, and references to it cannot be resolved"))
+            **msg("id-unusable")))
     return True
 
 
-def _each(items: Iterable[RawResource], stage: str, issues: list[InputIssue],
+def _each(items: Iterable[RawResource], stage: Stage, issues: list[InputIssue],
           work: Callable[[RawResource], None]) -> None:
     for raw in items:
         try:

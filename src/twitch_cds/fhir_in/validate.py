@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from twitch_cds.fhir_in.reader import FhirVersion, RawResource
 from twitch_cds.fhir_in.validation_cache import VALIDATION_CACHE
-from twitch_cds.issues import InputIssue
+from twitch_cds.issues import InputIssue, msg, validation_detail
 
 READ_FIELDS: dict[str, frozenset[str]] = {
     "Observation": frozenset({
@@ -132,8 +132,7 @@ def prepare(raw: RawResource) -> tuple[dict[str, Any], list[InputIssue]]:
             action="value-not-used" if used else "used-leniently",
             code="nesting-too-deep" if deep else "validation-failed" if used
             else "validation-lenient",
-            problem=f"nested more than {MAX_DEPTH} levels deep: not read" if deep
-            else "a primitive's extension must be a JSON object: not read"))
+            **(msg("nesting-too-deep", depth=MAX_DEPTH) if deep else msg("primitive-extension"))))
     gone = set(removed + malformed)
     return {k: v for k, v in raw.data.items() if k not in gone}, issues
 
@@ -195,19 +194,20 @@ def _validate(raw: RawResource, data: dict[str, Any], prepared: list[InputIssue]
     for error in errors:
         loc = tuple(error["loc"])
         field = loc[0] if loc else None
-        message = f"{error['msg']} (FHIR {version} validation)"
+        message = msg("validation", detail=validation_detail(error["msg"], error["type"]),
+                      version=version)
         if field is None or field in ("resourceType",):
             usable = False
             issues.append(InputIssue(severity="error", resource=raw.label, path=rtype,
-                                     problem=message, action="skipped",
+                                     **message, action="skipped",
                                      code="validation-failed"))
         elif field in read:
             _remove(cleaned, loc)
             issues.append(InputIssue(severity="error", resource=raw.label, path=_path(loc),
-                                     problem=message, action="value-not-used",
+                                     **message, action="value-not-used",
                                      code="validation-failed"))
         else:
             issues.append(InputIssue(severity="warning", resource=raw.label, path=_path(loc),
-                                     problem=message, action="used-leniently",
+                                     **message, action="used-leniently",
                                      code="validation-lenient"))
     return Validated(raw, cleaned if usable else data, version, issues, usable)

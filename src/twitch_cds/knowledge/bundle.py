@@ -159,6 +159,10 @@ def load_knowledge(directory: Path | None = None) -> Knowledge:
     missing = concepts.valuesets() - set(terminology.titles)
     if missing:
         raise RulesetError(f"concepts.yaml: unknown value sets {sorted(missing)}")
+    missing = {n.valueset for n in trust.non_systemic.values() if n.valueset} - set(
+        terminology.titles)
+    if missing:
+        raise RulesetError(f"trust.yaml: non_systemic: unknown value sets {sorted(missing)}")
     known = {"valuesets": set(terminology.titles), "parameters": set(parameters.parameters)}
     _check_measurements(measurements, known, directory / "measurements.yaml")
     for kind, texts in cards.kinds.items():
@@ -172,6 +176,7 @@ def load_knowledge(directory: Path | None = None) -> Knowledge:
         parameters=known["parameters"],
         card_kinds=set(cards.kinds),
         concept_fields={"concept": "finding", "drug_class": "medication", "analyte": "lab"},
+        valueset_urls=terminology.urls,
     )
     rules = _load_rules(directory / "rules", schema, cards)
     return Knowledge(

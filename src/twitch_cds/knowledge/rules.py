@@ -2,8 +2,9 @@
 compilation into the durable-rules JSON grammar.
 
 A rule file reads like an Arden Syntax medical logic module: ``maintenance`` (id, version,
-date, validation), ``library`` (title, purpose, the article sentence it encodes) and
-``knowledge`` (the facts it needs, its logic, what it concludes).
+date, validation, author, institution, the clinical reviewer), ``library`` (title, purpose,
+the article sentence it encodes, keywords, links) and ``knowledge`` (the hooks that evoke it,
+the facts it needs, its logic, what it concludes).
 """
 
 from __future__ import annotations
@@ -26,12 +27,33 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+Validation = Literal["research", "testing", "production", "expired"]
+Hook = Literal["patient-view", "order-select", "order-sign"]
+"""The CDS Hooks a rule can be meant for (the hooks the service answers)."""
+
+
 class Maintenance(_Strict):
     id: str = Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")
     version: str = Field(pattern=r"^\d+\.\d+\.\d+$")
     date: dt.date
-    validation: Literal["research", "testing", "production", "expired"]
-    author: str
+    validation: Validation
+    """Arden's review state: ``testing`` until a clinician has reviewed the rule."""
+    author: str = Field(min_length=1)
+    institution: str = Field(min_length=1)
+    specialist: str
+    """The clinical reviewer who approved this version; empty until someone has."""
+    reviewed: dt.date | None = None
+    """When the specialist approved this version."""
+
+    @model_validator(mode="after")
+    def _production_is_reviewed(self) -> Maintenance:
+        if self.validation == "production" and not (self.specialist.strip() and self.reviewed):
+            raise ValueError("validation: production needs a specialist (the clinical "
+                             "reviewer) and the date they reviewed this version (reviewed)")
+        if self.reviewed is not None and self.reviewed < self.date:
+            raise ValueError("reviewed is before this version's date: the review was of an "
+                             "earlier version; review again or keep validation: testing")
+        return self
 
 
 class Citation(_Strict):
@@ -43,11 +65,19 @@ class Citation(_Strict):
     """An English gloss of those words."""
 
 
+class Link(_Strict):
+    label: str = Field(min_length=1)
+    url: str = Field(min_length=1)
+
+
 class Library(_Strict):
     title: str = Field(min_length=5)
     purpose: str = Field(min_length=5)
     explanation: str = Field(min_length=5)
     citation: Citation
+    keywords: list[str] = Field(min_length=1)
+    links: list[Link] = Field(default_factory=list)
+    """Where a reviewer reads more: the value sets the rule reads (checked at load)."""
 
 
 class Texts(_Strict):
@@ -73,6 +103,8 @@ class Conclude(_Strict):
 
 
 class Knowledge(_Strict):
+    evoke: list[Hook] = Field(min_length=1)
+    """The CDS Hooks this rule is meant for (Arden's evoke slot)."""
     when: dict[str, dict[str, Any]] = Field(min_length=1)
     """The facts the rule needs: bind name -> pattern (``type`` plus field conditions)."""
     unless: list[dict[str, Any]] = Field(default_factory=list)
@@ -123,6 +155,7 @@ class Schema:
         parameters: set[str],
         card_kinds: set[str],
         concept_fields: Mapping[str, str],
+        valueset_urls: Mapping[str, str] | None = None,
     ) -> None:
         self.fact_fields = {k: set(v) for k, v in fact_fields.items()}
         self.valuesets = valuesets
@@ -130,6 +163,8 @@ class Schema:
         self.card_kinds = card_kinds
         self.concept_fields = dict(concept_fields)
         """Fields whose values must be value-set ids: ``{"concept": "finding", ...}``."""
+        self.valueset_urls = dict(valueset_urls or {})
+        """Canonical URL of each value set: a rule links to those it reads."""
         self.derived: dict[str, set[str]] = {}
 
 
@@ -222,6 +257,28 @@ def check_message(rule: RuleFile, schema: Schema, binds: dict[str, str]) -> None
                 raise RuleCheckError(f"message.{lang}: unknown parameter {field!r}")
 
 
+def valuesets_read(rule: RuleFile, schema: Schema) -> list[str]:
+    """The value sets a rule's ``when`` and ``unless`` patterns name, in order."""
+    names: list[str] = []
+    for pattern in [*rule.knowledge.when.values(), *rule.knowledge.unless]:
+        for field, spec in pattern.items():
+            if schema.concept_fields.get(field) == pattern.get("type"):
+                for value in spec if isinstance(spec, list) else [spec]:
+                    if isinstance(value, str) and value not in names:
+                        names.append(value)
+    return names
+
+
+def check_links(rule: RuleFile, schema: Schema) -> None:
+    """A reviewer reaches every value set the rule reads from the rule's own links."""
+    linked = {link.url for link in rule.library.links}
+    for name in valuesets_read(rule, schema):
+        url = schema.valueset_urls.get(name)
+        if url is not None and url not in linked:
+            raise RuleCheckError(f"library.links: no link to value set {name!r} ({url}), "
+                                 "which the rule reads")
+
+
 def declare_derivation(rule: RuleFile, schema: Schema) -> None:
     """First pass: make a rule's derived fact known, so rules in any file may use it."""
     if rule.knowledge.derive is not None:
@@ -254,6 +311,7 @@ def compile_rule(rule: RuleFile, schema: Schema) -> dict[str, Any]:
         # Negation is only sound once every fact is in (pitfall 4): wait for the go fact.
         patterns.insert(0, {GO_BIND: {"type": "go"}})
     check_message(rule, schema, binds)
+    check_links(rule, schema)
     if needs_params or _message_uses_params(rule):
         patterns.insert(0, {PARAMS_BIND: {"type": "parameters"}})
     if knowledge.derive is not None:

@@ -62,6 +62,8 @@ class Terminology:
     """Every value set, indexed for the per-resource hot path."""
 
     titles: dict[str, str] = field(default_factory=dict)
+    urls: dict[str, str] = field(default_factory=dict)
+    """Each value set's canonical URL, by id: what rule files link to."""
     _exact: dict[tuple[str, str], list[str]] = field(default_factory=lambda: defaultdict(list))
     _prefix: dict[str, dict[str, list[str]]] = field(default_factory=lambda: defaultdict(dict))
     _names: dict[str, re.Pattern[str]] = field(default_factory=dict)
@@ -150,6 +152,7 @@ class Terminology:
         if key in self.titles:
             raise RulesetError(f"{origin}: duplicate value set id {key!r}")
         self.titles[key] = resource.get("title") or key
+        self.urls[key] = resource.get("url") or key
         names: list[str] = []
         words: list[str] = []
         for include in resource.get("compose", {}).get("include", []):

@@ -44,7 +44,14 @@ class ReferenceRangeTrust(_Frozen):
 
 
 class NonSystemic(_Frozen):
+    """How a drug class recognised by ingredient or name is told systemic or not."""
+
+    valueset: str | None = None
+    """A value set of product codes (ATC local-use groups) that mean not systemic."""
     words: tuple[str, ...]
+    """Words in the product text, form or route that mean not systemic."""
+    systemic_words: tuple[str, ...] = ()
+    """Words there that mean systemic; with none of either, the route is unknown."""
 
 
 class Trust(_Frozen):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -29,6 +30,9 @@ def check_card(card: dict[str, Any]) -> None:
                 assert action["type"] in ("create", "update", "delete") and action["description"]
     for reason in card.get("overrideReasons", []):
         assert reason["display"]
+    if "extension" in card:  # CDS Hooks 2.0: an object, JSON as it stands
+        assert isinstance(card["extension"], dict) and card["extension"]
+        assert json.loads(json.dumps(card["extension"])) == card["extension"]
 
 
 def check_response(body: dict[str, Any]) -> None:

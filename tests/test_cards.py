@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import itertools
+import json
+import re
+from pathlib import Path
+from typing import Any
+
 import pytest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
 import twitch_cds
-from twitch_cds.cds_hooks import INDICATOR_ORDER
+from twitch_cds.card_builder import (
+    EXTENSION_KEY,
+    _distinct,
+    _markers,
+    localise_number_text,
+    render_message,
+    summary_text,
+)
+from twitch_cds.cds_hooks import INDICATOR_ORDER, Card
 from twitch_cds.knowledge.bundle import Knowledge
+from twitch_cds.knowledge.cardtexts import CardTexts
 
 from .builders import (
     ATC,
@@ -93,7 +108,7 @@ def test_one_card_per_drug_class_and_per_condition() -> None:
 def test_cards_name_their_evidence_with_values() -> None:
     result = twitch_cds.evaluate(EVERYTHING, now=NOW)
     electrolytes = next(c for c in result.cards if c.kind == "electrolyte-depletion")
-    assert "`Observation/k`: Potassium 3.1 mmol/L (lab range 3.5–5.1 mmol/L), 2026-11-18" in (
+    assert "`Observation/k`: Potassium 3.1 mmol/L (lab range 3.5–5.1 mmol/L), 2026-11-18\n" in (
         electrolytes.detail or "")
     red = result.cards[0]
     for ref in ("Observation/tw1", "Observation/w", "Observation/n", "Observation/a"):
@@ -117,18 +132,37 @@ def test_indonesian_cards_use_the_rulesets_texts() -> None:
     id_ = twitch_cds.evaluate(EVERYTHING, now=NOW, lang="id")
     assert id_.cards[0].summary.startswith("Kedutan kaki dengan tanda bahaya")
     assert all(a.summary != b.summary for a, b in zip(en.cards, id_.cards, strict=True))
-    assert "Kalium 3.1" in next(c.detail or "" for c in id_.cards
+    assert "Kalium 3,1 mmol/L" in next(c.detail or "" for c in id_.cards
                                 if c.kind == "electrolyte-depletion")
     with pytest.raises(ValueError, match="lang"):
         twitch_cds.evaluate(EVERYTHING, now=NOW, lang="fr")  # type: ignore[arg-type]
 
 
-def test_every_summary_fits_with_every_subject(knowledge: Knowledge) -> None:
-    for kind in knowledge.cards.kinds.values():
-        for lang in ("en", "id"):
-            one = kind.summary(lang).format(subjects=max(
-                (t(lang) for t in kind.subjects.values()), key=len))
-            assert len(one) < 140, one
+def test_every_summary_fits_with_every_combination_of_subjects(knowledge: Knowledge) -> None:
+    """Every subset of every kind's subjects, in both languages: under 140 characters; a red
+    flag card (critical) names every one of its subjects, all six at once included; the
+    other kinds name at least their first subject (a long list may end in ``+N``)."""
+    shortened: dict[str, int] = {}
+    for name, kind in knowledge.cards.kinds.items():
+        subjects = list(kind.subjects)
+        sizes = len(subjects) if kind.group == "kind" else 1  # else one card per subject
+        for size in range(1, sizes + 1):
+            for chosen in itertools.combinations(subjects, size):
+                for lang in ("en", "id"):
+                    summary = summary_text(kind, list(chosen), lang)
+                    assert 0 < len(summary) < 140, summary
+                    labels = [kind.subjects[s](lang) for s in chosen]
+                    named = "{subjects}" not in kind.summary(lang) or (
+                        all(label in summary for label in labels) and "+" not in summary)
+                    if kind.indicator == "critical":
+                        assert named, summary
+                    else:
+                        assert labels[0] in summary or "{subjects}" not in kind.summary(lang)
+                        shortened[name] = shortened.get(name, 0) + (not named)
+    red = knowledge.cards.kinds["red-flag"]
+    assert len(red.subjects) >= 6
+    assert all(count == 0 for kind, count in shortened.items()
+               if kind != "electrolyte-depletion"), shortened
 
 
 def test_a_long_subject_list_is_shortened_to_fit() -> None:
@@ -154,3 +188,203 @@ def test_the_trace_names_rules_facts_and_derived_findings() -> None:
                     and f.facts["drug"].reference == "MedicationStatement/coc")
     assert estrogen.facts["drug"].match == "name"
     assert firing.version == "1.1.0"
+
+
+EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.json"))
+EXAMPLE_NOW = "2026-11-24T09:00:00Z"
+
+
+def _results(lang: str) -> list[twitch_cds.EvaluationResult]:
+    inputs = [json.loads(p.read_text(encoding="utf-8")) for p in EXAMPLES] + [EVERYTHING]
+    return [twitch_cds.evaluate(data, now=EXAMPLE_NOW, lang=lang) for data in inputs]
+
+
+@pytest.mark.parametrize("lang", ["en", "id"])
+def test_each_resource_is_cited_once_per_card(lang: str) -> None:
+    """Over every example and both languages: each resource behind a card appears exactly
+    once in its detail (one evidence list, bullets point into it by number), every resource
+    in ``result.evidence`` is there, and each article sentence is quoted once."""
+    cards = 0
+    for result in _results(lang):
+        for card in result.cards:
+            cards += 1
+            detail = card.detail or ""
+            cited = result.evidence[str(card.uuid)]
+            assert cited, card.summary
+            for ref in cited:
+                assert detail.count(f"`{ref}`") == 1, (ref, detail)
+            assert set(re.findall(r"`([A-Za-z]+/[^`]+)`", detail)) == set(cited)
+            quotes = [line for line in detail.splitlines()
+                      if line.startswith("> ") and not line.startswith(("> (", "> —"))]
+            assert quotes and len(quotes) == len(set(quotes)), detail
+    assert cards > 20
+
+
+def test_bullets_point_into_the_evidence_list() -> None:
+    result = twitch_cds.evaluate(json.loads(EXAMPLES[1].read_text(encoding="utf-8")),
+                                 now=EXAMPLE_NOW)
+    electrolytes = next(c for c in result.cards if c.kind == "electrolyte-depletion")
+    detail = electrolytes.detail or ""
+    assert detail.count("`Observation/tw-1123`") == 1
+    listed = dict(re.findall(r"^(\d+)\. `([^`]+)`", detail, re.M))
+    assert listed["1"] == "Observation/tw-1123" and listed["2"] == "Observation/k-1123"
+    potassium = next(line for line in detail.splitlines() if line.startswith("- Low potassium"))
+    assert potassium.endswith("[1, 2]")
+    assert "Rules" not in detail and "1.0.0" not in detail and "1.1.0" not in detail
+
+
+def test_the_card_extension_names_its_rules_and_the_ruleset(knowledge: Knowledge) -> None:
+    result = twitch_cds.evaluate(EVERYTHING, now=NOW)
+    versions = {c.rule.id: c.rule.maintenance.version for c in knowledge.rules}
+    concluding = {c.rule.id: c.rule.knowledge.conclude.card for c in knowledge.rules
+                  if c.rule.knowledge.conclude}
+    fired = {f.rule_id for f in result.trace.fired}
+    for card in result.cards:
+        data = card.to_json()
+        extension = data["extension"][EXTENSION_KEY]
+        assert extension["ruleset"] == result.trace.ruleset_version
+        ids = [r["id"] for r in extension["rules"]]
+        assert ids == sorted(set(ids)) and ids
+        for rule in extension["rules"]:
+            assert rule["version"] == versions[rule["id"]]
+            assert rule["id"] in fired and concluding[rule["id"]] == card.kind
+            assert rule["id"] not in (card.detail or "")
+        if knowledge.cards.kinds[card.kind or ""].group == "kind":
+            assert set(ids) == {r for r in fired if concluding.get(r) == card.kind}
+        assert Card.model_validate(data) == card
+    red = result.cards[0].to_json()["extension"][EXTENSION_KEY]["rules"]
+    assert {"id": "red-flag-weakness", "version": versions["red-flag-weakness"]} in red
+
+
+ENGLISH_MARKERS = re.compile(
+    r"\b(the|and|with|see a doctor|evidence|rules|twitching|may|can|of|on record)\b",
+    re.IGNORECASE)
+
+
+def _our_texts(card: Card) -> list[str]:
+    """Every text on a card that twitch-cds writes, without the record's own words: the
+    evidence lines quote each record's display or name as sent, so only their part after the
+    reference is left out (our words in them are checked on their own)."""
+    texts = [card.summary, card.source.label]
+    if card.source.topic and card.source.topic.display:
+        texts.append(card.source.topic.display)
+    texts += [r.display or "" for r in card.overrideReasons or []]
+    for suggestion in card.suggestions or []:
+        texts.append(suggestion.label)
+        for action in suggestion.actions or []:
+            texts.append(action.description)
+            texts.append(str(((action.resource or {}).get("code") or {}).get("text", "")))
+    texts += [line for line in (card.detail or "").splitlines()
+              if not re.match(r"^\d+\. `", line)]
+    return texts
+
+
+def test_indonesian_cards_carry_no_english_of_ours(knowledge: Knowledge) -> None:
+    english_words = [w.en.split("{")[0].strip() for w in knowledge.cards.evidence_words.values()]
+    statuses = list(knowledge.cards.status_words.values())
+    for result in _results("id"):
+        for card in result.cards:
+            for text in _our_texts(card):
+                assert not ENGLISH_MARKERS.search(text), text
+            for line in (card.detail or "").splitlines():
+                if re.match(r"^\d+\. `", line):  # an evidence line: our words in it
+                    assert not any(re.search(rf"\b{re.escape(w)}\b", line)
+                                   for w in english_words), line
+                    assert "recognised" not in line
+                    assert not any(f"({w.en}" in line for w in statuses), line
+            assert not re.search(r"\d\.\d", card.detail or ""), card.detail
+
+
+def test_the_english_marker_check_can_fail() -> None:
+    english = twitch_cds.evaluate(EVERYTHING, now=NOW, lang="en")
+    assert all(any(ENGLISH_MARKERS.search(t) for t in _our_texts(c)) for c in english.cards)
+
+
+def test_numbers_are_written_the_languages_way() -> None:
+    assert render_message("K {lab.value:.1f} mmol/L", "id", {"lab": {"value": 3.14}}) \
+        == "K 3,1 mmol/L"
+    assert render_message("K {lab.value:.1f} mmol/L", "en", {"lab": {"value": 3.14}}) \
+        == "K 3.1 mmol/L"
+    assert render_message("{x.n:.0f} hari, {x.s}", "id", {"x": {"n": 176.4, "s": "a.b"}}) \
+        == "176 hari, a.b"
+    assert render_message("{x.missing:.1f}", "id", {"x": {}}) == "?"
+    assert render_message("{subject} may explain it", "en", {}, "low potassium") \
+        == "Low potassium may explain it"
+    text = "Kalium 3.1 mmol/L (nilai rujukan lab 3.5–5.1 mmol/L), 2026-11-18, G12.21, 1.0.0"
+    assert localise_number_text(text, "id") == (
+        "Kalium 3,1 mmol/L (nilai rujukan lab 3,5–5,1 mmol/L), 2026-11-18, G12.21, 1.0.0")
+    assert localise_number_text(text, "en") == text
+
+
+def test_indonesian_suggestions_are_indonesian_and_valid_fhir() -> None:
+    resources = [r for r in EVERYTHING if r.get("resourceType") != "MedicationStatement"]
+    result = twitch_cds.evaluate(resources, now=NOW, lang="id")
+    red = result.cards[0]
+    assert red.suggestions
+    action = (red.suggestions[0].actions or [])[0]
+    assert action.description.startswith("Evaluasi klinis segera")
+    assert action.resource and action.resource["code"]["text"] == action.description
+    ServiceRequest.model_validate(action.resource)
+    english = twitch_cds.evaluate(resources, now=NOW, lang="en").cards[0]
+    assert (english.suggestions or [])[0].label != red.suggestions[0].label
+
+
+def test_a_suggestion_that_is_not_valid_fhir_is_refused_at_load(knowledge: Knowledge) -> None:
+    data = knowledge.cards.model_dump()
+    data["suggestions"]["clinical-evaluation"]["resources"][0]["status"] = {
+        "en": "draft", "id": "draft "}  # a FHIR code has no trailing space: English only
+    with pytest.raises(ValueError, match="status"):
+        CardTexts.model_validate(data)
+    data["suggestions"]["clinical-evaluation"]["resources"][0]["status"] = "draft"
+    assert CardTexts.model_validate(data).suggestions["clinical-evaluation"].resources_in("id")
+
+
+def test_article_passages_and_markers_are_written_once() -> None:
+    sentence = "Memijat otot yang berkedut dapat membantu."
+    paragraph = f"Tetap hangat. {sentence} Lalu istirahat."
+    assert _distinct([sentence, paragraph, "Lain."]) == [paragraph, "Lain."]
+    assert _distinct(["A.", "A.", "B."]) == ["A.", "A.", "B."]  # equal ones: a dict upstream
+    assert _markers([1]) == "[1]"
+    assert _markers([4, 1, 2]) == "[1, 2, 4]"
+    assert _markers([1, 2, 3, 5, 7, 8, 9, 10]) == "[1–3, 5, 7–10]"
+
+
+PATIENT_VOICE = re.compile(r"\b(you|your|see a doctor|how to twitch less)\b", re.IGNORECASE)
+"""Words that address the patient: cards are read by the clinician."""
+ID_MISTRANSLATIONS = ("mudah tersinggung", "dapat merupakan", "kata artikel", "temui dokter")
+"""Machine-translation slips of the source article that our own Indonesian must not repeat
+(verbatim article quotations, ``citation.text``, may keep them)."""
+
+
+def _card_texts(knowledge: Knowledge) -> list[tuple[str, str, str]]:
+    """(where, lang, text) for every text of ours a card can show."""
+    cards = knowledge.cards
+    out: list[tuple[str, str, str]] = []
+    def add(where: str, text: Any) -> None:
+        out.extend((where, lang, text(lang)) for lang in ("en", "id"))
+    for name, kind in cards.kinds.items():
+        add(f"{name}.summary", kind.summary)
+        add(f"{name}.display", kind.display)
+        for subject, label in kind.subjects.items():
+            add(f"{name}.{subject}", label)
+    for key, label in cards.labels.items():
+        add(f"labels.{key}", label)
+    for key, suggestion in cards.suggestions.items():
+        add(f"suggestions.{key}", suggestion.label)
+    for compiled in knowledge.rules:
+        message = compiled.rule.knowledge.message
+        out += [(compiled.rule.id, "en", message.en), (compiled.rule.id, "id", message.id)]
+    return out
+
+
+def test_card_texts_speak_to_the_clinician(knowledge: Knowledge) -> None:
+    for where, lang, text in _card_texts(knowledge):
+        if lang == "en":
+            assert not PATIENT_VOICE.search(text), (where, text)
+        else:
+            assert not any(slip in text.lower() for slip in ID_MISTRANSLATIONS), (where, text)
+    for compiled in knowledge.rules:
+        conclude = compiled.rule.knowledge.conclude
+        if conclude and conclude.card == "self-care":  # advice to give, not to follow
+            text = compiled.rule.knowledge.message.en.lower()
+            assert "advise" in text or "the patient" in text, (compiled.rule.id, text)

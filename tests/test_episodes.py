@@ -75,7 +75,7 @@ def test_the_chronic_card_prints_the_episode_not_the_oldest_record() -> None:
     records = [twitching("ancient", date="2023-05-01T08:00:00Z"), *_weekly(6)]
     result = twitch_cds.evaluate(records, now=NOW)
     card = next(c for c in result.cards if c.kind == "red-flag")
-    assert "lasting 42 days" in (card.detail or "")
+    assert "has lasted 42 days" in (card.detail or "")
     assert "Observation/ancient" not in (card.detail or "")
 
 

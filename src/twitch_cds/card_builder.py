@@ -4,6 +4,7 @@ rule files, and the evidence behind each card named in it."""
 from __future__ import annotations
 
 import hashlib
+import re
 import string
 import uuid
 from collections.abc import Iterable, Mapping
@@ -31,10 +32,30 @@ def card_uuid(name: str) -> str:
     h = digest.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 SUMMARY_LIMIT = 139
+EXTENSION_KEY = "twitch-cds"
+"""The card ``extension`` key under which the rules behind the card are named."""
+
+
+_DECIMAL_POINT = re.compile(r"(?<![\w.,])(\d+)\.(\d+)(?![\w.])")
+"""A decimal number's point (``3.1``, not a date ``2026-11-18``, a code ``G12.21`` or a
+version ``1.0.0``)."""
+
+
+def localise_number_text(text: str, lang: Lang) -> str:
+    """Decimal numbers in ``lang``'s way: ``3.1`` stays in English, ``3,1`` in Indonesian.
+
+    Applied to evidence lines, whose numbers the reader wrote with a point. A record's own
+    words (a code display such as "Fasciculation", a drug's name) stay as sent; only a decimal
+    point inside them becomes a comma too, which reads as the same number."""
+    return _DECIMAL_POINT.sub(r"\1,\2", text) if lang == "id" and "." in text else text
 
 
 class _FactFormatter(string.Formatter):
-    """``{bind.field}`` placeholders in rule messages, read from the facts a rule fired on."""
+    """``{bind.field}`` placeholders in rule messages, read from the facts a rule fired on;
+    numbers are written the way the card's language writes them (``3,1`` in Indonesian)."""
+
+    def __init__(self, lang: Lang):
+        self.lang: Lang = lang
 
     def get_field(self, field_name: str, args: Any, kwargs: Any) -> tuple[Any, str]:
         bind, _, name = field_name.partition(".")
@@ -42,12 +63,69 @@ class _FactFormatter(string.Formatter):
         return ("?" if value is None else value), field_name
 
     def format_field(self, value: Any, format_spec: str) -> str:
-        if value == "?" or (format_spec and not isinstance(value, int | float)):
+        if value == "?" or isinstance(value, bool) or not isinstance(value, int | float):
             return str(value)
-        return format(value, format_spec)
+        text = format(value, format_spec)
+        return text.replace(".", ",") if self.lang == "id" else text
 
 
-_FORMATTER = _FactFormatter()
+def render_message(template: str, lang: Lang, facts: Mapping[str, Any],
+                   subject: str = "") -> str:
+    """A rule's message in ``lang`` with its placeholders filled from the facts it fired on;
+    a message that opens with a placeholder ("{subject} may explain ...") opens with a
+    capital letter."""
+    if "{" not in template:
+        return template
+    text = _FORMATTERS[lang].format(template, **facts, subject={"": subject})
+    return text[:1].upper() + text[1:] if template.startswith("{") else text
+
+
+_FORMATTERS: dict[Lang, _FactFormatter] = {"en": _FactFormatter("en"),
+                                           "id": _FactFormatter("id")}
+
+
+def summary_text(texts: CardKind, subjects: list[str], lang: Lang) -> str:
+    """A card's summary listing its subjects (in cards.yaml order). When the list would not
+    fit in the 140 characters CDS Hooks allows, the last subjects are counted (``+2``)
+    instead of named; cards.yaml is written so that this never happens (a test enumerates
+    every combination)."""
+    labels = [_label(texts, s, lang) for s in subjects]
+    template = texts.summary(lang)
+    for shown in range(len(labels), 0, -1):
+        listed = ", ".join(labels[:shown])
+        if shown < len(labels):
+            listed += f" +{len(labels) - shown}"
+        summary = template.format(subjects=listed)
+        if len(summary) <= SUMMARY_LIMIT:
+            return summary
+    return template.format(subjects=f"{len(labels)}")[:SUMMARY_LIMIT]
+
+
+def _label(texts: CardKind, subject: str, lang: Lang) -> str:
+    text = texts.subjects.get(subject)
+    return text(lang) if text else subject
+
+
+def _distinct(quotes: Iterable[str]) -> list[str]:
+    """The article passages to quote, each once: a passage that another one on the same
+    card contains (one rule cites a sentence, another the paragraph around it) is left out."""
+    texts = list(quotes)
+    return [t for t in texts if not any(t != other and t in other for other in texts)]
+
+
+def _markers(numbers: Iterable[int]) -> str:
+    """``[1, 3–5]``: evidence markers (distinct numbers), runs of consecutive numbers
+    written as a range."""
+    ordered = sorted(numbers)
+    runs: list[list[int]] = []
+    for n in ordered:
+        if runs and n == runs[-1][-1] + 1:
+            runs[-1].append(n)
+        else:
+            runs.append([n])
+    parts = [f"{r[0]}" if len(r) == 1 else f"{r[0]}–{r[-1]}" if len(r) > 2
+             else f"{r[0]}, {r[1]}" for r in runs]
+    return f"[{', '.join(parts)}]"
 
 
 @dataclass(frozen=True)
@@ -60,9 +138,18 @@ class BuiltCard:
 
 @dataclass
 class _Block:
-    lines: list[str] = field(default_factory=list)
-    references: dict[str, None] = field(default_factory=dict)
+    """The evidence behind one message: each record's reference and line, and the dates."""
+
+    items: dict[str, list[str]] = field(default_factory=dict)
+    """Reference -> its evidence texts (a record behind two facts has two)."""
     dates: list[str] = field(default_factory=list)
+
+    def add(self, reference: str, text: str, date: str | None) -> None:
+        texts = self.items.setdefault(reference, [])
+        if text not in texts:
+            texts.append(text)
+        if date:
+            self.dates.append(date)
 
 
 @dataclass
@@ -83,6 +170,14 @@ class _Group:
 
 
 class CardBuilder:
+    """Builds the cards of one evaluation in one language.
+
+    A card's detail is a short clinical note: one bullet per conclusion (what the rules found,
+    in the clinician's voice), each ending with markers (``[1, 2]``) into one numbered
+    evidence list where every resource appears once with its line; then the article's
+    sentences, each once; then the dates of the data. The rules behind the card are not in
+    the prose: they are in the card's ``extension`` and in the result's trace."""
+
     def __init__(self, knowledge: Knowledge, lang: Lang):
         self.k = knowledge
         self.lang: Lang = lang
@@ -92,13 +187,29 @@ class CardBuilder:
         self._override_reasons = [Coding(system=system, code=r.code, display=r.display(lang))
                                   for r in knowledge.cards.override_reasons]
         labels = knowledge.cards.labels
-        self._evidence_label = labels["evidence"](lang)
         self._by_name = f" ({labels['matched_by_name'](lang)})"
         self._blocks: dict[tuple[str, ...], _Block] = {}
+        self._texts: dict[str, str] = {}
+        words = knowledge.cards.status_words
+        self._status_words = {code: text(lang) for code, text in words.items()}
+        self._status = re.compile(
+            r"\((" + "|".join(re.escape(code) for code in words) + r")(?=[,)])") \
+            if words else None
+
+    def _evidence_text(self, item: Evidence) -> str:
+        """An evidence line in the card's language: a medication record's FHIR status code
+        ("(active") in words, numbers with the language's decimal mark. The rest is as the
+        reader wrote it, the record's own words (its display, a drug's name) as sent."""
+        text = item.text
+        if self._status is not None and item.reference.startswith("Medication"):
+            text = self._status.sub(lambda m: f"({self._status_words[m.group(1)]}", text,
+                                    count=1)
+        note = self._by_name if item.match == "name" else ""
+        return localise_number_text(text, self.lang) + note
 
     def _block(self, fact_ids: tuple[str, ...], evidence: Mapping[str, Evidence]) -> _Block:
-        """The evidence lines for these facts: the same records behind several messages and
-        cards (every self-care bullet rests on the twitching records) are written once."""
+        """The evidence for these facts: the same records behind several messages and cards
+        (every self-care bullet rests on the twitching records) are looked up once."""
         block = self._blocks.get(fact_ids)
         if block is None:
             block = self._blocks[fact_ids] = _Block()
@@ -106,12 +217,12 @@ class CardBuilder:
                 item = evidence.get(fact_id)
                 if item is None:
                     continue
-                note = self._by_name if item.match == "name" else ""
-                block.lines.append(f"  - {self._evidence_label}: `{item.reference}`: "
-                                   f"{item.text}{note}")
-                block.references[item.reference] = None
-                if item.date:
-                    block.dates.append(item.date)
+                text = self._texts.get(fact_id)
+                if text is None:  # a record behind many messages is rendered once
+                    text = self._texts[fact_id] = self._evidence_text(item)
+                for other in item.also:  # the record that dates it comes first
+                    block.add(other.reference, self._evidence_text(other), other.date)
+                block.add(item.reference, text, item.date)
         return block
 
     def build(self, conclusions: Iterable[Conclusion], evidence: Mapping[str, Evidence],
@@ -131,67 +242,65 @@ class CardBuilder:
         return cards
 
     # -- pieces --------------------------------------------------------------------------
-    def _summary(self, group: _Group) -> str:
-        labels = [self._subject_label(group.texts, s) for s in group.subjects()]
-        template = group.texts.summary(self.lang)
-        for shown in range(len(labels), 0, -1):
-            listed = ", ".join(labels[:shown])
-            if shown < len(labels):
-                listed += f" +{len(labels) - shown}"
-            summary = template.format(subjects=listed)
-            if len(summary) <= SUMMARY_LIMIT:
-                return summary
-        return template.format(subjects=f"{len(labels)}")[:SUMMARY_LIMIT]
-
-    def _subject_label(self, texts: CardKind, subject: str) -> str:
-        text = texts.subjects.get(subject)
-        return text(self.lang) if text else subject
-
     def _card(self, group: _Group, evidence: Mapping[str, Evidence],
               provenance: Provenance, patient: str | None) -> BuiltCard:
         labels = self.k.cards.labels
-        lines = [f"**{labels['why'](self.lang)}**", ""]
-        references: dict[str, None] = {}
-        dates: list[str] = []
         citations: dict[str, tuple[str, str]] = {}
-        rule_versions: list[str] = []
+        rules: dict[str, str] = {}
         by_message: dict[str, dict[str, None]] = {}
         for conclusion in group.conclusions:
             rule = self.k.rules_by_id[conclusion.rule_id].rule
-            message = getattr(rule.knowledge.message, self.lang)
-            subject = self._subject_label(group.texts, conclusion.subject)
-            text = _FORMATTER.format(message, **conclusion.facts, subject={"": subject}) \
-                if "{" in message else message
+            subject = _label(group.texts, conclusion.subject, self.lang)
+            text = render_message(getattr(rule.knowledge.message, self.lang), self.lang,
+                                  conclusion.facts, subject)
             by_message.setdefault(text, {}).update(dict.fromkeys(
                 provenance.inputs(str(f["id"]) for f in conclusion.facts.values())))
             citation = rule.library.citation
             citations.setdefault(citation.text, (citation.section, citation.gloss))
-            rule_versions.append(f"{rule.id} {rule.maintenance.version}")
+            rules[rule.id] = rule.maintenance.version
+        lines: list[str] = []
+        numbers: dict[str, int] = {}
+        entries: dict[str, list[str]] = {}
+        dates: list[str] = []
         for message, fact_ids in by_message.items():
-            lines.append(f"- {message}")
             block = self._block(tuple(fact_ids), evidence)
-            lines += block.lines
-            references.update(block.references)
+            for reference, texts in block.items.items():
+                known = entries.get(reference)
+                if known is None:
+                    numbers[reference] = len(numbers) + 1
+                    entries[reference] = list(texts)
+                elif texts != known:  # another fact of the same record: its other lines
+                    known += [t for t in texts if t not in known]
             dates += block.dates
+            marks = _markers(numbers[r] for r in block.items)
+            lines.append(f"- {message} {marks}" if block.items else f"- {message}")
+        if numbers:
+            lines += ["", f"**{labels['evidence'](self.lang)}**", ""]
+            lines += [f"{n}. `{ref}`: {'; '.join(entries[ref])}" for ref, n in numbers.items()]
         lines += ["", f"**{labels['article'](self.lang)}**", ""]
-        for text, (section, gloss) in citations.items():
+        for text in _distinct(citations):
+            section, gloss = citations[text]
             lines.append(f"> {text}")
             if self.lang == "en":
                 lines.append(f"> — *{gloss}*")
             lines.append(f"> ({section})")
             lines.append("")
         if dates:
-            lines.append(f"**{labels['data_age'](self.lang)}**: {labels['newest'](self.lang)} "
-                         f"{max(dates)}, {labels['oldest'](self.lang)} {min(dates)}")
-            lines.append("")
-        lines.append(f"{labels['rules'](self.lang)}: {', '.join(sorted(set(rule_versions)))}")
+            oldest, newest = min(dates), max(dates)
+            span = oldest if oldest == newest else labels["data_range"](self.lang).format(
+                oldest=oldest, newest=newest)
+            lines.append(f"**{labels['data_age'](self.lang)}**: {span}")
+        while lines and not lines[-1]:
+            lines.pop()
+        references = list(numbers)
+        versions = sorted(f"{rule_id} {version}" for rule_id, version in rules.items())
         identity = "|".join([patient or "-", group.kind, ",".join(sorted(group.subjects())),
-                             *sorted(set(rule_versions)), *sorted(references)])
+                             *versions, *sorted(references)])
         source = self.k.cards.source
-        suggestions = self._suggestions(group, patient, list(references))
-        return BuiltCard(list(references), Card(
+        suggestions = self._suggestions(group, patient, references)
+        return BuiltCard(references, Card(
             uuid=card_uuid(identity),
-            summary=self._summary(group),
+            summary=summary_text(group.texts, group.subjects(), self.lang),
             detail="\n".join(lines),
             indicator=group.texts.indicator,
             source=Source(
@@ -202,6 +311,11 @@ class CardBuilder:
             suggestions=suggestions or None,
             selectionBehavior="any" if suggestions else None,
             overrideReasons=list(self._override_reasons) or None,
+            extension={EXTENSION_KEY: {
+                "ruleset": self.k.version,
+                "rules": [{"id": rule_id, "version": rules[rule_id]}
+                          for rule_id in sorted(rules)],
+            }},
         ))
 
     def _suggestions(self, group: _Group, patient: str | None,
@@ -218,16 +332,16 @@ class CardBuilder:
         for key in wanted:
             texts = self.k.cards.suggestions[key]
             actions = []
-            for template in texts.resources:
+            for template in texts.resources_in(self.lang):
                 resource = dict(template)
                 resource["subject"] = {"reference": patient}
                 if reasons:
                     resource["reasonReference"] = list(reasons)
+                # our own text in the card's language; else the code system's display
                 what = (resource.get("code") or {}).get("text") or next(
                     (c.get("display") for c in (resource.get("code") or {}).get("coding", [])
                      if c.get("display")), texts.label(self.lang))
-                actions.append(Action(type="create", description=f"{resource['resourceType']}: "
-                                      f"{what}", resource=resource))
+                actions.append(Action(type="create", description=what, resource=resource))
             out.append(Suggestion(
                 label=texts.label(self.lang),
                 uuid=card_uuid(f"{patient}|{group.kind}|{key}"),

@@ -64,6 +64,10 @@ class Card(_Model):
     selectionBehavior: Literal["at-most-one", "any"] | None = None
     overrideReasons: list[Coding] | None = Field(default=None, min_length=1)
     links: list[Link] | None = Field(default=None, min_length=1)
+    extension: dict[str, Any] | None = Field(default=None, min_length=1)
+    """CDS Hooks 2.0 extensions. twitch-cds puts the rules behind the card here
+    (``{"twitch-cds": {"ruleset": ..., "rules": [{"id": ..., "version": ...}]}}``), so that
+    the card's text carries no rule ids."""
 
     @field_validator("selectionBehavior")
     @classmethod

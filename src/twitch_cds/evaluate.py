@@ -127,7 +127,8 @@ def _trace(knowledge: Knowledge, evidence: Mapping[str, Evidence], session: Sess
 
     def sources(fact_id: str) -> list[str]:
         items = (evidence.get(i) for i in provenance.inputs([fact_id]))
-        return list(dict.fromkeys(item.reference for item in items if item))
+        return list(dict.fromkeys(ref for item in items if item
+                                  for ref in (item.reference, *(o.reference for o in item.also))))
 
     versions = {c.rule.id: c.rule.maintenance.version for c in knowledge.rules}
     fired = [

@@ -27,6 +27,9 @@ class Evidence:
     match: str
     """How the resource was recognised: ``code``, ``class`` (ATC prefix) or ``name`` (text)."""
     date: str | None = None
+    also: tuple[Evidence, ...] = ()
+    """Other records the fact rests on: the first record of a finding's current episode,
+    which dates a chronic finding although it is no longer current itself."""
 
     def replace(self, **changes: Any) -> Evidence:
         """A copy with some fields changed."""

@@ -180,9 +180,10 @@ class FindingReader(ReaderContext):
                 continue  # undated: its own onset, if any, is all there is
             start, end, first = episode
             fact.duration_days = max(0.0, days_between(start, end))  # the reader's own fact
-            if first != evidence.reference:
-                evidence.text = f"{evidence.text}; {self.word('first_recorded')} " \
-                                f"{date_text(start)} ({first})"
+            if first != evidence.reference:  # the record that dates the episode is evidence
+                evidence.also = (Evidence(reference=first, match="code", date=date_text(start),
+                                          text=self.word("episode_start",
+                                                         date=str(date_text(start)))),)
 
     def _findings(self, v: Validated, source: Any, findings: dict[str, Match], severe: bool,
                   onset: dt.datetime | None, when: dt.datetime | None, text: str) -> None:

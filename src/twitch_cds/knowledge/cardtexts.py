@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 Lang = Literal["en", "id"]
 
@@ -35,10 +35,47 @@ class CardKind(BaseModel):
     suggestions: list[str] = Field(default_factory=list)
 
 
+LANGS: tuple[Lang, ...] = ("en", "id")
+
+
+def localise(value: Any, lang: Lang) -> Any:
+    """A resource template in one language: every ``{en: ..., id: ...}`` text becomes the
+    string of ``lang``; everything else is copied as it is."""
+    if isinstance(value, dict):
+        if set(value) == set(LANGS) and all(isinstance(v, str) for v in value.values()):
+            return value[lang]
+        return {k: localise(v, lang) for k, v in value.items()}
+    if isinstance(value, list):
+        return [localise(v, lang) for v in value]
+    return value
+
+
 class SuggestionTexts(BaseModel):
+    """A suggested action: its label, and FHIR resources whose texts may be given in both
+    languages (``text: {en: ..., id: ...}``), so that an Indonesian card carries no English
+    text of ours. Each resource is validated with fhir.resources in both languages at load."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
     label: Text
     resources: list[dict[str, Any]] = Field(min_length=1)
+    _by_lang: dict[str, list[dict[str, Any]]] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _valid_fhir(self) -> SuggestionTexts:
+        from fhir.resources.R4B import get_fhir_model_class
+
+        for lang in LANGS:
+            rendered = [localise(r, lang) for r in self.resources]
+            for resource in rendered:
+                model = get_fhir_model_class(str(resource.get("resourceType")))
+                # the subject is added per patient when the card is built
+                model.model_validate({**resource, "subject": {"reference": "Patient/x"}})
+            self._by_lang[lang] = rendered
+        return self
+
+    def resources_in(self, lang: Lang) -> list[dict[str, Any]]:
+        """The resource templates with their texts in ``lang``."""
+        return self._by_lang[lang]
 
 
 class OverrideReason(BaseModel):
@@ -55,3 +92,5 @@ class CardTexts(BaseModel):
     suggestions: dict[str, SuggestionTexts] = Field(default_factory=dict)
     override_reasons: list[OverrideReason] = Field(default_factory=list)
     evidence_words: dict[str, Text]
+    status_words: dict[str, Text] = Field(default_factory=dict)
+    """FHIR status codes of medication records, in words, for evidence lines."""

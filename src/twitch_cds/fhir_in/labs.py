@@ -145,7 +145,7 @@ class LabReader(ReaderContext):
         default_low = self.p[m.default_low] if m.default_low else 0.0
         default_high = self.p[m.default_high] if m.default_high else 0.0
         shown = (f"{m.display(self.lang)} ({self.word('flagged', code=interpretation)}; "
-                 f"value not used), {date_text(when)}")
+                 f"{self.word('value_not_used')}), {date_text(when)}")
         fact = Lab(id=f"{v.raw.label}#{analyte}", analyte=analyte, unit=m.unit,
                    interpretation=interpretation, default_low=default_low,
                    default_high=default_high, age_days=age)

@@ -16,7 +16,7 @@ import pytest
 
 import twitch_cds
 from twitch_cds.cli import main
-from twitch_cds.screening import evaluate_many, screen
+from twitch_cds.screening import evaluate_many, job, screen
 from twitch_cds.screening.gate import CardGate
 
 NOW = "2026-11-24T09:00:00Z"
@@ -106,9 +106,11 @@ def test_twitching_with_weakness_is_critical_and_first(export: Path, serial: Pat
         f"Patient/{r['patient']}" for r in rows]
 
 
-def test_serial_equals_two_processes(export: Path, serial: Path, tmp_path: Path) -> None:
+def test_serial_equals_two_processes(export: Path, serial: Path, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(job, "SERIAL_BELOW_BYTES", 0)  # this small export on processes too
     summary = screen(export, tmp_path, now=NOW, workers=2, progress=False)
-    assert summary.workers == 2
+    assert summary.workers == 2 and summary.engine == "processes"
     for name in ("worklist.csv", "responses.ndjson", "rejected.ndjson", "group.json"):
         assert (tmp_path / name).read_bytes() == (serial / name).read_bytes()
 

@@ -71,6 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--dask", metavar="ADDRESS",
                        help="run on Dask: a scheduler address, or 'local' for a local cluster "
                             "of --workers processes (needs the [screen] extra)")
+    sweep.add_argument("--restart", action="store_true",
+                       help="discard an unfinished run in --out instead of resuming it "
+                            "(a run of other inputs or settings is never resumed)")
     return parser
 
 
@@ -82,7 +85,8 @@ def _screen(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     export = args.export[0] if len(args.export) == 1 else args.export
     summary = screen(export, args.out, workers=args.workers, fmt=args.format, now=args.now,
-                     lang=args.lang, parameters=_parameters(args.param), dask=args.dask)
+                     lang=args.lang, parameters=_parameters(args.param), dask=args.dask,
+                     restart=args.restart)
     print(f"{summary.patients_read} patients ({summary.resources_read} resources) in "
           f"{summary.seconds:.1f} s, {summary.patients_per_second:,.0f} patients/s: "
           f"{summary.patients_flagged} on the worklist, {summary.lines_rejected} lines "

@@ -120,7 +120,7 @@ def patient_of(resource: Any) -> str | None:
 
 def _patient_bytes(line: bytes) -> tuple[str | None, str | None]:
     """(patient id, problem) for one raw line."""
-    if not _PATIENT.search(line):
+    if b'"Patient"' not in line or not _PATIENT.search(line):  # a substring scan first
         found = _REF.search(line)
         if found:
             return found.group(1).decode("ascii"), None

@@ -77,6 +77,16 @@ def _raw_groups(task: BucketTask) -> dict[str, list[Located]]:
     return groups
 
 
+def _refers(resource: Any, pid: str) -> bool:
+    """The common case of ``patient_of(resource) == pid``, decided without its general
+    reading: a non-Patient resource whose ``subject`` is exactly ``Patient/<pid>`` (``pid``
+    came from the partitioning pattern, so it is a FHIR id)."""
+    if type(resource) is not dict or resource.get("resourceType") == "Patient":
+        return False
+    subject = resource.get("subject")
+    return type(subject) is dict and subject.get("reference") == "Patient/" + pid
+
+
 def _parsed(task: BucketTask, pid: str, located: list[Located],
             rejected: list[Rejected]) -> tuple[list[Any], list[bytes]]:
     """A patient's resources and their raw lines. Every line is parsed, so that every
@@ -90,7 +100,7 @@ def _parsed(task: BucketTask, pid: str, located: list[Located],
         except ValueError as exc:
             rejected.append(Rejected(*where, f"not JSON: {exc}"))
             continue
-        actual = patient_of(resource)
+        actual = pid if _refers(resource, pid) else patient_of(resource)
         if actual != pid:
             rejected.append(Rejected(
                 *where, "patient reference read inconsistently: "

@@ -191,9 +191,12 @@ def screen(
         phase("start")
         done = list(runner.map(partition_share, shares, files=names, work=work, k=buckets))
         phase("partition")
+        if progress:
+            log.info("partitioned %d lines into %d buckets in %.1f s", sum(d.lines for d in done),
+                     buckets, phases["partition"])
         offsets = line_offsets(shares, done)
         tasks = [BucketTask(b, work, names, offsets) for b in range(buckets)]
-        bar = Progress(buckets, enabled=progress)
+        bar = Progress(buckets, enabled=progress, started=started)
         try:
             for counts in runner.map(_run_bucket, tasks, settings=settings):
                 totals.update(patients=counts.patients, resources=counts.resources,

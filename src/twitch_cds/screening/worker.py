@@ -77,6 +77,19 @@ def _raw_groups(task: BucketTask) -> dict[str, list[Located]]:
     return groups
 
 
+def _loads(line: bytes) -> Any:
+    """``json.loads(line)``; the usual line (an object in UTF-8) is decoded first, which
+    spares json its encoding detection. Any other line gets the bytes reading as it was."""
+    if line[:1] == b"{" and b"\x00" not in line[:4]:
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            return json.loads(text)
+    return json.loads(line)
+
+
 def _refers(resource: Any, pid: str) -> bool:
     """The common case of ``patient_of(resource) == pid``, decided without its general
     reading: a non-Patient resource whose ``subject`` is exactly ``Patient/<pid>`` (``pid``
@@ -96,7 +109,7 @@ def _parsed(task: BucketTask, pid: str, located: list[Located],
     for index, number, line in located:
         where = (task.files[index], number)
         try:
-            resource = json.loads(line)
+            resource = _loads(line)
         except ValueError as exc:
             rejected.append(Rejected(*where, f"not JSON: {exc}"))
             continue

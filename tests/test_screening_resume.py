@@ -189,6 +189,7 @@ def test_a_changed_input_file_is_not_mixed(export: Path, tmp_path: Path,
 def test_shares_of_one_file_number_lines_as_the_file_does(
         export: Path, whole: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(partition, "SHARE_BYTES", 4096)  # every file in many byte ranges
+    monkeypatch.setattr(partition, "WRITE_BUFFERS", 1024)  # appended to buckets line by line
     assert len(partition.plan_shares(sorted(export.glob("*.ndjson")))) > 50
     summary = screen(export, tmp_path, now=NOW, progress=False)
     _same(tmp_path, whole)

@@ -81,12 +81,18 @@ def _screen(args: argparse.Namespace) -> int:
     import logging
 
     from twitch_cds.screening import screen
+    from twitch_cds.screening.dask_adapter import DaskError
+    from twitch_cds.screening.partition import WorkError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     export = args.export[0] if len(args.export) == 1 else args.export
-    summary = screen(export, args.out, workers=args.workers, fmt=args.format, now=args.now,
-                     lang=args.lang, parameters=_parameters(args.param), dask=args.dask,
-                     restart=args.restart)
+    try:
+        summary = screen(export, args.out, workers=args.workers, fmt=args.format,
+                         now=args.now, lang=args.lang, parameters=_parameters(args.param),
+                         dask=args.dask, restart=args.restart)
+    except (DaskError, WorkError) as exc:
+        print(f"twitch-cds: error: {exc}", file=sys.stderr)
+        return 2
     print(f"{summary.patients_read} patients ({summary.resources_read} resources) in "
           f"{summary.seconds:.1f} s, {summary.patients_per_second:,.0f} patients/s: "
           f"{summary.patients_flagged} on the worklist, {summary.lines_rejected} lines "

@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from twitch_cds.fhir_in.coding import is_fhir_id, reference
 
@@ -43,7 +43,11 @@ workers, so the output's order (bucket by bucket) is the same however the run is
 SHARE_BYTES = 32 * 1024 * 1024
 """Byte range of a plain file that one partitioning task reads (a gzip is one share)."""
 WRITE_BUFFERS = 8 * 1024 * 1024
-"""Total write buffer of one partitioning task, shared by its K bucket files (technical)."""
+"""Lines a partitioning task holds before appending them to its bucket files (technical)."""
+
+
+class WorkError(RuntimeError):
+    """The run's work directory cannot be written (the run stops; it can be resumed)."""
 
 
 @dataclass(frozen=True)
@@ -172,7 +176,7 @@ def read_done(directory: Path) -> ShareDone | None:
 
 def partition_share(share: Share, files: list[str], work: Path, k: int) -> ShareDone:
     """Split the share's lines into ``k`` bucket files (``bucket-NNNN.tsv``, made when first
-    written) and its unplaceable lines into ``rejected.ndjson`` (line numbers within the
+    needed) and its unplaceable lines into ``rejected.ndjson`` (line numbers within the
     share), in a directory that appears, renamed from a temporary one, only when complete."""
     final = share_dir(work, share.index)
     done = read_done(final)
@@ -182,8 +186,22 @@ def partition_share(share: Share, files: list[str], work: Path, k: int) -> Share
     shutil.rmtree(temp, ignore_errors=True)
     temp.mkdir(parents=True)
     path = Path(files[share.file])
-    buffer = max(8 * 1024, WRITE_BUFFERS // k)
-    handles: dict[int, IO[bytes]] = {}
+    pending: dict[int, list[bytes]] = {}
+    held = 0
+
+    def flush() -> None:
+        """Append what is held to the bucket files: at most one file is open at a time,
+        whatever K (no limit on open files to meet), and memory stays within the budget."""
+        nonlocal held
+        try:
+            for bucket, chunks in sorted(pending.items()):
+                with open(temp / bucket_name(bucket), "ab") as handle:
+                    handle.write(b"".join(chunks))
+        except OSError as exc:  # not the export's fault (a full disk): stop, resumable
+            raise WorkError(f"cannot write the work directory {temp}: {exc}") from exc
+        pending.clear()
+        held = 0
+
     lines = read = rejected = 0
     prefix = b"%d\t" % share.file
     with open(temp / "rejected.ndjson", "w", encoding="utf-8") as rejects:
@@ -205,18 +223,15 @@ def partition_share(share: Share, files: list[str], work: Path, k: int) -> Share
                     reject(lines, problem or "unreadable")
                     continue
                 encoded = pid.encode()
-                bucket = zlib.crc32(encoded) % k
-                handle = handles.get(bucket)
-                if handle is None:
-                    handle = handles[bucket] = open(  # noqa: SIM115 (closed below)
-                        temp / bucket_name(bucket), "wb", buffering=buffer)
-                handle.write(b"%s%d\t%s\t%s\n" % (prefix, lines, encoded, stripped))
+                record = b"%s%d\t%s\t%s\n" % (prefix, lines, encoded, stripped)
+                pending.setdefault(zlib.crc32(encoded) % k, []).append(record)
+                held += len(record)
+                if held >= WRITE_BUFFERS:
+                    flush()
         except (EOFError, OSError, zlib.error) as exc:
             reject(lines + 1,
                    f"file unreadable from here ({type(exc).__name__}: {exc}); rest skipped")
-        finally:
-            for handle in handles.values():
-                handle.close()
+        flush()
     result = ShareDone(lines, read, rejected)
     (temp / "done.json").write_text(json.dumps(result.__dict__), encoding="utf-8")
     os.replace(temp, final)

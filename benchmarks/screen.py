@@ -52,7 +52,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000],
                         help="resources (about ten a patient)")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--workers", type=int, nargs="*", default=[1, 2])
     parser.add_argument("--dask", type=int, nargs="*", default=[],
                         help="also run on a Dask local cluster of these many workers")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each; the fastest kept")

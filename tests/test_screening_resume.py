@@ -211,3 +211,29 @@ def test_a_share_reads_the_lines_that_start_in_its_range(tmp_path: Path) -> None
         got: list[Any] = [*(partition._share_lines(path, first) if first else []),
                           *partition._share_lines(path, second)]
         assert got == lines, cut
+
+
+def test_a_run_stopped_while_partitioning_keeps_its_finished_shares(
+        export: Path, whole: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = partition.partition_share
+    calls: list[tuple[int, bool]] = []
+    stop = [True]
+
+    def stopping(share: partition.Share, **kwargs: Any) -> partition.ShareDone:
+        finished = partition.read_done(partition.share_dir(kwargs["work"], share.index))
+        calls.append((share.index, finished is not None))
+        if len(calls) == 3 and stop.pop():
+            raise KeyboardInterrupt("interrupted")
+        return real(share, **kwargs)
+
+    monkeypatch.setattr(job, "partition_share", stopping)
+    with pytest.raises(KeyboardInterrupt):
+        screen(export, tmp_path, now=NOW, progress=False)
+    assert calls == [(0, False), (1, False), (2, False)]
+    calls.clear()
+    stop.append(False)
+    summary = screen(export, tmp_path, now=NOW, progress=False)
+    assert calls[:3] == [(0, True), (1, True), (2, False)]  # two shares were not redone
+    assert all(not done for _, done in calls[2:])
+    assert summary.buckets_resumed == 0
+    _same(tmp_path, whole)

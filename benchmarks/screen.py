@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -26,7 +27,9 @@ from population import generate  # noqa: E402
 
 RUN = """
 import json, multiprocessing, os, resource, sys, time
-from twitch_cds.screening import screen
+from twitch_cds.screening import job, screen
+if os.environ.get("SCREEN_BENCH_ALWAYS_POOL"):
+    job.SERIAL_BELOW_BYTES = 0
 def cpu():
     return sum(getattr(resource.getrusage(who), f) for f in ("ru_utime", "ru_stime")
                for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
@@ -55,9 +58,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 2])
     parser.add_argument("--dask", type=int, nargs="*", default=[],
                         help="also run on a Dask local cluster of these many workers")
+    parser.add_argument("--always-pool", action="store_true",
+                        help="use the worker processes even for a small export")
     parser.add_argument("--repeat", type=int, default=1, help="runs of each; the fastest kept")
     parser.add_argument("--keep", type=Path, help="keep exports here (default: a temp dir)")
     args = parser.parse_args()
+    env = {**os.environ, **({"SCREEN_BENCH_ALWAYS_POOL": "1"} if args.always_pool else {})}
     root = args.keep or Path(tempfile.mkdtemp(prefix="twitch-cds-bench-"))
     print("| resources | patients | engine | wall s | patients/s | resources/s | flagged |"
           " peak RSS main MiB | peak RSS worker MiB | CPU s | patients/CPU s | load | phases s |")
@@ -76,7 +82,7 @@ def main() -> None:
             for _ in range(args.repeat):
                 done = subprocess.run([sys.executable, "-c", RUN, str(export), str(out),
                                        str(workers), *dask], check=True, capture_output=True,
-                                      text=True)
+                                      text=True, env=env)
                 r = json.loads(done.stdout.strip().splitlines()[-1])
                 best = r if best is None or r["wall"] < best["wall"] else best
             assert best is not None

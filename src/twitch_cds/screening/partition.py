@@ -42,7 +42,7 @@ MIN_BUCKETS = 16
 workers, so the output's order (bucket by bucket) is the same however the run is done."""
 SHARE_BYTES = 32 * 1024 * 1024
 """Byte range of a plain file that one partitioning task reads (a gzip is one share)."""
-WRITE_BUFFERS = 8 * 1024 * 1024
+WRITE_BUFFERS = 4 * 1024 * 1024
 """Lines a partitioning task holds before appending them to its bucket files (technical)."""
 
 
@@ -186,7 +186,7 @@ def partition_share(share: Share, files: list[str], work: Path, k: int) -> Share
     shutil.rmtree(temp, ignore_errors=True)
     temp.mkdir(parents=True)
     path = Path(files[share.file])
-    pending: dict[int, list[bytes]] = {}
+    pending: dict[int, bytearray] = {}
     held = 0
 
     def flush() -> None:
@@ -194,9 +194,9 @@ def partition_share(share: Share, files: list[str], work: Path, k: int) -> Share
         whatever K (no limit on open files to meet), and memory stays within the budget."""
         nonlocal held
         try:
-            for bucket, chunks in sorted(pending.items()):
+            for bucket, chunk in sorted(pending.items()):
                 with open(temp / bucket_name(bucket), "ab") as handle:
-                    handle.write(b"".join(chunks))
+                    handle.write(chunk)
         except OSError as exc:  # not the export's fault (a full disk): stop, resumable
             raise WorkError(f"cannot write the work directory {temp}: {exc}") from exc
         pending.clear()
@@ -224,7 +224,7 @@ def partition_share(share: Share, files: list[str], work: Path, k: int) -> Share
                     continue
                 encoded = pid.encode()
                 record = b"%s%d\t%s\t%s\n" % (prefix, lines, encoded, stripped)
-                pending.setdefault(zlib.crc32(encoded) % k, []).append(record)
+                pending.setdefault(zlib.crc32(encoded) % k, bytearray()).extend(record)
                 held += len(record)
                 if held >= WRITE_BUFFERS:
                     flush()

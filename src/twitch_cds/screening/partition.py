@@ -183,7 +183,8 @@ def partition_share(share: Share, files: list[str], work: Path, k: int) -> Share
     if done is not None:
         return done
     temp = final.with_name(final.name + ".tmp")
-    shutil.rmtree(temp, ignore_errors=True)
+    for stale in (final, temp):  # an unreadable report counts as unfinished: redone
+        shutil.rmtree(stale, ignore_errors=True)
     temp.mkdir(parents=True)
     path = Path(files[share.file])
     pending: dict[int, bytearray] = {}

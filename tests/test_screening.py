@@ -16,7 +16,7 @@ import pytest
 
 import twitch_cds
 from twitch_cds.cli import main
-from twitch_cds.screening import evaluate_many, screen
+from twitch_cds.screening import evaluate_many, job, screen
 from twitch_cds.screening.gate import CardGate
 
 NOW = "2026-11-24T09:00:00Z"
@@ -106,9 +106,11 @@ def test_twitching_with_weakness_is_critical_and_first(export: Path, serial: Pat
         f"Patient/{r['patient']}" for r in rows]
 
 
-def test_serial_equals_two_processes(export: Path, serial: Path, tmp_path: Path) -> None:
+def test_serial_equals_two_processes(export: Path, serial: Path, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(job, "SERIAL_BELOW_BYTES", 0)  # this small export on processes too
     summary = screen(export, tmp_path, now=NOW, workers=2, progress=False)
-    assert summary.workers == 2
+    assert summary.workers == 2 and summary.engine == "processes"
     for name in ("worklist.csv", "responses.ndjson", "rejected.ndjson", "group.json"):
         assert (tmp_path / name).read_bytes() == (serial / name).read_bytes()
 
@@ -279,3 +281,40 @@ def test_a_dask_cluster_with_threaded_workers_is_refused(export: Path, tmp_path:
             pytest.raises(DaskError, match="not thread-safe"):
         screen(export, tmp_path, now=NOW, dask=cluster.scheduler_address, progress=False)
     assert not (tmp_path / "summary.json").exists()
+
+
+@pytest.mark.parametrize("line", [
+    b'{"resourceType": "Observation", "subject": {"reference": "Patient/a"}}',
+    b'{"a": "\xc3\xa9"}', b'{"a": "\xff"}', b'\xef\xbb\xbf{"a": 1}', b'{"a": 1', b'[1]',
+    '{"a": 1}'.encode("utf-16-le"), b'{"a": "\\u00e9"}'])
+def test_the_fast_json_reading_reads_as_json_loads(line: bytes) -> None:
+    from twitch_cds.screening.worker import _loads
+
+    try:
+        expected: Any = json.loads(line)
+    except ValueError as exc:
+        expected = type(exc)
+    try:
+        got: Any = _loads(line)
+    except ValueError as exc:
+        got = type(exc)
+    assert got == expected
+
+
+@pytest.mark.parametrize("resource", [
+    {"resourceType": "Observation", "subject": {"reference": "Patient/a"}},
+    {"resourceType": "Observation", "subject": {"reference": "Patient/b"}},
+    {"resourceType": "Observation", "subject": {"reference": "http://x/fhir/Patient/a"}},
+    {"resourceType": "Observation", "subject": {"reference": "Group/a"},
+     "patient": {"reference": "Patient/a"}},
+    {"resourceType": "Patient", "id": "a", "subject": {"reference": "Patient/b"}},
+    {"resourceType": "Patient", "id": "a"}, {"resourceType": "Observation"}, [1],
+    {"resourceType": "Condition", "subject": "Patient/a"}])
+def test_the_quick_patient_check_agrees_with_patient_of(resource: Any) -> None:
+    from twitch_cds.screening.partition import patient_of
+    from twitch_cds.screening.worker import _refers
+
+    if _refers(resource, "a"):  # the quick check never accepts what patient_of refuses
+        assert patient_of(resource) == "a"
+    common = {"resourceType": "Observation", "subject": {"reference": "Patient/a"}}
+    assert _refers(common, "a") and not _refers(common, "b")

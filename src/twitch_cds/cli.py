@@ -80,6 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--dask", metavar="ADDRESS",
                        help="run on Dask: a scheduler address, or 'local' for a local cluster "
                             "of --workers processes (needs the [screen] extra)")
+    sweep.add_argument("--restart", action="store_true",
+                       help="discard an unfinished run in --out instead of resuming it "
+                            "(a run of other inputs or settings is never resumed)")
     return parser
 
 
@@ -87,12 +90,19 @@ def _screen(args: argparse.Namespace) -> int:
     import logging
 
     from twitch_cds.screening import screen
+    from twitch_cds.screening.dask_adapter import DaskError
+    from twitch_cds.screening.partition import WorkError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     export = args.export[0] if len(args.export) == 1 else args.export
-    summary = screen(export, args.out, workers=args.workers, fmt=args.format, now=args.now,
-                     lang=args.lang, parameters=_parameters(args.param, args.lang),
-                     dask=args.dask)
+    try:
+        summary = screen(export, args.out, workers=args.workers, fmt=args.format,
+                         now=args.now, lang=args.lang,
+                         parameters=_parameters(args.param, args.lang),
+                         dask=args.dask, restart=args.restart)
+    except (DaskError, WorkError) as exc:
+        print(f"twitch-cds: {_say(args.lang, 'error')}: {exc}", file=sys.stderr)
+        return 2
     print(_say(args.lang, "screen-summary", patients=summary.patients_read,
                resources=summary.resources_read, seconds=round(summary.seconds, 1),
                rate=round(summary.patients_per_second), flagged=summary.patients_flagged,

@@ -1,17 +1,15 @@
-"""Run the buckets on Dask: a local cluster, or a scheduler at an address (the ``screen``
-extra). Each worker runs one thread, because durable-rules is not thread-safe; a cluster
-whose workers run more is refused. The bucket files are written by the caller, so a remote
-cluster's workers must see the same file system (the scratch directory: ``TMPDIR``).
+"""Run the shares and buckets on Dask: a local cluster, or a scheduler at an address (the
+``screen`` extra). Each worker runs one thread, because durable-rules is not thread-safe; a
+cluster whose workers run more is refused. The tasks read and write the output directory's
+work directory (``OUT/.work``), so a remote cluster's workers must see the same file system.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
-
-from twitch_cds.screening.worker import BucketOutcome, Settings, run_bucket
 
 
 class DaskError(RuntimeError):
@@ -25,10 +23,23 @@ def _distributed() -> Any:
         raise DaskError("the Dask adapter needs: pip install 'twitch-cds[screen]'") from exc
 
 
-def dask_buckets(buckets: list[Path], files: list[str], settings: Settings, address: str,
-                 workers: int) -> Iterator[BucketOutcome]:
-    """Each bucket's outcome, in bucket order. ``address`` is a scheduler address, or
-    ``local`` for a local cluster of ``workers`` processes with one thread each."""
+class DaskRunner:
+    """``map(fn, items, **kwargs)``: results in item order, computed on the cluster."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def map(self, fn: Callable[..., Any], items: Sequence[Any], **kwargs: Any) -> Iterator[Any]:
+        futures = self.client.map(fn, items, pure=False, **kwargs)
+        for future in futures:
+            yield future.result()
+            future.release()
+
+
+@contextmanager
+def dask_runner(address: str, workers: int) -> Iterator[DaskRunner]:
+    """A runner on a scheduler at ``address``, or ``local``: a local cluster of ``workers``
+    processes with one thread each."""
     distributed = _distributed()
     cluster = None
     if address == "local":
@@ -43,10 +54,7 @@ def dask_buckets(buckets: list[Path], files: list[str], settings: Settings, addr
         if crowded:
             raise DaskError(f"Dask workers with more than one thread: {crowded}; durable-rules "
                             "is not thread-safe (start workers with --nthreads 1)")
-        futures = client.map(run_bucket, buckets, files=files, settings=settings, pure=False)
-        for future in futures:
-            yield future.result()
-            future.release()
+        yield DaskRunner(client)
     finally:
         client.close()
         if cluster is not None:

@@ -142,14 +142,14 @@ class _Block:
 
     items: dict[str, list[str]] = field(default_factory=dict)
     """Reference -> its evidence texts (a record behind two facts has two)."""
-    dates: list[str] = field(default_factory=list)
+    dates: set[str] = field(default_factory=set)
 
     def add(self, reference: str, text: str, date: str | None) -> None:
         texts = self.items.setdefault(reference, [])
         if text not in texts:
             texts.append(text)
         if date:
-            self.dates.append(date)
+            self.dates.add(date)
 
 
 @dataclass
@@ -189,7 +189,7 @@ class CardBuilder:
         labels = knowledge.cards.labels
         self._by_name = f" ({labels['matched_by_name'](lang)})"
         self._blocks: dict[tuple[str, ...], _Block] = {}
-        self._texts: dict[str, str] = {}
+        self._lines: dict[str, tuple[tuple[str, str, str | None], ...]] = {}
         words = knowledge.cards.status_words
         self._status_words = {code: text(lang) for code, text in words.items()}
         self._status = re.compile(
@@ -214,15 +214,16 @@ class CardBuilder:
         if block is None:
             block = self._blocks[fact_ids] = _Block()
             for fact_id in fact_ids:
-                item = evidence.get(fact_id)
-                if item is None:
-                    continue
-                text = self._texts.get(fact_id)
-                if text is None:  # a record behind many messages is rendered once
-                    text = self._texts[fact_id] = self._evidence_text(item)
-                for other in item.also:  # the record that dates it comes first
-                    block.add(other.reference, self._evidence_text(other), other.date)
-                block.add(item.reference, text, item.date)
+                lines = self._lines.get(fact_id)
+                if lines is None:  # a record behind many messages is rendered once
+                    item = evidence.get(fact_id)
+                    if item is None:
+                        continue
+                    lines = self._lines[fact_id] = tuple(
+                        (e.reference, self._evidence_text(e), e.date)
+                        for e in (*item.also, item))  # the record that dates it comes first
+                for reference, text, date in lines:
+                    block.add(reference, text, date)
         return block
 
     def build(self, conclusions: Iterable[Conclusion], evidence: Mapping[str, Evidence],

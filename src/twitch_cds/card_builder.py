@@ -136,20 +136,8 @@ class BuiltCard:
     card: Card
 
 
-@dataclass
-class _Block:
-    """The evidence behind one message: each record's reference and line, and the dates."""
-
-    items: dict[str, list[str]] = field(default_factory=dict)
-    """Reference -> its evidence texts (a record behind two facts has two)."""
-    dates: set[str] = field(default_factory=set)
-
-    def add(self, reference: str, text: str, date: str | None) -> None:
-        texts = self.items.setdefault(reference, [])
-        if text not in texts:
-            texts.append(text)
-        if date:
-            self.dates.add(date)
+Lines = tuple[tuple[str, str, str | None], ...]
+"""A fact's evidence lines: (reference, text in the card's language, date)."""
 
 
 @dataclass
@@ -188,8 +176,7 @@ class CardBuilder:
                                   for r in knowledge.cards.override_reasons]
         labels = knowledge.cards.labels
         self._by_name = f" ({labels['matched_by_name'](lang)})"
-        self._blocks: dict[tuple[str, ...], _Block] = {}
-        self._lines: dict[str, tuple[tuple[str, str, str | None], ...]] = {}
+        self._lines_by_fact: dict[str, Lines] = {}
         words = knowledge.cards.status_words
         self._status_words = {code: text(lang) for code, text in words.items()}
         self._status = re.compile(
@@ -207,24 +194,15 @@ class CardBuilder:
         note = self._by_name if item.match == "name" else ""
         return localise_number_text(text, self.lang) + note
 
-    def _block(self, fact_ids: tuple[str, ...], evidence: Mapping[str, Evidence]) -> _Block:
-        """The evidence for these facts: the same records behind several messages and cards
-        (every self-care bullet rests on the twitching records) are looked up once."""
-        block = self._blocks.get(fact_ids)
-        if block is None:
-            block = self._blocks[fact_ids] = _Block()
-            for fact_id in fact_ids:
-                lines = self._lines.get(fact_id)
-                if lines is None:  # a record behind many messages is rendered once
-                    item = evidence.get(fact_id)
-                    if item is None:
-                        continue
-                    lines = self._lines[fact_id] = tuple(
-                        (e.reference, self._evidence_text(e), e.date)
-                        for e in (*item.also, item))  # the record that dates it comes first
-                for reference, text, date in lines:
-                    block.add(reference, text, date)
-        return block
+    def _lines(self, fact_id: str, evidence: Mapping[str, Evidence]) -> Lines:
+        """A fact's evidence lines (reference, text, date): the record that dates it first,
+        then its own. A record behind many messages and cards is rendered once a call."""
+        lines = self._lines_by_fact.get(fact_id)
+        if lines is None:
+            item = evidence.get(fact_id)
+            lines = self._lines_by_fact[fact_id] = () if item is None else tuple(
+                (e.reference, self._evidence_text(e), e.date) for e in (*item.also, item))
+        return lines
 
     def build(self, conclusions: Iterable[Conclusion], evidence: Mapping[str, Evidence],
               provenance: Provenance, patient: str | None) -> list[BuiltCard]:
@@ -262,19 +240,28 @@ class CardBuilder:
         lines: list[str] = []
         numbers: dict[str, int] = {}
         entries: dict[str, list[str]] = {}
-        dates: list[str] = []
-        for message, fact_ids in by_message.items():
-            block = self._block(tuple(fact_ids), evidence)
-            for reference, texts in block.items.items():
-                known = entries.get(reference)
-                if known is None:
-                    numbers[reference] = len(numbers) + 1
-                    entries[reference] = list(texts)
-                elif texts != known:  # another fact of the same record: its other lines
-                    known += [t for t in texts if t not in known]
-            dates += block.dates
-            marks = _markers(numbers[r] for r in block.items)
-            lines.append(f"- {message} {marks}" if block.items else f"- {message}")
+        dates: set[str] = set()
+        marked: dict[tuple[str, ...], str] = {}  # the same records behind several messages
+        for message, fact_id_set in by_message.items():
+            fact_ids = tuple(fact_id_set)
+            marks = marked.get(fact_ids)
+            if marks is not None:  # numbered and listed already: only the markers again
+                lines.append(f"- {message} {marks}" if marks else f"- {message}")
+                continue
+            cited: dict[int, None] = {}
+            for fact_id in fact_ids:
+                for reference, text, date in self._lines(fact_id, evidence):
+                    number = numbers.get(reference)
+                    if number is None:
+                        number = numbers[reference] = len(numbers) + 1
+                        entries[reference] = [text]
+                    elif text not in (known := entries[reference]):
+                        known.append(text)  # another fact of the same record: its line too
+                    cited[number] = None
+                    if date:
+                        dates.add(date)
+            marks = marked[fact_ids] = _markers(cited) if cited else ""
+            lines.append(f"- {message} {marks}" if marks else f"- {message}")
         if numbers:
             lines += ["", f"**{labels['evidence'](self.lang)}**", ""]
             lines += [f"{n}. `{ref}`: {'; '.join(entries[ref])}" for ref, n in numbers.items()]

@@ -148,3 +148,11 @@ def test_every_surviving_mutant_of_the_rules_is_explained() -> None:
     unexplained = [f"{o.id}" for o in report.outcomes if o.status == "survived" and not o.reason]
     assert not unexplained, "mutants no scenario kills:\n  " + "\n  ".join(unexplained)
     assert report.score() >= 0.95, f"mutation score {report.score():.1%}"
+
+
+def test_no_scenarios_is_an_error_not_a_score(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stop:
+        mutate.main(["--scenarios", str(tmp_path), "--rule", "red-flag-weakness"])
+    assert stop.value.code == 2
+    assert "no scenarios" in capsys.readouterr().err

@@ -523,6 +523,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(mutant.id)
         return 0
     scenario_dir = (args.scenarios or _default_scenarios(directory)).resolve()
+    if not any(scenario_dir.glob("*.yaml")):
+        # with no scenario every mutant "survives": a score of 0 % would be a false report
+        parser.error(f"no scenarios (*.yaml) in {scenario_dir}: run from the repository root "
+                     "or pass --scenarios DIR")
     report = run(directory, scenario_dir, args.jobs, args.rule)
     print(json.dumps(report.as_json(), indent=2) if args.json else report.table())
     return 1 if report.counts()["unexplained"] else 0

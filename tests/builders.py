@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 import twitch_cds
 
@@ -71,3 +76,15 @@ def kinds(result: twitch_cds.EvaluationResult) -> list[str]:
 
 def fired(result: twitch_cds.EvaluationResult) -> set[str]:
     return {f.rule_id for f in result.trace.fired}
+
+
+def changed_ruleset(tmp_path: Path, rulesets: Path, target: Path,
+                    change: Callable[[dict[str, Any]], None]) -> Path:
+    """A copy of ``rulesets`` under ``tmp_path`` with one YAML file (``target``, relative)
+    changed by ``change``: how tests show what the loader refuses."""
+    copy = tmp_path / "rulesets"
+    shutil.copytree(rulesets, copy)
+    data = yaml.safe_load((copy / target).read_text())
+    change(data)
+    (copy / target).write_text(yaml.safe_dump(data, allow_unicode=True))
+    return copy

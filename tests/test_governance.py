@@ -4,28 +4,23 @@ honestly that no clinician has reviewed them yet."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import yaml
 
 from twitch_cds import RulesetError, load_knowledge
 from twitch_cds.cli import main
 from twitch_cds.knowledge.bundle import Knowledge
-from twitch_cds.knowledge.rules import RuleFile, Schema, valuesets_read
+from twitch_cds.knowledge.rules import CONCEPT_FIELDS, RuleFile, Schema, valuesets_read
+
+from .builders import changed_ruleset
 
 RULE = Path("rules") / "red-flags" / "red-flag-weakness.yaml"
 
 
 def _changed(tmp_path: Path, knowledge: Knowledge, change: Callable[[dict], None]) -> Path:
-    copy = tmp_path / "rulesets"
-    shutil.copytree(knowledge.directory, copy)
-    data = yaml.safe_load((copy / RULE).read_text())
-    change(data)
-    (copy / RULE).write_text(yaml.safe_dump(data, allow_unicode=True))
-    return copy
+    return changed_ruleset(tmp_path, knowledge.directory, RULE, change)
 
 
 def _promote(rule: dict, specialist: str = "", reviewed: str | None = None) -> None:
@@ -77,8 +72,7 @@ def test_every_rule_links_the_value_sets_it_reads(knowledge: Knowledge) -> None:
 
 
 def _read(rule: RuleFile, knowledge: Knowledge) -> list[str]:
-    schema = Schema({}, set(knowledge.terminology.urls), set(), set(),
-                    {"concept": "finding", "drug_class": "medication", "analyte": "lab"})
+    schema = Schema({}, set(knowledge.terminology.urls), set(), set(), CONCEPT_FIELDS)
     return valuesets_read(rule, schema)
 
 

@@ -3,30 +3,23 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import yaml
 
 import twitch_cds
 from twitch_cds import RulesetError, load_knowledge
 from twitch_cds.knowledge.bundle import Knowledge
 
-from .builders import NOW, twitching
+from .builders import NOW, changed_ruleset, twitching
 
 RULE = Path("rules") / "red-flags" / "red-flag-weakness.yaml"
 
 
 def _broken(tmp_path: Path, knowledge: Knowledge, change: Callable[[dict], None],
             target: Path = RULE) -> Path:
-    copy = tmp_path / "rulesets"
-    shutil.copytree(knowledge.directory, copy)
-    data = yaml.safe_load((copy / target).read_text())
-    change(data)
-    (copy / target).write_text(yaml.safe_dump(data, allow_unicode=True))
-    return copy
+    return changed_ruleset(tmp_path, knowledge.directory, target, change)
 
 
 @pytest.mark.parametrize(("change", "message"), [

@@ -18,6 +18,7 @@ from twitch_cds.knowledge.measurements import Measurements, ParamRef
 from twitch_cds.knowledge.parameters import ParameterSet, load_parameters
 from twitch_cds.knowledge.reads import FactReads
 from twitch_cds.knowledge.rules import (
+    CONCEPT_FIELDS,
     RuleCheckError,
     RuleFile,
     Schema,
@@ -218,7 +219,7 @@ def load_knowledge(directory: Path | None = None) -> Knowledge:
         valuesets=known["valuesets"],
         parameters=known["parameters"],
         card_kinds=set(cards.kinds),
-        concept_fields={"concept": "finding", "drug_class": "medication", "analyte": "lab"},
+        concept_fields=CONCEPT_FIELDS,
         valueset_urls=terminology.urls,
     )
     rules = _load_rules(directory / "rules", schema, cards)

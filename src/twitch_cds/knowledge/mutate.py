@@ -49,6 +49,7 @@ import yaml
 
 from twitch_cds.errors import RulesetError
 from twitch_cds.knowledge.files import read_yaml, rulesets_dir
+from twitch_cds.knowledge.rules import valuesets_in
 
 NEGATE = {"ge": "lt", "lt": "ge", "gt": "le", "le": "gt", "eq": "ne", "ne": "eq"}
 VALUE_FIELDS = {"concept": "findings", "drug_class": "drug_classes", "analyte": "analytes"}
@@ -99,14 +100,10 @@ class Siblings:
     def relink(self, document: dict[str, Any]) -> None:
         """Point ``library.links`` at the value sets the (mutated) rule now reads, so the
         mutant tests the logic, not the links check."""
-        read: list[str] = []
         knowledge = document.get("knowledge") or {}
-        for pattern in [*(knowledge.get("when") or {}).values(), *(knowledge.get("unless") or [])]:
-            for fld in VALUE_FIELDS:
-                spec = (pattern or {}).get(fld)
-                for value in spec if isinstance(spec, list) else [spec]:
-                    if isinstance(value, str) and value in self.urls and value not in read:
-                        read.append(value)
+        patterns = [*(knowledge.get("when") or {}).values(), *(knowledge.get("unless") or [])]
+        read = [name for name in valuesets_in(p for p in patterns if isinstance(p, dict))
+                if name in self.urls]
         document.setdefault("library", {})["links"] = [
             {"label": f"Value set: {name}", "url": self.urls[name]} for name in read]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -21,6 +21,8 @@ OPERATORS = {"lt": "$lt", "le": "$lte", "gt": "$gt", "ge": "$gte", "ne": "$neq",
 BIND_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 PARAMS_BIND = "params"
 GO_BIND = "go"
+CONCEPT_FIELDS = {"concept": "finding", "drug_class": "medication", "analyte": "lab"}
+"""Fields whose values are value-set ids, and the fact type each belongs to."""
 
 
 class _Strict(BaseModel):
@@ -260,16 +262,23 @@ def check_message(rule: RuleFile, schema: Schema, binds: dict[str, str]) -> None
                 raise RuleCheckError(f"message.{lang}: unknown parameter {field!r}")
 
 
-def valuesets_read(rule: RuleFile, schema: Schema) -> list[str]:
-    """The value sets a rule's ``when`` and ``unless`` patterns name, in order."""
+def valuesets_in(patterns: Iterable[Mapping[str, Any]],
+                 concept_fields: Mapping[str, str] = CONCEPT_FIELDS) -> list[str]:
+    """The value sets these ``when``/``unless`` patterns name, in order."""
     names: list[str] = []
-    for pattern in [*rule.knowledge.when.values(), *rule.knowledge.unless]:
+    for pattern in patterns:
         for field, spec in pattern.items():
-            if schema.concept_fields.get(field) == pattern.get("type"):
+            if concept_fields.get(field) == pattern.get("type"):
                 for value in spec if isinstance(spec, list) else [spec]:
                     if isinstance(value, str) and value not in names:
                         names.append(value)
     return names
+
+
+def valuesets_read(rule: RuleFile, schema: Schema) -> list[str]:
+    """The value sets a rule's ``when`` and ``unless`` patterns name, in order."""
+    return valuesets_in([*rule.knowledge.when.values(), *rule.knowledge.unless],
+                        schema.concept_fields)
 
 
 def check_links(rule: RuleFile, schema: Schema) -> None:

@@ -225,6 +225,7 @@ class CardBuilder:
               provenance: Provenance, patient: str | None) -> BuiltCard:
         labels = self.k.cards.labels
         citations: dict[str, tuple[str, str]] = {}
+        sources: dict[str, None] = {}
         rules: dict[str, str] = {}
         by_message: dict[str, dict[str, None]] = {}
         for conclusion in group.conclusions:
@@ -234,8 +235,11 @@ class CardBuilder:
                                   conclusion.facts, subject)
             by_message.setdefault(text, {}).update(dict.fromkeys(
                 provenance.inputs(str(f["id"]) for f in conclusion.facts.values())))
-            citation = rule.library.citation
-            citations.setdefault(citation.text, (citation.section, citation.gloss))
+            citation, known = rule.library.citation, rule.library.knowledge_source
+            if known is not None:  # general clinical knowledge: never under the article
+                sources.setdefault(f"{known.reference} ({known.date.isoformat()})")
+            elif citation is not None:
+                citations.setdefault(citation.text, (citation.section, citation.gloss))
             rules[rule.id] = rule.maintenance.version
         lines: list[str] = []
         numbers: dict[str, int] = {}
@@ -265,13 +269,18 @@ class CardBuilder:
         if numbers:
             lines += ["", f"**{labels['evidence'](self.lang)}**", ""]
             lines += [f"{n}. `{ref}`: {'; '.join(entries[ref])}" for ref, n in numbers.items()]
-        lines += ["", f"**{labels['article'](self.lang)}**", ""]
+        if citations:
+            lines += ["", f"**{labels['article'](self.lang)}**", ""]
         for text in _distinct(citations):
             section, gloss = citations[text]
             lines.append(f"> {text}")
             if self.lang == "en":
                 lines.append(f"> — *{gloss}*")
             lines.append(f"> ({section})")
+            lines.append("")
+        if sources:  # the lines not from the article, and where they come from
+            lines += ["", f"**{labels['knowledge_source'](self.lang)}**", ""]
+            lines += [f"- {reference}" for reference in sources]
             lines.append("")
         if dates:
             oldest, newest = min(dates), max(dates)

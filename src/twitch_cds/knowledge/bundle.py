@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from twitch_cds.knowledge.measurements import Measurements, ParamRef
 from twitch_cds.knowledge.parameters import ParameterSet, load_parameters
 from twitch_cds.knowledge.reads import FactReads
 from twitch_cds.knowledge.rules import (
+    SUGGEST_PLACEHOLDER,
     CONCEPT_FIELDS,
     RuleCheckError,
     RuleFile,
@@ -91,14 +93,16 @@ def _check_measurements(measurements: Measurements, know: dict[str, Any], path: 
     for name, m in {**measurements.analytes, **measurements.intakes}.items():
         if m.valueset not in know["valuesets"]:
             raise RulesetError(f"{path}: {name}: unknown value set {m.valueset!r}")
-        refs = [m.default_low, m.default_high]
+        refs = [m.default_low, m.default_high, m.plausible_low, m.plausible_high,
+                m.critical_low, m.critical_high]
         refs += [f.param for f in m.units.values() if isinstance(f, ParamRef)]
         for ref in refs:
             if ref is not None and ref not in know["parameters"]:
                 raise RulesetError(f"{path}: {name}: unknown parameter {ref!r}")
 
 
-def _load_rules(directory: Path, schema: Schema, cards: CardTexts) -> tuple[CompiledRule, ...]:
+def _load_rules(directory: Path, schema: Schema, cards: CardTexts,
+                analytes: Iterable[str] = ()) -> tuple[CompiledRule, ...]:
     paths = sorted(directory.rglob("*.yaml"))
     if not paths:
         raise RulesetError(f"{directory}: no rule files")
@@ -119,7 +123,7 @@ def _load_rules(directory: Path, schema: Schema, cards: CardTexts) -> tuple[Comp
     for path, rule in parsed:
         try:
             definition = compile_rule(rule, schema)
-            _check_conclusion(rule, cards)
+            _check_conclusion(rule, cards, analytes)
         except RuleCheckError as exc:
             raise RulesetError(f"{path}: rule {rule.id}: {exc}") from exc
         binds = tuple(next(iter(p)) for p in definition["all"] if "$not" not in next(iter(p)))
@@ -167,7 +171,7 @@ def _check_negations(parsed: list[tuple[Path, RuleFile]]) -> None:
                     "the negation could not see it")
 
 
-def _check_conclusion(rule: RuleFile, cards: CardTexts) -> None:
+def _check_conclusion(rule: RuleFile, cards: CardTexts, analytes: Iterable[str]) -> None:
     conclude = rule.knowledge.conclude
     if conclude is None:
         return
@@ -176,8 +180,12 @@ def _check_conclusion(rule: RuleFile, cards: CardTexts) -> None:
         raise RuleCheckError(f"card kind {conclude.card!r} has no texts in cards.yaml")
     if "." not in conclude.subject and conclude.subject not in kind.subjects:
         raise RuleCheckError(f"subject {conclude.subject!r} has no text under {conclude.card}")
-    if conclude.suggest is not None and conclude.suggest not in cards.suggestions:
-        raise RuleCheckError(f"suggestion {conclude.suggest!r} is not in cards.yaml")
+    keys = [conclude.suggest] if conclude.suggest is not None else []
+    if keys and SUGGEST_PLACEHOLDER.search(keys[0]):  # one per analyte: every one exists
+        keys = [SUGGEST_PLACEHOLDER.sub(analyte, keys[0]) for analyte in analytes]
+    for key in keys:
+        if "{" in key or key not in cards.suggestions:
+            raise RuleCheckError(f"suggestion {key!r} is not in cards.yaml")
     if rule.knowledge.urgency != kind.indicator:
         raise RuleCheckError(
             f"urgency {rule.knowledge.urgency} differs from the {conclude.card} card's "
@@ -222,7 +230,7 @@ def load_knowledge(directory: Path | None = None) -> Knowledge:
         concept_fields=CONCEPT_FIELDS,
         valueset_urls=terminology.urls,
     )
-    rules = _load_rules(directory / "rules", schema, cards)
+    rules = _load_rules(directory / "rules", schema, cards, list(measurements.analytes))
     return Knowledge(
         directory, terminology, parameters, measurements, trust, concepts, cards, rules
     )

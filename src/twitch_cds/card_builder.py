@@ -279,6 +279,8 @@ class CardBuilder:
             lines.append(f"> ({section})")
             lines.append("")
         if sources:  # the lines not from the article, and where they come from
+            while lines and not lines[-1]:
+                lines.pop()
             lines += ["", f"**{labels['knowledge_source'](self.lang)}**", ""]
             lines += [f"- {reference}" for reference in sources]
             lines.append("")

@@ -21,7 +21,7 @@ from twitch_cds.card_builder import (
     summary_text,
 )
 from twitch_cds.cds_hooks import INDICATOR_ORDER, Card
-from twitch_cds.knowledge.bundle import Knowledge
+from twitch_cds.knowledge.bundle import Knowledge, default_knowledge
 from twitch_cds.knowledge.cardtexts import CardTexts
 
 from .builders import (
@@ -261,6 +261,10 @@ ENGLISH_MARKERS = re.compile(
     re.IGNORECASE)
 
 
+KNOWLEDGE_SOURCE_LABELS = {default_knowledge().cards.labels["knowledge_source"](lang)
+                           for lang in ("en", "id")}
+
+
 def _our_texts(card: Card) -> list[str]:
     """Every text on a card that twitch-cds writes, without the record's own words: the
     evidence lines quote each record's display or name as sent, so only their part after the
@@ -274,8 +278,12 @@ def _our_texts(card: Card) -> list[str]:
         for action in suggestion.actions or []:
             texts.append(action.description)
             texts.append(str(((action.resource or {}).get("code") or {}).get("text", "")))
-    texts += [line for line in (card.detail or "").splitlines()
-              if not re.match(r"^\d+\. `", line)]
+    cited = False  # the references under "Not from the article": a source's own title
+    for line in (card.detail or "").splitlines():
+        if line.startswith("**"):
+            cited = line.strip("*") in KNOWLEDGE_SOURCE_LABELS
+        if not re.match(r"^\d+\. `", line) and not (cited and line.startswith("- ")):
+            texts.append(line)
     return texts
 
 

@@ -235,9 +235,9 @@ class CardBuilder:
                                   conclusion.facts, subject)
             by_message.setdefault(text, {}).update(dict.fromkeys(
                 provenance.inputs(str(f["id"]) for f in conclusion.facts.values())))
-            citation, known = rule.library.citation, rule.library.knowledge_source
-            if known is not None:  # general clinical knowledge: never under the article
-                sources.setdefault(f"{known.reference} ({known.date.isoformat()})")
+            citation, beyond = rule.library.citation, rule.library.knowledge_source
+            if beyond is not None:  # general clinical knowledge: never under the article
+                sources.setdefault(f"{beyond.reference} ({beyond.date.isoformat()})")
             elif citation is not None:
                 citations.setdefault(citation.text, (citation.section, citation.gloss))
             rules[rule.id] = rule.maintenance.version

@@ -19,8 +19,8 @@ from twitch_cds.knowledge.measurements import Measurements, ParamRef
 from twitch_cds.knowledge.parameters import ParameterSet, load_parameters
 from twitch_cds.knowledge.reads import FactReads
 from twitch_cds.knowledge.rules import (
-    SUGGEST_PLACEHOLDER,
     CONCEPT_FIELDS,
+    SUGGEST_PLACEHOLDER,
     RuleCheckError,
     RuleFile,
     Schema,

@@ -51,7 +51,9 @@ def _normalise_code(system: str, code: str) -> str:
         code = code.rstrip(_ICD10_MARKS).upper() if system == ICD10WHO else code.upper()
         if len(code) > 3 and "." not in code:
             code = f"{code[:3]}.{code[3:]}"
-    elif system in (ATC, ICD11MMS):
+    elif system == ICD11MMS:  # a postcoordinated cluster is read by its first stem code
+        code = re.split(r"[&/]", code, maxsplit=1)[0].upper()
+    elif system == ATC:
         code = code.upper()
     return code
 

@@ -16,8 +16,9 @@ with every flag in that variant (or the closest shape the flag allows), each run
 the four (version, surroundings) settings, rotated across combinations; a hypothesis test
 then draws a shape per flag at random. Within a shape, the runs rotate through every code of
 the sign value sets (WHO's is-a classes by a child code: M62.56 for M62.5; WHO's broader
-M62.8 for weakness, which the card must call broader, and only then), the ways an Observation says "present" (no value, true, *Yes*) and the
-current clinical statuses of a Condition (active, recurrence, relapse).
+M62.8 for weakness, which the card must call broader, and only then), the ways an
+Observation says "present" (no value, true, *Yes*) and the current clinical statuses of a
+Condition (active, recurrence, relapse).
 
 The charts are unambiguous whether chronic is read from the onset of a record or from the
 continuity of records: chronic is an active twitching Condition with onset a year ago plus

@@ -147,6 +147,8 @@ def _as_text_code(coding: Any) -> Any:
     code = coding.get("code") if isinstance(coding, dict) else None
     if isinstance(code, float) and code.is_integer():
         code = int(code)  # 26544005.0 means 26544005
+    if isinstance(code, int) and not isinstance(code, bool) and code.bit_length() > 332:
+        return coding  # over 100 digits: no code of any system (and str() may refuse it)
     if isinstance(code, int | float) and not isinstance(code, bool):
         return {**coding, "code": str(code)}
     return coding

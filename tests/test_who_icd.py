@@ -207,3 +207,21 @@ def test_r53_is_fatigue_but_not_weakness(knowledge: Knowledge) -> None:
 def test_icd11_codes_are_read(knowledge: Knowledge, code: str, valueset: str,
                               method: str) -> None:
     assert _found(knowledge, ICD11MMS, code).get(valueset) == method
+
+
+def test_population_screening_lets_who_coded_patients_through(knowledge: Knowledge) -> None:
+    """The screening gate spells WHO codes as raw JSON may (any case, with or without the
+    dot) and reads them as the terminology does."""
+    from twitch_cds.screening.gate import CardGate
+
+    gate = CardGate(knowledge)
+    twitching = {"resourceType": "Condition",
+                 "code": {"coding": [{"system": ICD10WHO, "code": "R253"}]}}
+    weakness = {"resourceType": "Condition",
+                "code": {"coding": [{"system": ICD10WHO, "code": "M62.8"}]}}
+    lines = [json.dumps(r).encode() for r in (twitching, weakness)]
+    assert gate.may_card_raw(lines) and gate.could_card([twitching, weakness])
+    assert gate.concepts_in([weakness]) >= {"muscle-weakness"}
+    unrelated = {"resourceType": "Condition",
+                 "code": {"coding": [{"system": ICD10WHO, "code": "I10"}]}}
+    assert not gate.could_card([unrelated])

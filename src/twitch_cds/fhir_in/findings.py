@@ -197,8 +197,8 @@ class FindingReader(ReaderContext):
         for concept, match in findings.items():
             fact = Finding(id=f"{v.raw.label}#{concept}", concept=concept, source=source,
                            severe=severe, duration_days=duration, age_days=age)
-            shown = text if match.method != "broader" else (  # and the broader code itself
-                f"{text} ({match.matched.rpartition('|')[2]})")
+            shown = text if match.method != "broader" else (  # and what the code says
+                f"{text} ({self.k.terminology.broader_name(match, text)})")
             self.add(fact, Evidence(reference=v.raw.label, text=shown + detail,
                                     match=match.method, date=date_text(when or onset)))
 

@@ -86,6 +86,7 @@ class Terminology:
     _systems_by_code: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     _broader: set[tuple[str, str, str]] = field(default_factory=set)
     """``(system, code, value set)`` of the members marked as broader codes."""
+    _broader_names: dict[tuple[str, str], str] = field(default_factory=dict)
     _looked_up: dict[tuple[str, str], tuple[Match, ...]] = field(default_factory=dict)
 
     def lookup(self, system: str | None, code: str | None) -> tuple[Match, ...]:
@@ -117,6 +118,14 @@ class Terminology:
         """The lengths of this system's is-a prefixes, longest first, up to ``longest``."""
         lengths = sorted({len(p) for p in self._prefix.get(system, ())}, reverse=True)
         return [n for n in lengths if n <= longest]
+
+    def broader_name(self, matched: Match, text: str = "") -> str:
+        """What a broader code means in its own classification (``M62.8 Other specified
+        disorders of muscle``; only the code when ``text`` already says it): a card must not
+        say the record holds the narrower concept."""
+        system, _, code = matched.matched.partition("|")
+        name = self._broader_names.get((system, code), code)
+        return code if name == code or name.lower() in text.lower() else f"{code} {name}"
 
     def systems_for_code(self, code: str | None) -> set[str]:
         """The systems in whose value sets this code appears (for a coding with no system)."""
@@ -184,6 +193,7 @@ class Terminology:
                     self._exact[(system, code)].append(key)
                     if any(e.get("url") == BROADER_CODE for e in concept.get("extension", [])):
                         self._broader.add((system, code, key))
+                        self._broader_names[(system, code)] = concept.get("display") or code
                     self._systems_by_code[concept["code"].strip()].add(system)
                     words.extend([concept.get("display") or "", *synonyms])
                 if system in DRUG_SYSTEMS or synonyms:

@@ -225,3 +225,16 @@ def test_population_screening_lets_who_coded_patients_through(knowledge: Knowled
     unrelated = {"resourceType": "Condition",
                  "code": {"coding": [{"system": ICD10WHO, "code": "I10"}]}}
     assert not gate.could_card([unrelated])
+
+
+def test_every_who_member_is_read_however_it_is_spelt(knowledge: Knowledge) -> None:
+    """Each WHO ICD-10 member of every value set, spelt as senders do (lower case, no dot,
+    padded, with a dagger or asterisk mark), falls in the same value sets as written."""
+    for name, valueset in _valuesets().items():
+        for concept in _who_members(valueset):
+            code = concept["code"]
+            expected = _found(knowledge, ICD10WHO, code)
+            assert expected.get(name) in ("code", "broader"), (name, code)
+            for spelt in (code.lower(), code.replace(".", ""), f" {code}\t", f"{code}*",
+                          f"{code}\u2020", f"{code}+"):
+                assert _found(knowledge, ICD10WHO, spelt) == expected, (name, spelt)

@@ -203,7 +203,8 @@ def _results(lang: str) -> list[twitch_cds.EvaluationResult]:
 def test_each_resource_is_cited_once_per_card(lang: str) -> None:
     """Over every example and both languages: each resource behind a card appears exactly
     once in its detail (one evidence list, bullets point into it by number), every resource
-    in ``result.evidence`` is there, and each article sentence is quoted once."""
+    in ``result.evidence`` is there, and each article sentence is quoted once (a card of
+    general clinical knowledge only, such as a critical lab, cites its reference instead)."""
     cards = 0
     for result in _results(lang):
         for card in result.cards:
@@ -216,7 +217,9 @@ def test_each_resource_is_cited_once_per_card(lang: str) -> None:
             assert set(re.findall(r"`([A-Za-z]+/[^`]+)`", detail)) == set(cited)
             quotes = [line for line in detail.splitlines()
                       if line.startswith("> ") and not line.startswith(("> (", "> —"))]
-            assert quotes and len(quotes) == len(set(quotes)), detail
+            beyond = any(f"**{label}**" in detail for label in KNOWLEDGE_SOURCE_LABELS)
+            assert quotes or beyond, detail  # the article, or the source of what is not
+            assert len(quotes) == len(set(quotes)), detail
     assert cards > 20
 
 

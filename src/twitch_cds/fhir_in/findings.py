@@ -180,6 +180,7 @@ class FindingReader(ReaderContext):
                 continue  # undated: its own onset, if any, is all there is
             start, end, first = episode
             fact.duration_days = max(0.0, days_between(start, end))  # the reader's own fact
+            fact.last_seen_days = max(0.0, days_between(end, self.now))
             if first != evidence.reference:  # the record that dates the episode is evidence
                 evidence.also = (Evidence(reference=first, match="code", date=date_text(start),
                                           text=self.word("episode_start",

@@ -67,6 +67,25 @@ class Citation(_Strict):
     """An English gloss of those words."""
 
 
+class KnowledgeSource(_Strict):
+    """Where a rule's knowledge comes from when it is not the article: general clinical
+    knowledge (known-disease handling) with its own guideline or reference and date.
+    (The minimal shape; the fluids branch adds the card side.)"""
+
+    kind: Literal["general-clinical-knowledge"]
+    reference: str = Field(min_length=10)
+    """The guideline, textbook or reference the rule follows, named so a reviewer finds it."""
+    date: str = Field(pattern=r"^\d{4}(-\d{2}(-\d{2})?)?$")
+    """The reference's date (year, year-month or full date)."""
+
+    @field_validator("date", mode="before")
+    @classmethod
+    def _date_text(cls, value: Any) -> Any:
+        """YAML reads ``2024-05-01`` as a date and ``2024`` as a number: both are text here."""
+        return value.isoformat() if isinstance(value, dt.date) else \
+            str(value) if isinstance(value, int) else value
+
+
 class Link(_Strict):
     label: str = Field(min_length=1)
     url: str = Field(min_length=1)
@@ -77,6 +96,8 @@ class Library(_Strict):
     purpose: str = Field(min_length=5)
     explanation: str = Field(min_length=5)
     citation: Citation
+    knowledge_source: KnowledgeSource | None = None
+    """Set when the rule's knowledge is not the article's (general clinical knowledge)."""
     keywords: list[str] = Field(min_length=1)
     links: list[Link] = Field(default_factory=list)
     """Where a reviewer reads more: the value sets the rule reads (checked at load)."""

@@ -20,6 +20,7 @@ import twitch_cds
 from twitch_cds import RulesetError, load_knowledge
 from twitch_cds.knowledge.bundle import Knowledge
 from twitch_cds.knowledge.scenarios import load_scenario, scenario_input
+from twitch_cds.knowledge.terminology import ICD10WHO, ICD11MMS
 
 from .builders import ICD, LOINC, NOW, OURS, SCT, UCUM, condition, fired, obs, twitching
 
@@ -29,6 +30,7 @@ REASSURING = {"self-care", "muscle-fatigue", "post-exercise-irritability"}
 DANGER = {"red-flag", "known-disease", "myoclonus"}
 """Card kinds beside which no reassuring card may stand."""
 ROOT = Path(__file__).parent.parent
+WHO, ICD11 = ICD10WHO, ICD11MMS
 
 
 def _walk(rid: str = "walk", date: str = "2026-11-23T06:00:00Z") -> dict[str, Any]:
@@ -199,13 +201,16 @@ def test_repeated_twitching_records_of_one_episode_stay_one_fact() -> None:
     (ICD, "E11.42"), (ICD, "E10.42"), (ICD, "E11.40"), (ICD, "M54.17"), (ICD, "M54.16"),
     (ICD, "G61.0"), (ICD, "G63"), (ICD, "G64"), (ICD, "G62.9"),
     (SCT, "230572002"), (SCT, "72274001"),
+    (WHO, "E11.4"), (WHO, "E10.4"), (WHO, "G63.2"), (WHO, "M54.1"), (WHO, "G61.0"),
+    (ICD11, "8C03.0"), (ICD11, "8B93.6"), (ICD11, "8B94"),
 ])
 def test_nerve_damage_covers_diabetic_polyneuropathy_and_radiculopathy(
         knowledge: Knowledge, system: str, code: str) -> None:
     assert "nerve-damage" in {m.valueset for m in knowledge.terminology.lookup(system, code)}
 
 
-@pytest.mark.parametrize(("system", "code"), [(SCT, "17450006"), (ICD, "G25.3")])
+@pytest.mark.parametrize(("system", "code"), [(SCT, "17450006"), (ICD, "G25.3"), (WHO, "G25.3"),
+                                              (ICD11, "8A06.0")])
 def test_myoclonus_is_not_a_benign_involuntary_movement(knowledge: Knowledge, system: str,
                                                         code: str) -> None:
     sets = {m.valueset for m in knowledge.terminology.lookup(system, code)}

@@ -239,7 +239,7 @@ class CardBuilder:
                 provenance.inputs(str(f["id"]) for f in conclusion.facts.values())))
             citation, beyond = rule.library.citation, rule.library.knowledge_source
             if beyond is not None:  # general clinical knowledge: never under the article
-                sources.setdefault(f"{beyond.reference} ({beyond.date.isoformat()})")
+                sources.setdefault(f"{beyond.reference} ({beyond.date})")
             elif citation is not None:
                 citations.setdefault(citation.text, (citation.section, citation.gloss))
             rules[rule.id] = rule.maintenance.version

@@ -235,7 +235,7 @@ def _rule_source(library: Any) -> dict[str, Any]:
         "section": citation.section if citation else None,
         "sentence": citation.text if citation else None,
         "gloss": citation.gloss if citation else None,
-        "knowledge_source": f"{source.reference} ({source.date.isoformat()})" if source
+        "knowledge_source": f"{source.reference} ({source.date})" if source
         else None,
     }
 

@@ -117,5 +117,6 @@ def test_an_exercise_record_keeps_its_duration_on_the_card() -> None:
                               "system": "http://unitsofmeasure.org"}}
     for lang, words in (("en", "Exercise duration: 95.5 min"),
                         ("id", "Exercise duration: 95,5 min")):
-        result = twitch_cds.evaluate([twitching(), walk], now=NOW, lang=lang)
+        after = twitching(effectiveDateTime="2026-11-23T10:00:00Z")  # twitching after the walk
+        result = twitch_cds.evaluate([after, walk], now=NOW, lang=lang)
         assert any(words in (c.detail or "") for c in result.cards), lang

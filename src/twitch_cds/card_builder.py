@@ -106,6 +106,12 @@ def _label(texts: CardKind, subject: str, lang: Lang) -> str:
     return text(lang) if text else subject
 
 
+def reference_text(reference: str, date: str) -> str:
+    """A knowledge source as cited: its reference, with its date unless the reference
+    already gives it (``JAMA. 1990;263:704``)."""
+    return reference if date in reference else f"{reference} ({date})"
+
+
 def _distinct(quotes: Iterable[str]) -> list[str]:
     """The article passages to quote, each once: a passage that another one on the same
     card contains (one rule cites a sentence, another the paragraph around it) is left out."""
@@ -239,7 +245,7 @@ class CardBuilder:
                 provenance.inputs(str(f["id"]) for f in conclusion.facts.values())))
             citation, beyond = rule.library.citation, rule.library.knowledge_source
             if beyond is not None:  # general clinical knowledge: never under the article
-                sources.setdefault(f"{beyond.reference} ({beyond.date})")
+                sources.setdefault(reference_text(beyond.reference, beyond.date))
             elif citation is not None:
                 citations.setdefault(citation.text, (citation.section, citation.gloss))
             rules[rule.id] = rule.maintenance.version

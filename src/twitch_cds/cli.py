@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from twitch_cds import __version__
+from twitch_cds.card_builder import reference_text
 from twitch_cds.errors import InputError, TwitchCdsError
 from twitch_cds.evaluate import evaluate
 from twitch_cds.issues import InputIssue
@@ -235,7 +236,7 @@ def _rule_source(library: Any) -> dict[str, Any]:
         "section": citation.section if citation else None,
         "sentence": citation.text if citation else None,
         "gloss": citation.gloss if citation else None,
-        "knowledge_source": f"{source.reference} ({source.date})" if source
+        "knowledge_source": reference_text(source.reference, source.date) if source
         else None,
     }
 

@@ -12,8 +12,8 @@ from twitch_cds.fhir_in.context import ReaderContext, date_text
 from twitch_cds.fhir_in.dates import days_between
 from twitch_cds.fhir_in.reader import DRAFT_ORDERS
 from twitch_cds.fhir_in.validate import Validated
-from twitch_cds.issues import msg
-from twitch_cds.knowledge.terminology import ATC, Match
+from twitch_cds.issues import InputIssue, msg
+from twitch_cds.knowledge.terminology import ATC, Match, Terminology
 
 
 class MedicationReader(ReaderContext):
@@ -23,6 +23,11 @@ class MedicationReader(ReaderContext):
     def _medication_statement(self, v: Validated) -> None:
         self._medication(v, self.k.trust.medication_statement, "MedicationStatement",
                          ("effectivePeriod.end", "effectiveDateTime", "dateAsserted"))
+
+    def _medication_dispense(self, v: Validated) -> None:
+        """A dispense (SATUSEHAT sends them from pharmacies): the drug was handed over."""
+        self._medication(v, self.k.trust.medication_dispense, "MedicationDispense",
+                         ("whenHandedOver", "whenPrepared"))
 
     def _medication_request(self, v: Validated) -> None:
         if v.data.get("doNotPerform") is True:
@@ -75,7 +80,11 @@ class MedicationReader(ReaderContext):
             for match in self.k.terminology.lookup_name(text, self.k.concepts.drug_classes):
                 classes.setdefault(match.valueset, match)
         if not classes:
+            self._unplaced(v, concepts, text, source)
             return
+        products = " | ".join(dict.fromkeys(
+            n for c in concepts for system, code, _ in codings(c)
+            if (n := self.k.terminology.products.name(system, code))))
         status = v.data.get("status")
         ended = self._when(v, *end_paths)
         proposed = v.raw.origin.startswith(DRAFT_ORDERS) and status in trust.proposed
@@ -116,10 +125,11 @@ class MedicationReader(ReaderContext):
                              *(concept_text(d.get("route")) for d in dosages)])
         sig = " | ".join(t for d in dosages for t in (d.get("text"), d.get("patientInstruction"))
                          if isinstance(t, str))
-        name = text.split(" | ")[0] if text else (
+        name = text.split(" | ")[0] if text else products.split(" | ")[0] if products else (
             classes[next(iter(classes))].matched)
         for drug_class, match in classes.items():
-            route = self._route_known(v, drug_class, concepts, f"{text} | {routes}", sig)
+            route = self._route_known(v, drug_class, concepts,
+                                      f"{text} | {products} | {routes}", sig)
             if route is None:
                 continue
             detail = f"{name} ({status}"
@@ -132,6 +142,26 @@ class MedicationReader(ReaderContext):
                               route_known=route)
             self.add(fact, Evidence(reference=v.raw.label, text=detail, match=match.method,
                                     date=date_text(ended)))
+
+    def _unplaced(self, v: Validated, concepts: list[Any], text: str, source: str) -> None:
+        """Report a current drug the terminology cannot place at all: never a silent drop.
+
+        Placed means in a drug class (handled by the caller) or known to be of none (a
+        product or ingredient name in rxnorm-products.json ``not_relevant``)."""
+        trust = self._trust_of(source)
+        status = v.data.get("status")
+        current = status in trust.current or (
+            v.raw.origin.startswith(DRAFT_ORDERS) and status in trust.proposed)
+        if not current:
+            return
+        unplaced = unplaced_codings(self.k.terminology, concepts, text)
+        if unplaced is not None:
+            self.out.issues.append(unclassified_medication(v.raw.label, unplaced, text))
+
+    def _trust_of(self, source: str) -> Any:
+        return {"MedicationStatement": self.k.trust.medication_statement,
+                "MedicationRequest": self.k.trust.medication_request,
+                "MedicationDispense": self.k.trust.medication_dispense}[source]
 
     def _route_known(self, v: Validated, drug_class: str, concepts: list[Any],
                      text: str, sig: str) -> Literal["systemic", "unknown"] | None:
@@ -160,6 +190,36 @@ class MedicationReader(ReaderContext):
         if _words_pattern(tuple(rule.systemic_words)).search(f"{text} | {sig}"):
             return "systemic"
         return "unknown"
+
+
+MAX_UNPLACED_SHOWN = 3
+"""Codings named in one unclassified-medication issue (the rest are counted)."""
+
+
+def unplaced_codings(terminology: Terminology, concepts: list[Any],
+                     text: str) -> list[str] | None:
+    """``None`` when the drug is placed (a class, or known to be of none); else the codings
+    (``system|code``) it could not place, empty when it had only words."""
+    products = terminology.products
+    unplaced = []
+    for concept in concepts:
+        for system, code, _ in codings(concept):
+            if products.is_not_relevant(system, code) or terminology.lookup(system, code):
+                return None
+            if code:
+                unplaced.append(f"{system or '?'}|{code}")
+    names = " | ".join([text, *(n for c in concepts for s, k, _ in codings(c)
+                                if (n := products.name(s, k)))])
+    return None if products.names_not_relevant(names) else unplaced
+
+
+def unclassified_medication(resource: str, unplaced: list[str], text: str) -> InputIssue:
+    shown = ", ".join(unplaced[:MAX_UNPLACED_SHOWN]) + (
+        f" (+{len(unplaced) - MAX_UNPLACED_SHOWN})" if len(unplaced) > MAX_UNPLACED_SHOWN else "")
+    words = (msg("unclassified-medication", codings=shown, text=preview(text or "")) if unplaced
+             else msg("unclassified-medication.text", text=preview(text or "")))
+    return InputIssue(severity="warning", resource=resource, path="medication",
+                      action="ignored", code="unclassified-medication", **words)
 
 
 def _atc_in(reader: ReaderContext, concepts: list[Any], valueset: str) -> str | None:

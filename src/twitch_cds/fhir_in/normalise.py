@@ -15,6 +15,7 @@ from twitch_cds.facts import Evidence, PatientFact
 from twitch_cds.fhir_in.coding import (
     codings,
     concept_text,
+    first_code,
     is_fhir_id,
     preview,
     reference,
@@ -24,13 +25,19 @@ from twitch_cds.fhir_in.context import Normalised
 from twitch_cds.fhir_in.dates import days_between
 from twitch_cds.fhir_in.findings import FindingReader
 from twitch_cds.fhir_in.labs import LabReader
-from twitch_cds.fhir_in.medications import MedicationReader
-from twitch_cds.fhir_in.reader import RawResource
+from twitch_cds.fhir_in.medications import (
+    MedicationReader,
+    unclassified_medication,
+    unplaced_codings,
+)
+from twitch_cds.fhir_in.reader import DRAFT_ORDERS, RawResource
 from twitch_cds.fhir_in.screen import unreadable
 from twitch_cds.fhir_in.validate import Validated
 from twitch_cds.issues import InputIssue, issue_word, msg
 
 __all__ = ["Normalised", "Normaliser"]
+
+MEDICATION_TYPES = ("MedicationStatement", "MedicationRequest", "MedicationDispense")
 
 
 class Normaliser(FindingReader, LabReader, MedicationReader):
@@ -60,6 +67,7 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
             "Condition": self._condition,
             "MedicationStatement": self._medication_statement,
             "MedicationRequest": self._medication_request,
+            "MedicationDispense": self._medication_dispense,
             "Patient": self._patient_resource,
         }
         for v in readable:
@@ -89,9 +97,12 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
         """Why a resource the rules pass over might have mattered: a code without a system
         that is in a value set, or a finding's name given only as text. Reported, not used."""
         data = raw.data
-        if data.get("resourceType") not in ("Observation", "Condition"):
+        rtype = data.get("resourceType")
+        if rtype in MEDICATION_TYPES:
+            return self._unplaced_inline(raw)
+        if rtype not in ("Observation", "Condition"):
             return []
-        issues = []
+        issues = self._malformed_coding(raw)
         for path in ("code", "valueCodeableConcept"):
             concept = data.get(path)
             for system, code, _ in codings(concept):
@@ -111,7 +122,71 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
                         severity="warning", resource=raw.label, path=path, action="ignored",
                         code="text-only",
                         **msg("text-only", titles=titles, matched=preview(words[0].matched))))
+        if not issues and rtype == "Condition" and self._current_condition(data):
+            issues += self._unplaced_condition(raw)
         return issues
+
+    # -- nothing silently unclassified -----------------------------------------------------
+    def _unplaced_inline(self, raw: RawResource) -> list[InputIssue]:
+        """A current medication with an inline drug that no class and no table of drugs of
+        no class places (one with a Medication reference is read, and reported there)."""
+        data = raw.data
+        trust = {"MedicationStatement": self.k.trust.medication_statement,
+                 "MedicationRequest": self.k.trust.medication_request,
+                 "MedicationDispense": self.k.trust.medication_dispense}[data["resourceType"]]
+        status = data.get("status")
+        if status not in trust.current and not (
+                raw.origin.startswith(DRAFT_ORDERS) and status in trust.proposed):
+            return []
+        r5 = data["medication"] if isinstance(data.get("medication"), dict) else {}
+        concepts = [c for c in (data.get("medicationCodeableConcept"), r5.get("concept"))
+                    if isinstance(c, dict)]
+        text = " | ".join(t for c in concepts if (t := concept_text(c)))
+        unplaced = unplaced_codings(self.k.terminology, concepts, text)
+        return [] if unplaced is None else [unclassified_medication(raw.label, unplaced, text)]
+
+    def _current_condition(self, data: dict[str, Any]) -> bool:
+        """Current as the Condition reader judges it: not refuted or in error, not resolved."""
+        trust = self.k.trust.condition
+        return (first_code(data.get("verificationStatus")) not in trust.verification_excluded
+                and first_code(data.get("clinicalStatus")) not in trust.clinical_not_current
+                and not data.get("abatementDateTime") and not data.get("abatementPeriod"))
+
+    def _unplaced_condition(self, raw: RawResource) -> list[InputIssue]:
+        """A current diagnosis the value sets do not hold. Coded in a system we read (SNOMED
+        CT, ICD-10): most often a real diagnosis the rules have nothing to say about, so an
+        ``information`` issue, counted; in no system we read (a local code) or with no code,
+        nothing could even be tried: a ``warning``."""
+        concept = raw.data.get("code")
+        found = [(system, code) for system, code, _ in codings(concept) if code]
+        known = self.k.terminology.known_systems()
+        readable = [f"{system}|{code}" for system, code in found if system in known]
+        if readable:
+            return [InputIssue(severity="information", resource=raw.label, path="code.coding",
+                               action="ignored", code="unclassified-condition",
+                               **msg("unclassified-condition.known",
+                                     codings=", ".join(readable[:3])))]
+        shown = ", ".join(f"{system or '?'}|{code}" for system, code in found[:3])
+        return [InputIssue(severity="warning", resource=raw.label, path="code",
+                           action="ignored", code="unclassified-condition",
+                           **(msg("unclassified-condition.unknown", codings=shown) if shown
+                              else msg("unclassified-condition.text",
+                                       text=preview(concept_text(concept)))))]
+
+    def _malformed_coding(self, raw: RawResource) -> list[InputIssue]:
+        """``code.coding`` sent as one object instead of a list: unread, and reported when
+        the object carries a code the rules read (the rest of the chart is still read)."""
+        concept = raw.data.get("code")
+        coding = concept.get("coding") if isinstance(concept, dict) else None
+        if not isinstance(coding, dict):
+            return []
+        hits = self._classify({"coding": [coding]})
+        if not hits:
+            return []
+        titles = ", ".join(self.k.terminology.titles[vs] for vs in hits)
+        return [InputIssue(severity="error", resource=raw.label, path="code.coding",
+                           action="skipped", code="coding-malformed",
+                           **msg("coding-malformed", titles=titles))]
 
     # -- what matters -------------------------------------------------------------------
     def relevant(self, data: dict[str, Any]) -> bool:
@@ -128,7 +203,7 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
             return bool(self._classify(data.get("code")) or self._value_findings(data))
         if rtype == "Condition":
             return bool(self._classify(data.get("code")))
-        if rtype in ("MedicationStatement", "MedicationRequest"):
+        if rtype in MEDICATION_TYPES:
             r5: dict[str, Any] = data["medication"] if isinstance(
                 data.get("medication"), dict) else {}
             if data.get("medicationReference") or r5.get("reference"):

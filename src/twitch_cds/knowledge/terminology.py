@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from twitch_cds.errors import RulesetError
+from twitch_cds.knowledge.products import PRODUCTS_FILE, ProductTable, load_products
 
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 ATC = "http://www.whocc.no/atc"
@@ -70,6 +71,8 @@ class Terminology:
     _words: dict[str, re.Pattern[str]] = field(default_factory=dict)
     _systems_by_code: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     _looked_up: dict[tuple[str, str], tuple[Match, ...]] = field(default_factory=dict)
+    products: ProductTable = field(default_factory=lambda: ProductTable())
+    """RxNorm products and packs (rxnorm-products.json): names, and those of no class."""
 
     def lookup(self, system: str | None, code: str | None) -> tuple[Match, ...]:
         """Value sets holding this coding, by exact code or by class prefix (remembered: a
@@ -186,6 +189,23 @@ class Terminology:
             self._names[key] = _whole_words(names)
 
 
+    def add_products(self, table: ProductTable) -> None:
+        """Index each RxNorm product under the value sets of the classes its ingredients
+        belong to, so that a product code alone is a ``code`` match (O(1), like any code)."""
+        self.products = table
+        for code, classes in table.classes.items():
+            pair = (table.system, code)
+            for vs in classes:
+                if vs not in self._exact.get(pair, ()):
+                    self._exact[pair].append(vs)
+            self._systems_by_code[code].add(table.system)
+
+    def known_systems(self) -> set[str]:
+        """The code systems some value set or table of ours holds codes of."""
+        return ({system for system, _ in self._exact} | set(self._prefix)
+                | {self.products.system})
+
+
 def _whole_words(phrases: Iterable[str]) -> re.Pattern[str]:
     alternatives = sorted({p.strip().lower() for p in phrases if p.strip()}, key=len)
     body = "|".join(re.escape(p).replace(r"\ ", r"[\s-]+") for p in reversed(alternatives))
@@ -203,4 +223,7 @@ def load_terminology(directory: Path) -> Terminology:
         except (OSError, ValueError) as exc:
             raise RulesetError(f"{path}: cannot be read as JSON: {exc}") from exc
         terminology.add_valueset(resource, str(path))
+    products = directory / PRODUCTS_FILE
+    if products.exists():  # after the value sets: a product never repeats their match
+        terminology.add_products(load_products(products))
     return terminology

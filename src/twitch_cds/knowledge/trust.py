@@ -59,6 +59,7 @@ class Trust(_Frozen):
     condition: ConditionTrust
     medication_statement: MedicationTrust
     medication_request: MedicationTrust
+    medication_dispense: MedicationTrust
     interpretation: InterpretationTrust
     reference_range: ReferenceRangeTrust = ReferenceRangeTrust()
     non_systemic: dict[str, NonSystemic]

@@ -123,13 +123,15 @@ class MedicationReader(ReaderContext):
                    if isinstance(d, dict)]
         routes = " | ".join([*(concept_text(f) for f in forms),
                              *(concept_text(d.get("route")) for d in dosages)])
+        route_codes = {f"{system}|{code}" for d in dosages
+                       for system, code, _ in codings(d.get("route")) if system and code}
         sig = " | ".join(t for d in dosages for t in (d.get("text"), d.get("patientInstruction"))
                          if isinstance(t, str))
         name = text.split(" | ")[0] if text else products.split(" | ")[0] if products else (
             classes[next(iter(classes))].matched)
         for drug_class, match in classes.items():
             route = self._route_known(v, drug_class, concepts,
-                                      f"{text} | {products} | {routes}", sig)
+                                      f"{text} | {products} | {routes}", sig, route_codes)
             if route is None:
                 continue
             detail = f"{name} ({status}"
@@ -164,21 +166,32 @@ class MedicationReader(ReaderContext):
                 "MedicationDispense": self.k.trust.medication_dispense}[source]
 
     def _route_known(self, v: Validated, drug_class: str, concepts: list[Any],
-                     text: str, sig: str) -> Literal["systemic", "unknown"] | None:
+                     text: str, sig: str, route_codes: set[str] | None = None,
+                     ) -> Literal["systemic", "unknown"] | None:
         """Whether the exposure is systemic, of unknown route, or (None) not systemic at all.
 
         Only classes listed in rulesets/trust.yaml ``non_systemic`` are asked: every other
         class's value set holds drugs for systemic use only. An ATC code of the class itself
         (H02) is systemic by definition; an ATC code in the local-use value set (D07, S01BA,
-        R03BA, ...) is not, whatever the text says; then words in the product text, its form
-        or its route decide; with none, the route is unknown and the exposure is kept. The
-        free-text dosage instructions (``sig``) may only say systemic ("1 tablet by mouth"):
+        R03BA, ...) is not, whatever the text says; then a coded dosage route (SATUSEHAT's
+        ATC/DDD route codes, SNOMED CT routes: trust.yaml); then words in the product text
+        (the RxNorm product name too, for a code sent alone), its form or its route decide;
+        with none, the route is unknown and the exposure is kept. The free-text dosage instructions (``sig``) may only say systemic ("1 tablet by mouth"):
         a free-text aside never drops a possible cause.
         """
         rule = self.k.trust.non_systemic.get(drug_class)
         if rule is None or _atc_in(self, concepts, drug_class):
             return "systemic"
         local = _atc_in(self, concepts, rule.valueset) if rule.valueset else None
+        coded = route_codes or set()
+        local_route = None if local else next(iter(sorted(coded & rule.local_routes)), None)
+        if local_route:
+            self.issue("information", v.raw.label, "dosage.route",
+                       msg("not-systemic-route", drug_class=drug_class, code=local_route),
+                       "ignored", "not-systemic")
+            return None
+        if coded & rule.systemic_routes:
+            return "systemic"
         found = None if local else _words_pattern(tuple(rule.words)).search(text)
         if local or found:
             self.issue("information", v.raw.label, "medication",

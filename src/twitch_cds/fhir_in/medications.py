@@ -136,7 +136,8 @@ class MedicationReader(ReaderContext):
                 continue
             detail = f"{name} ({status}"
             if recent_only and ended:
-                detail += f", {self.word('ended')} {date_text(ended)}"
+                when = "handed_over" if source == "MedicationDispense" else "ended"
+                detail += f", {self.word(when)} {date_text(ended)}"
             detail += ")"
             fact = Medication(id=f"{v.raw.label}#{drug_class}", drug_class=drug_class,
                               source=source, status=str(status), proposed=proposed,
@@ -176,8 +177,9 @@ class MedicationReader(ReaderContext):
         R03BA, ...) is not, whatever the text says; then a coded dosage route (SATUSEHAT's
         ATC/DDD route codes, SNOMED CT routes: trust.yaml); then words in the product text
         (the RxNorm product name too, for a code sent alone), its form or its route decide;
-        with none, the route is unknown and the exposure is kept. The free-text dosage instructions (``sig``) may only say systemic ("1 tablet by mouth"):
-        a free-text aside never drops a possible cause.
+        with none, the route is unknown and the exposure is kept. The free-text dosage
+        instructions (``sig``) may only say systemic ("1 tablet by mouth"): a free-text
+        aside never drops a possible cause.
         """
         rule = self.k.trust.non_systemic.get(drug_class)
         if rule is None or _atc_in(self, concepts, drug_class):

@@ -130,10 +130,17 @@ def _pattern(names: set[str]) -> re.Pattern[str]:
 
 
 def tty_of(name: str) -> str:
-    """RxNorm term type from the shape of its normalised name (when the source gives none)."""
+    """RxNorm term type from the shape of its normalised name (when the source gives none):
+    packs in braces, branded names in brackets, strengths in clinical drugs, a dose form
+    alone in dose-form groups, and nothing else in ingredients."""
+    branded = name.rstrip().endswith("]")
     if name.startswith("{"):
-        return "BPCK" if name.rstrip().endswith("]") else "GPCK"
-    return "SBD" if name.rstrip().endswith("]") else "SCD"
+        return "BPCK" if branded else "GPCK"
+    if any(ch.isdigit() for ch in name.split("[")[0]):
+        return "SBD" if branded else "SCD"
+    if " " in name.split("[")[0].strip():
+        return "SBDF" if branded else "SCDF"
+    return "IN"
 
 
 # -- reading the original files -----------------------------------------------------------
@@ -296,6 +303,17 @@ def derive(sources: Path) -> dict[str, Any]:
     }
 
 
+def _dump(table: dict[str, Any]) -> str:
+    """Readable and small: metadata indented, one product per line (diffs stay per code)."""
+    def rows(items: list[Any]) -> str:
+        return "[\n" + ",\n".join(json.dumps(r, ensure_ascii=False, separators=(",", ":"))
+                                   for r in items) + "\n]"
+    head = {k: v for k, v in table.items() if k not in ("products", "not_relevant")}
+    text = json.dumps(head, indent=1, ensure_ascii=False)[:-2]
+    return (f'{text},\n"products": {rows(table["products"])},\n'
+            f'"not_relevant": {rows(table["not_relevant"])}\n}}\n')
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sources", type=Path, default=ROOT / "scripts" / "rxnorm_sources")
@@ -309,8 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.raw:
         write_extracts(args, args.sources)
     table = derive(args.sources)
-    args.out.write_text(json.dumps(table, indent=0, ensure_ascii=False) + "\n",
-                        encoding="utf-8")
+    args.out.write_text(_dump(table), encoding="utf-8")
     print(f"{len(table['products'])} products, {len(table['not_relevant'])} not relevant; "
           f"{len(table['unplaced'])} source rows named no ingredient of their class",
           file=sys.stderr)

@@ -72,6 +72,7 @@ class Terminology:
     _systems_by_code: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     _looked_up: dict[tuple[str, str], tuple[Match, ...]] = field(default_factory=dict)
     products: ProductTable = field(default_factory=lambda: ProductTable())
+    _known_systems: frozenset[str] | None = None
     """RxNorm products and packs (rxnorm-products.json): names, and those of no class."""
 
     def lookup(self, system: str | None, code: str | None) -> tuple[Match, ...]:
@@ -155,6 +156,7 @@ class Terminology:
         if key in self.titles:
             raise RulesetError(f"{origin}: duplicate value set id {key!r}")
         self.titles[key] = resource.get("title") or key
+        self._known_systems = None
         self.urls[key] = resource.get("url") or key
         names: list[str] = []
         words: list[str] = []
@@ -193,6 +195,7 @@ class Terminology:
         """Index each RxNorm product under the value sets of the classes its ingredients
         belong to, so that a product code alone is a ``code`` match (O(1), like any code)."""
         self.products = table
+        self._known_systems = None
         for code, classes in table.classes.items():
             pair = (table.system, code)
             for vs in classes:
@@ -200,10 +203,14 @@ class Terminology:
                     self._exact[pair].append(vs)
             self._systems_by_code[code].add(table.system)
 
-    def known_systems(self) -> set[str]:
-        """The code systems some value set or table of ours holds codes of."""
-        return ({system for system, _ in self._exact} | set(self._prefix)
+    def known_systems(self) -> frozenset[str]:
+        """The code systems some value set or table of ours holds codes of (worked out
+        once: asked for every diagnosis the value sets do not hold)."""
+        if self._known_systems is None:
+            self._known_systems = frozenset(
+                {system for system, _ in self._exact} | set(self._prefix)
                 | {self.products.system})
+        return self._known_systems
 
 
 def _whole_words(phrases: Iterable[str]) -> re.Pattern[str]:

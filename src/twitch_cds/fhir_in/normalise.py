@@ -95,7 +95,9 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
 
     def unrecognised(self, raw: RawResource) -> list[InputIssue]:
         """Why a resource the rules pass over might have mattered: a code without a system
-        that is in a value set, or a finding's name given only as text. Reported, not used."""
+        that is in a value set, a finding's name given only as text, a coding sent as an
+        object instead of a list; and a current medication or diagnosis the terminology
+        cannot place at all (nothing silently unclassified). Reported, not used."""
         data = raw.data
         rtype = data.get("resourceType")
         if rtype in MEDICATION_TYPES:
@@ -193,8 +195,9 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
         """Whether a resource can matter to the rules, judged cheaply before validation.
 
         Observations and Conditions matter when their code is in a value set; medications
-        when their drug is (by code or name, or by a Medication they reference). Patients
-        and Medications always do. Everything else is skipped without validation cost.
+        (statements, requests, dispenses) when their drug is (by code, RxNorm product or
+        name, or by a Medication they reference). Patients and Medications always do.
+        Everything else is skipped without validation cost.
         """
         rtype = data.get("resourceType")
         if not isinstance(rtype, str):

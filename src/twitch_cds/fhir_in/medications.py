@@ -155,7 +155,9 @@ class MedicationReader(ReaderContext):
         status = v.data.get("status")
         current = status in trust.current or (
             v.raw.origin.startswith(DRAFT_ORDERS) and status in trust.proposed)
-        if not current:
+        if not current or (not concepts and any(  # its drug is in a Medication not sent
+                i.code == "reference-unresolved" and i.resource == v.raw.label
+                for i in self.out.issues)):
             return
         unplaced = unplaced_codings(self.k.terminology, concepts, text)
         if unplaced is not None:

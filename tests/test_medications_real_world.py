@@ -193,3 +193,20 @@ def test_no_cards_text_says_how_many_records_were_not_classified(lang: str,
     assert not result.cards and result.unclassified == 2
     text = _text(result, lang)  # type: ignore[arg-type]
     assert f"2 {'record(s)' if lang == 'en' else 'rekam data'}" in text and words in text
+
+
+def test_an_unresolved_medication_reference_is_reported_once() -> None:
+    request = {"resourceType": "MedicationRequest", "id": "rx", "status": "active",
+               "intent": "order", "subject": {"reference": "Patient/p1"},
+               "medicationReference": {"reference": "Medication/absent"}}
+    result = twitch_cds.evaluate([twitching(), request], now=NOW)
+    assert _codes(result).count("reference-unresolved") == 1
+    assert "unclassified-medication" not in _codes(result)
+
+
+def test_a_current_condition_with_no_code_is_a_warning() -> None:
+    uncoded = condition("dx", SCT, "1")
+    uncoded["code"] = {"text": "Darah tinggi"}
+    result = twitch_cds.evaluate([twitching(), uncoded], now=NOW)
+    found = [(i.severity, i.path) for i in result.issues if i.code == "unclassified-condition"]
+    assert found == [("warning", "code")]

@@ -46,12 +46,12 @@ IssueCode = Literal[
     "range-unusable",           # the lab's referenceRange cannot be read or chosen
     # codes
     "code-without-system",      # a coding with no system whose code is in a value set
+    "coding-malformed",         # a coding out of FHIR's shape that carries a code the rules read
     "text-only",                # words that name a finding, but no code: not used
     "reference-unresolved",     # a referenced resource is not in the input
     "not-systemic",             # a corticosteroid recognised but not systemic
     "unclassified-medication",  # a current drug no class and no table of ours can place
     "unclassified-condition",   # a current diagnosis outside every value set (or system)
-    "coding-malformed",         # CodeableConcept.coding not a list, carrying a code we read
 ]
 """Stable machine-readable issue codes (documented in docs/input-profile.md)."""
 

@@ -19,6 +19,7 @@ from twitch_cds.fhir_in.coding import (
     is_fhir_id,
     preview,
     reference,
+    repaired_concepts,
     safe_reference,
 )
 from twitch_cds.fhir_in.context import Normalised
@@ -101,10 +102,11 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
         data = raw.data
         rtype = data.get("resourceType")
         if rtype in MEDICATION_TYPES:
-            return self._unplaced_inline(raw)
+            shaped, malformed = self._in_shape(data)
+            return [] if malformed else self._unplaced_inline(raw, shaped)
         if rtype not in ("Observation", "Condition"):
             return []
-        issues = self._malformed_coding(raw)
+        issues: list[InputIssue] = []
         for path in ("code", "valueCodeableConcept"):
             concept = data.get(path)
             for system, code, _ in codings(concept):
@@ -125,14 +127,26 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
                         code="text-only",
                         **msg("text-only", titles=titles, matched=preview(words[0].matched))))
         if not issues and rtype == "Condition" and self._current_condition(data):
-            issues += self._unplaced_condition(raw)
+            shaped, malformed = self._in_shape(data)
+            if not malformed:  # a malformed coding the rules read: coding-malformed (screen)
+                issues += self._unplaced_condition(raw, shaped)
         return issues
 
+    def _in_shape(self, data: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """The resource with its malformed codings put in FHIR's shape, and whether one of
+        them carries a code the rules read (then it is reported as ``coding-malformed``)."""
+        shaped = data
+        for path, _, _, repaired in repaired_concepts(data):
+            if self.relevant(repaired):
+                return data, True
+            key = path.split(".")[0]
+            shaped = {**shaped, key: repaired[key]}
+        return shaped, False
+
     # -- nothing silently unclassified -----------------------------------------------------
-    def _unplaced_inline(self, raw: RawResource) -> list[InputIssue]:
+    def _unplaced_inline(self, raw: RawResource, data: dict[str, Any]) -> list[InputIssue]:
         """A current medication with an inline drug that no class and no table of drugs of
         no class places (one with a Medication reference is read, and reported there)."""
-        data = raw.data
         trust = {"MedicationStatement": self.k.trust.medication_statement,
                  "MedicationRequest": self.k.trust.medication_request,
                  "MedicationDispense": self.k.trust.medication_dispense}[data["resourceType"]]
@@ -154,12 +168,13 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
                 and first_code(data.get("clinicalStatus")) not in trust.clinical_not_current
                 and not data.get("abatementDateTime") and not data.get("abatementPeriod"))
 
-    def _unplaced_condition(self, raw: RawResource) -> list[InputIssue]:
+    def _unplaced_condition(self, raw: RawResource,
+                            data: dict[str, Any]) -> list[InputIssue]:
         """A current diagnosis the value sets do not hold. Coded in a system we read (SNOMED
         CT, ICD-10): most often a real diagnosis the rules have nothing to say about, so an
         ``information`` issue, counted; in no system we read (a local code) or with no code,
         nothing could even be tried: a ``warning``."""
-        concept = raw.data.get("code")
+        concept = data.get("code")
         found = [(system, code) for system, code, _ in codings(concept) if code]
         known = self.k.terminology.known_systems()
         readable = [f"{system}|{code}" for system, code in found if system in known]
@@ -174,21 +189,6 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
                            **(msg("unclassified-condition.unknown", codings=shown) if shown
                               else msg("unclassified-condition.text",
                                        text=preview(concept_text(concept)))))]
-
-    def _malformed_coding(self, raw: RawResource) -> list[InputIssue]:
-        """``code.coding`` sent as one object instead of a list: unread, and reported when
-        the object carries a code the rules read (the rest of the chart is still read)."""
-        concept = raw.data.get("code")
-        coding = concept.get("coding") if isinstance(concept, dict) else None
-        if not isinstance(coding, dict):
-            return []
-        hits = self._classify({"coding": [coding]})
-        if not hits:
-            return []
-        titles = ", ".join(self.k.terminology.titles[vs] for vs in hits)
-        return [InputIssue(severity="error", resource=raw.label, path="code.coding",
-                           action="skipped", code="coding-malformed",
-                           **msg("coding-malformed", titles=titles))]
 
     # -- what matters -------------------------------------------------------------------
     def relevant(self, data: dict[str, Any]) -> bool:

@@ -210,3 +210,17 @@ def test_a_current_condition_with_no_code_is_a_warning() -> None:
     result = twitch_cds.evaluate([twitching(), uncoded], now=NOW)
     found = [(i.severity, i.path) for i in result.issues if i.code == "unclassified-condition"]
     assert found == [("warning", "code")]
+
+
+def test_the_json_cli_says_the_count_on_stderr(tmp_path: Any, capsys: Any) -> None:
+    import json
+
+    from twitch_cds.cli import main
+
+    chart = tmp_path / "chart.json"
+    chart.write_text(json.dumps([twitching(), med_statement(
+        "x", [{"system": "urn:local:drugs", "code": "A17"}])]))
+    assert main(["evaluate", str(chart), "--now", NOW, "--format", "json"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["cards"]
+    assert "1 record(s) could not be classified" in out.err

@@ -262,6 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for issue in result.issues:  # stdout stays a pure CDS Hooks response
                 print(f"twitch-cds: {_say(args.lang, 'input-issue')}: "
                       f"{_issue(issue, args.lang)}", file=sys.stderr)
+            if result.unclassified:
+                print(f"twitch-cds: {_say(args.lang, 'unclassified', count=result.unclassified)}",
+                      file=sys.stderr)
         else:
             return _print(_text(result, args.lang))
         sys.stdout.flush()

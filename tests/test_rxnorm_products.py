@@ -11,6 +11,8 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = ROOT / "rulesets" / "terminology" / "rxnorm-products.json"
@@ -99,3 +101,36 @@ def test_every_row_says_its_verification_and_sources(table: dict[str, Any]) -> N
         if verification == "W":
             assert len(sources) == 1
             assert table["sources"][sources[0]]["verification"] == "W"
+
+
+_TABLE = json.loads(TABLE.read_text(encoding="utf-8"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(row=st.sampled_from(_TABLE["products"]))
+def test_any_product_code_alone_reads_as_its_classes(row: list[Any]) -> None:
+    """End to end: a MedicationStatement carrying only the product code becomes an exposure
+    to exactly the product's classes (a corticosteroid product of local use, none in the
+    sources today, would be reported not systemic instead)."""
+    import twitch_cds
+    from tests.builders import NOW, RXNORM, med_statement, twitching
+
+    result = twitch_cds.evaluate(
+        [twitching(), med_statement("m", [{"system": RXNORM, "code": row[0]}])], now=NOW)
+    read = {fact.id.split("#")[-1] for firing in result.trace.fired
+            for fact in firing.facts.values() if fact.id.startswith("MedicationStatement/m#")}
+    local = {"corticosteroid"} if any(i.code == "not-systemic" for i in result.issues) else set()
+    assert read | local == set(row[3])
+    assert not any(i.code == "unclassified-medication" for i in result.issues)
+
+
+@settings(max_examples=40, deadline=None)
+@given(row=st.sampled_from(_TABLE["not_relevant"]))
+def test_any_product_of_no_class_is_silent(row: list[Any]) -> None:
+    import twitch_cds
+    from tests.builders import NOW, RXNORM, med_statement, twitching
+
+    result = twitch_cds.evaluate(
+        [twitching(), med_statement("m", [{"system": RXNORM, "code": row[0]}])], now=NOW)
+    assert "MedicationStatement/m" not in {r for refs in result.evidence.values() for r in refs}
+    assert not any(i.code == "unclassified-medication" for i in result.issues)

@@ -152,6 +152,9 @@ def create_app(config: ServiceConfig | None = None,
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise _Rejected(operation_outcome(
                 400, "structure", f"body is not JSON: {exc}")) from exc
+        except ValueError as exc:  # a number the parser refuses (Python's digit limit)
+            raise _Rejected(operation_outcome(
+                400, "structure", f"body holds a value the JSON parser refuses: {exc}")) from exc
         except RecursionError as exc:
             raise _Rejected(operation_outcome(
                 400, "structure", "body is nested too deeply")) from exc

@@ -29,6 +29,7 @@ import twitch_cds
 from twitch_cds.errors import InputError
 from twitch_cds.knowledge.bundle import Knowledge, default_knowledge
 from twitch_cds.service import logs, schemas
+from twitch_cds.service.admission import Admission, Ticket
 from twitch_cds.service.auth import AuthError, JwtVerifier
 from twitch_cds.service.config import ServiceConfig, TrustedClient, load_config
 from twitch_cds.service.discovery import SERVICES_BY_ID, Service, discovery
@@ -70,6 +71,8 @@ def create_app(config: ServiceConfig | None = None,
     clients: list[httpx.AsyncClient] = []
     counts = {"checks_incomplete": 0}
     metrics = ServiceMetrics() if config.metrics else None
+    admission = Admission(config.queue_limit, config.time_budget_ms / 1000)
+    incomplete_log = logs.Tally(log, "check incomplete", config.overload_log_interval_s)
 
     def fhir_client() -> httpx.AsyncClient:
         """One HTTP client per worker, for every fetch from every EHR's FHIR server."""
@@ -121,7 +124,9 @@ def create_app(config: ServiceConfig | None = None,
             raise _Rejected(Response(status_code=401)) from exc
         return trusted.get(str(claims.get("iss")))
 
-    async def read_json(request: Request) -> Any:
+    async def read_json(request: Request, deadline: float | None = None) -> Any:
+        """The JSON body, read within ``body_read_timeout_ms`` and, for a hook call, by its
+        deadline (a ``time.perf_counter()`` instant); 408 when it has not all arrived."""
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > config.max_body_bytes:
             raise _Rejected(operation_outcome(
@@ -130,9 +135,12 @@ def create_app(config: ServiceConfig | None = None,
         if media not in ("application/json", "application/fhir+json"):
             raise _Rejected(operation_outcome(
                 415, "not-supported", f"content type {media or '(none)'}: send application/json"))
+        wait_s = config.body_read_timeout_ms / 1000
+        if deadline is not None:
+            wait_s = min(wait_s, deadline - time.perf_counter())
         body = bytearray()
         try:
-            async with asyncio.timeout(config.body_read_timeout_ms / 1000):
+            async with asyncio.timeout(max(wait_s, 0.0)):
                 async for chunk in request.stream():
                     body.extend(chunk)
                     if len(body) > config.max_body_bytes:
@@ -140,8 +148,8 @@ def create_app(config: ServiceConfig | None = None,
                             413, "too-costly", f"body is over {config.max_body_bytes} bytes"))
         except TimeoutError as exc:
             response = operation_outcome(
-                408, "timeout", f"the request body did not arrive within "
-                f"{config.body_read_timeout_ms} ms")
+                408, "timeout", f"the request body did not arrive within {wait_s * 1000:.0f} "
+                "ms (body_read_timeout_ms, or the time budget of a hook call)")
             response.headers["Connection"] = "close"
             raise _Rejected(response) from exc
         except ClientDisconnect as exc:
@@ -166,16 +174,21 @@ def create_app(config: ServiceConfig | None = None,
                 404, "not-found", f"no CDS service {service_id!r}; see GET /cds-services"))
         return service
 
-    def check_incomplete(request: Request, service: Service, hook_instance: str,
+    def check_incomplete(request: Request, service: Service, hook_instance: str | None,
                          reason: Reason, started: float) -> Response:
-        """The one card that says the check did not finish (never ``{"cards": []}``)."""
+        """The one card that says the check did not finish (never ``{"cards": []}``).
+        ``hook_instance`` is None for a call shed before its body was read."""
         elapsed_ms = (time.perf_counter() - started) * 1000
         counts["checks_incomplete"] += 1
-        log.warning("check incomplete (%s) after %.0f ms (time budget %d ms), "
-                    "hookInstance=%s: answering the check-incomplete card", reason,
-                    elapsed_ms, config.time_budget_ms, hook_instance,
-                    extra={"fields": {"hookInstance": hook_instance, "reason": reason,
-                                      "elapsed_ms": round(elapsed_ms, 1)}})
+        fields = {"hookInstance": hook_instance or "-", "reason": reason,
+                  "elapsed_ms": round(elapsed_ms, 1)}
+        message = ("check incomplete (%s) after %.0f ms (time budget %d ms), hookInstance=%s: "
+                   "answering the check-incomplete card")
+        arguments = (reason, elapsed_ms, config.time_budget_ms, hook_instance or "-")
+        if reason == "failure":  # rare and worth each line
+            log.warning(message, *arguments, extra={"fields": fields})
+        else:  # out of time, overload: thousands a minute under load, one line per interval
+            incomplete_log.add(reason, message, *arguments, fields=fields)
         request.state.cards = 1
         card = check_incomplete_card(knowledge, hook_instance, reason, config.lang)
         if metrics is not None:
@@ -211,11 +224,27 @@ def create_app(config: ServiceConfig | None = None,
                   "application/json": {"schema": {"$ref": schemas.REF.format(
                       model="CdsServiceResponse")}}}}})
     async def call_service(service_id: str, request: Request) -> Response:
-        started = time.perf_counter()  # the budget covers the whole call, JWT check included
+        # the deadline runs from the call's arrival (the access-log middleware's clock)
+        started = getattr(request.state, "arrived", None) or time.perf_counter()
         deadline = started + config.time_budget_ms / 1000
         client = await authenticate(request)
         service = service_for(service_id)
-        body = await read_json(request)
+        length = request.headers.get("content-length")
+        ticket = admission.admit(int(length) if length and length.isdigit() else None)
+        if ticket is None:  # full: answered now, the body left unread (uvicorn drops it)
+            return check_incomplete(request, service, None, "overload", started)
+        if metrics is not None:
+            metrics.admitted.inc()
+        try:
+            return await evaluate_call(request, service, client, ticket, started, deadline)
+        finally:
+            admission.release(ticket)
+            if metrics is not None:
+                metrics.admitted.dec()
+
+    async def evaluate_call(request: Request, service: Service, client: TrustedClient | None,
+                            ticket: Ticket, started: float, deadline: float) -> Response:
+        body = await read_json(request, deadline)
         problem = _check_request(body, service)
         if problem:
             return operation_outcome(400, "invalid", problem)
@@ -228,14 +257,20 @@ def create_app(config: ServiceConfig | None = None,
         try:
             resolved = await asyncio.wait_for(
                 resolve(body, templates, fhir_client(), config.fetch_timeout_ms / 1000,
-                        refusal, metrics), timeout=deadline - time.perf_counter())
+                        refusal, metrics), timeout=max(deadline - time.perf_counter(), 0.0))
             for note in resolved.problems:
                 log.warning("prefetch incomplete, hookInstance=%s: %s", hook_instance, note,
                             extra={"fields": {"hookInstance": hook_instance,
                                               "prefetchProblem": note}})
             data = {**body, "prefetch": resolved.prefetch}
+            del body  # the parsed prefetch now lives in data alone
+
+            def learn(seconds: float) -> None:
+                admission.observe(ticket.size, seconds)
+
             result = await engine.evaluate(data, lang=config.lang, knowledge=knowledge,
-                                           timeout_s=deadline - time.perf_counter())
+                                           deadline=deadline, expected_s=ticket.expected_s,
+                                           learn=learn)
         except Missing as exc:
             return operation_outcome(412, "not-found", str(exc))
         except TimeoutError:
@@ -250,7 +285,7 @@ def create_app(config: ServiceConfig | None = None,
             return check_incomplete(request, service, hook_instance, "failure", started)
         cards = result.cards
         if service.hook in ORDER_HOOKS:  # at ordering, only what concerns the orders
-            drafts = _draft_references(body["context"])
+            drafts = _draft_references(data["context"])
             cards = [c for c in cards if drafts & set(result.evidence.get(str(c.uuid), ()))]
         request.state.cards = len(cards)
         if metrics is not None:
@@ -278,7 +313,8 @@ def create_app(config: ServiceConfig | None = None,
 
     @app.get("/healthz", include_in_schema=False)
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "ruleset": knowledge.version, **counts}
+        return {"status": "ok", "ruleset": knowledge.version, **counts,
+                "admitted": admission.active, "max_queue": admission.limit}
 
     if metrics is not None:
         token = config.metrics_token.get_secret_value() if config.metrics_token else None
@@ -309,6 +345,7 @@ class _AccessLog:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        scope.setdefault("state", {})["arrived"] = started  # a hook call's deadline runs from here
         status = 500
 
         async def record(message: Message) -> None:

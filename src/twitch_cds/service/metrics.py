@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 
 import httpx
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from twitch_cds.cds_hooks import Card
@@ -66,8 +66,12 @@ class ServiceMetrics:
                              ["service", "kind", "indicator"], registry=r)
         self.checks_incomplete = Counter(
             "twitch_cds_checks_incomplete",
-            "check-incomplete cards: the time budget passed (time-budget) or evaluation failed",
+            "check-incomplete cards: the time budget passed (time-budget), the worker was "
+            "full and shed the call unread (overload) or evaluation failed (failure)",
             ["service", "reason"], registry=r)
+        self.admitted = Gauge("twitch_cds_admitted_requests",
+                              "Hook calls taken on and not yet answered (waiting or evaluating)",
+                              registry=r, multiprocess_mode="livesum")
         self.evaluation_errors = Counter("twitch_cds_evaluation_errors",
                                          "Evaluations that failed in the engine",
                                          ["service"], registry=r)

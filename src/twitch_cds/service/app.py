@@ -46,6 +46,10 @@ OUTCOMES = ("accepted", "overridden")
 ORDER_HOOKS = ("order-select", "order-sign")
 
 
+class _OutOfTime(Exception):
+    """A hook call's deadline passed while its body was still being read."""
+
+
 class _Rejected(Exception):
     def __init__(self, response: Response) -> None:
         self.response = response
@@ -136,6 +140,7 @@ def create_app(config: ServiceConfig | None = None,
             raise _Rejected(operation_outcome(
                 415, "not-supported", f"content type {media or '(none)'}: send application/json"))
         wait_s = config.body_read_timeout_ms / 1000
+        budget_first = deadline is not None and deadline - time.perf_counter() < wait_s
         if deadline is not None:
             wait_s = min(wait_s, deadline - time.perf_counter())
         body = bytearray()
@@ -147,9 +152,11 @@ def create_app(config: ServiceConfig | None = None,
                         raise _Rejected(operation_outcome(
                             413, "too-costly", f"body is over {config.max_body_bytes} bytes"))
         except TimeoutError as exc:
+            if budget_first:  # the call is out of time, the client not (yet) at fault
+                raise _OutOfTime from exc
             response = operation_outcome(
-                408, "timeout", f"the request body did not arrive within {wait_s * 1000:.0f} "
-                "ms (body_read_timeout_ms, or the time budget of a hook call)")
+                408, "timeout", f"the request body did not arrive within "
+                f"{config.body_read_timeout_ms} ms")
             response.headers["Connection"] = "close"
             raise _Rejected(response) from exc
         except ClientDisconnect as exc:
@@ -237,6 +244,8 @@ def create_app(config: ServiceConfig | None = None,
             metrics.admitted.inc()
         try:
             return await evaluate_call(request, service, client, ticket, started, deadline)
+        except _OutOfTime:  # the body was still arriving at the deadline
+            return check_incomplete(request, service, None, "time-budget", started)
         finally:
             admission.release(ticket)
             if metrics is not None:

@@ -8,6 +8,7 @@ write) and feedback writes run in the default thread pool. Scale with worker pro
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hmac
 import json
 import logging
@@ -26,6 +27,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import twitch_cds
+from twitch_cds.cds_hooks import Card
 from twitch_cds.errors import InputError
 from twitch_cds.knowledge.bundle import Knowledge, default_knowledge
 from twitch_cds.service import logs, schemas
@@ -38,6 +40,7 @@ from twitch_cds.service.incomplete import Reason, check_incomplete_card
 from twitch_cds.service.metrics import CONTENT_TYPE, ServiceMetrics
 from twitch_cds.service.outcome import operation_outcome
 from twitch_cds.service.prefetch import Missing, fhir_server_refusal, resolve
+from twitch_cds.service.quiet import quiet_cards
 from twitch_cds.service.store import Store
 from twitch_cds.service.templates import prefetch_templates
 
@@ -76,6 +79,12 @@ def create_app(config: ServiceConfig | None = None,
     counts = {"checks_incomplete": 0}
     metrics = ServiceMetrics() if config.metrics else None
     admission = Admission(config.queue_limit, config.time_budget_ms / 1000)
+    reason_system = knowledge.cards.source.topic_system
+    undeclared = set(config.quiet_after_override) - {
+        r.code for r in knowledge.cards.override_reasons}
+    if undeclared:
+        raise ValueError(f"quiet_after_override: {', '.join(sorted(undeclared))} is not an "
+                         "override reason the cards offer")
     incomplete_log = logs.Tally(log, "check incomplete", config.overload_log_interval_s)
 
     def fhir_client() -> httpx.AsyncClient:
@@ -86,6 +95,8 @@ def create_app(config: ServiceConfig | None = None,
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # the first evaluation compiles the ruleset: done before the worker takes calls
+        await engine.warm_up(knowledge, config.lang)
         yield
         for client in clients:
             await client.aclose()
@@ -251,6 +262,28 @@ def create_app(config: ServiceConfig | None = None,
             if metrics is not None:
                 metrics.admitted.dec()
 
+    async def leave_out_quiet(cards: list[Card], service: Service,
+                              deadline: float) -> list[Card]:
+        """The cards less those overridden as already addressed and still quiet. If the
+        database does not answer by the deadline every card is shown: showing a card again
+        is safe, hiding one wrongly is not."""
+        if not cards or not config.quiet_after_override:
+            return cards
+        uuids = [str(card.uuid) for card in cards]
+        try:
+            overridden = await asyncio.wait_for(asyncio.to_thread(store.overrides_of, uuids),
+                                                timeout=max(deadline - time.perf_counter(),
+                                                            0.05))
+        except Exception as exc:  # a database error must not cost the answer
+            log.warning("could not read overrides (%s): every card shown", type(exc).__name__)
+            return cards
+        quiet = quiet_cards(overridden, config.quiet_after_override, dt.datetime.now(dt.UTC))
+        if not quiet:
+            return cards
+        if metrics is not None:
+            metrics.observe_quiet(service.id, [c for c in cards if str(c.uuid) in quiet])
+        return [card for card in cards if str(card.uuid) not in quiet]
+
     async def evaluate_call(request: Request, service: Service, client: TrustedClient | None,
                             ticket: Ticket, started: float, deadline: float) -> Response:
         body = await read_json(request, deadline)
@@ -292,7 +325,7 @@ def create_app(config: ServiceConfig | None = None,
             if metrics is not None:
                 metrics.evaluation_errors.labels(service.id).inc()
             return check_incomplete(request, service, hook_instance, "failure", started)
-        cards = result.cards
+        cards = await leave_out_quiet(result.cards, service, deadline)
         if service.hook in ORDER_HOOKS:  # at ordering, only what concerns the orders
             drafts = _draft_references(data["context"])
             cards = [c for c in cards if drafts & set(result.evidence.get(str(c.uuid), ()))]
@@ -317,7 +350,11 @@ def create_app(config: ServiceConfig | None = None,
             problem = _check_feedback(item)
             if problem:
                 return operation_outcome(400, "invalid", f"feedback[{index}]: {problem}")
-        await asyncio.to_thread(store.record_feedback_items, service_id, items)
+        def record() -> None:
+            store.record_feedback_items(service_id, items)
+            store.record_overrides(service_id, items, reason_system)
+
+        await asyncio.to_thread(record)
         return Response(status_code=200)
 
     @app.get("/healthz", include_in_schema=False)

@@ -8,6 +8,7 @@ default and meaning is in ``examples/service.yaml``.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from contextvars import ContextVar
 from pathlib import Path
@@ -120,6 +121,12 @@ class ServiceConfig(BaseSettings):
     header_read_timeout_s: float = Field(default=10.0, gt=0)
     """``twitch-cds serve``: a connection whose request line and headers are not complete
     within this is closed."""
+    quiet_after_override: dict[str, dt.timedelta] = Field(
+        default_factory=lambda: {"already-addressed": dt.timedelta(days=30)})
+    """Override reason code (the project's CodeSystem, offered in every card's
+    ``overrideReasons``) -> how long a card overridden with it is left out for that patient
+    (ISO 8601 durations: ``P30D``, ``PT12H``), unless its evidence changes. A reason not
+    listed quiets nothing; ``{}`` turns the feature off."""
     max_feedback_items: int = Field(default=100, gt=0)
     """Feedback items accepted in one request; more get 413."""
     openapi: bool = False

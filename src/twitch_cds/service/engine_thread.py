@@ -11,6 +11,7 @@ running finishes in the thread (the engine cannot be interrupted) and its result
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -51,6 +52,13 @@ class EngineThread:
 
         running = asyncio.get_running_loop().run_in_executor(self._executor, job)
         return await asyncio.wait_for(running, timeout=max(budget, 0.0))
+
+    async def warm_up(self, knowledge: Knowledge, lang: Lang) -> None:
+        """One throw-away evaluation in the engine thread (see ``warmup.py``)."""
+        from twitch_cds.service.warmup import warm_up
+
+        await asyncio.get_running_loop().run_in_executor(
+            self._executor, functools.partial(warm_up, knowledge, lang))
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

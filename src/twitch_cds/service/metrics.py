@@ -72,6 +72,9 @@ class ServiceMetrics:
         self.admitted = Gauge("twitch_cds_admitted_requests",
                               "Hook calls taken on and not yet answered (waiting or evaluating)",
                               registry=r, multiprocess_mode="livesum")
+        self.cards_quiet = Counter("twitch_cds_cards_quiet",
+                                   "Cards left out: overridden as already addressed, still quiet",
+                                   ["service", "kind"], registry=r)
         self.evaluation_errors = Counter("twitch_cds_evaluation_errors",
                                          "Evaluations that failed in the engine",
                                          ["service"], registry=r)
@@ -93,6 +96,10 @@ class ServiceMetrics:
     def observe_cards(self, service: str, cards: Iterable[Card]) -> None:
         for card in cards:
             self.cards.labels(service, card.kind or "-", card.indicator).inc()
+
+    def observe_quiet(self, service: str, cards: Iterable[Card]) -> None:
+        for card in cards:
+            self.cards_quiet.labels(service, card.kind or "-").inc()
 
     def scrape(self) -> bytes:
         """The text exposition: every worker's values in multiprocess mode, else this one's."""

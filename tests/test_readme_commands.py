@@ -171,7 +171,7 @@ def test_every_readme_command_runs_or_says_what_it_needs(command: Command,
 
 def test_the_local_trial_of_the_service_answers_cards() -> None:
     serve = next(c for c in COMMANDS if c.text.startswith("twitch-cds serve")
-                 and "--insecure-no-auth" in c.text)
+                 and "--insecure-no-auth" in c.text and not _is_synopsis(c))
     curl = next(c for c in COMMANDS if c.text.startswith("curl") and "127.0.0.1" in c.text)
     port = str(_free_port())
     words = [port if w == "8080" else w for w in serve.words]
@@ -179,7 +179,8 @@ def test_the_local_trial_of_the_service_answers_cards() -> None:
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("TWITCH_CDS_")},
            "XDG_STATE_HOME": str(state)}
     process = subprocess.Popen([sys.executable, "-m", "twitch_cds.cli", *words[1:]], cwd=REPO,
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
     try:
         deadline = time.time() + 60
         while True:
@@ -187,7 +188,9 @@ def test_the_local_trial_of_the_service_answers_cards() -> None:
                 httpx.get(f"http://127.0.0.1:{port}/healthz")
                 break
             except httpx.TransportError:
-                assert time.time() < deadline and process.poll() is None, "serve did not start"
+                if time.time() > deadline or process.poll() is not None:
+                    process.kill()
+                    pytest.fail(f"serve did not start: {process.communicate()[1][-2000:]}")
                 time.sleep(0.2)
         assert shutil.which("curl"), "curl is needed for this README line"
         done = subprocess.run([w.replace("8080", port) for w in curl.words], cwd=REPO,

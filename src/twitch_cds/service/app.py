@@ -173,6 +173,7 @@ def create_app(config: ServiceConfig | None = None,
         except ClientDisconnect as exc:
             log.info("client disconnected before sending its whole body")
             raise _Rejected(Response(status_code=400)) from exc
+        parsing = time.perf_counter()
         try:
             return json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -184,6 +185,8 @@ def create_app(config: ServiceConfig | None = None,
         except RecursionError as exc:
             raise _Rejected(operation_outcome(
                 400, "structure", "body is nested too deeply")) from exc
+        finally:
+            request.state.parse_s = time.perf_counter() - parsing
 
     def service_for(service_id: str) -> Service:
         service = SERVICES_BY_ID.get(service_id)
@@ -287,6 +290,7 @@ def create_app(config: ServiceConfig | None = None,
     async def evaluate_call(request: Request, service: Service, client: TrustedClient | None,
                             ticket: Ticket, started: float, deadline: float) -> Response:
         body = await read_json(request, deadline)
+        parse_s = request.state.parse_s  # the worker's time too: learnt with the evaluation
         problem = _check_request(body, service)
         if problem:
             return operation_outcome(400, "invalid", problem)
@@ -308,7 +312,7 @@ def create_app(config: ServiceConfig | None = None,
             del body  # the parsed prefetch now lives in data alone
 
             def learn(seconds: float) -> None:
-                admission.observe(ticket.size, seconds)
+                admission.observe(ticket.size, seconds + parse_s)
 
             result = await engine.evaluate(data, lang=config.lang, knowledge=knowledge,
                                            deadline=deadline, expected_s=ticket.expected_s,

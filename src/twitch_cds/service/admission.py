@@ -6,8 +6,9 @@ waits for those ahead of it. Past a bounded number admitted at once (``max_queue
 the evaluations already admitted would by themselves use up the time budget, a request is
 not taken on at all: it is answered at once (the ``check-incomplete`` card, reason
 ``overload``) without its body being read, so neither its bytes nor its parsed prefetch are
-held. The cost of an evaluation is learnt as it runs: a moving average per body size
-(powers of two of the ``Content-Length``), since a chart's cost grows with its size.
+held. The cost of a call (parsing its body, then evaluating it) is learnt as it runs: a
+moving average per body size (powers of two of the ``Content-Length``), since a chart's cost
+grows with its size.
 
 Everything here runs on the worker's event loop except ``observe``, which the engine thread
 calls after each evaluation (a float stored in a dict: no lock needed under the GIL).

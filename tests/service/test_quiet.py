@@ -66,7 +66,9 @@ def _stop(process: subprocess.Popen[str]) -> str:
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     path = tmp_path / "service.yaml"
+    # a generous budget: these tests are about feedback, not the clock of a busy machine
     path.write_text(f"allow_unauthenticated: true\ndatabase_url: sqlite:///{tmp_path / 's.db'}\n"
+                    "time_budget_ms: 10000\n"
                     "quiet_after_override:\n  already-addressed: P30D\n"
                     "  not-clinically-relevant: PT3S\n")
     return path

@@ -223,6 +223,22 @@ def classify(status: int, content: bytes) -> str:
     return group
 
 
+def server_side(scrape: str) -> str:
+    """The service's own view of its hook answers (from arrival in the worker to the last
+    byte handed to the socket), over the whole run: how many within each bucket."""
+    buckets: dict[str, float] = {}
+    for line in scrape.splitlines():
+        if line.startswith("twitch_cds_request_duration_seconds_bucket") and 'route="hook"' in line:
+            edge = line.split('le="', 1)[1].split('"', 1)[0]
+            buckets[edge] = buckets.get(edge, 0.0) + float(line.rsplit(" ", 1)[1])
+    total = buckets.get("+Inf", 0.0)
+    if not total:
+        return "server side: no hook answers counted"
+    shown = ", ".join(f"<= {edge} s: {buckets[edge] / total:.1%}"
+                      for edge in ("0.3", "0.5", "1.0") if edge in buckets)
+    return f"server side, all {total:.0f} hook answers of the run: {shown}"
+
+
 def report(label: str, answers: list[tuple[str, float]], seconds: float,
            memory: tuple[float, float]) -> str:
     cells = [f"{label:30}", f"{len(answers) / seconds:6.1f}"]
@@ -264,7 +280,7 @@ def overload(seconds: float, alg: str = "ES384", workers_list: tuple[int, ...] =
         (folder / "service.json").write_text(json.dumps({
             "clients": [{"issuer": ISSUER, "jwks_file": str(folder / "jwks.json")}],
             "database_url": f"sqlite:///{folder / f'service-{workers}.db'}",
-            "public_base_url": f"http://127.0.0.1:{port}"}))
+            "public_base_url": f"http://127.0.0.1:{port}", "metrics": True}))
         process = subprocess.Popen(
             [sys.executable, "-m", "twitch_cds.cli", "serve", "--port", str(port), "--config",
              str(folder / "service.json"), "--workers", str(workers)],
@@ -296,6 +312,7 @@ def overload(seconds: float, alg: str = "ES384", workers_list: tuple[int, ...] =
                     health = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
                     print(f"{'':30}   /healthz after: admitted {health['admitted']}, "
                           f"max_queue {health['max_queue']}")
+            print(server_side(httpx.get(f"http://127.0.0.1:{port}/metrics").text))
             timeline = " ".join(f"{m:.0f}" for _, _, m in memory.samples[::4])
             print(f"RSS over time (MiB, every 2 s, all processes): {timeline}")
         finally:

@@ -25,7 +25,8 @@ class Evidence:
     text: str
     """Human-readable value, e.g. ``Potassium 3.1 mmol/L (lab range 3.5–5.1), 2026-11-18``."""
     match: str
-    """How the resource was recognised: ``code``, ``class`` (ATC prefix) or ``name`` (text)."""
+    """How the resource was recognised: ``code``, ``class`` (is-a prefix), ``broader`` (a
+    broader code that counts for the concept, e.g. WHO ICD-10 M62.8) or ``name`` (text)."""
     date: str | None = None
     also: tuple[Evidence, ...] = ()
     """Other records the fact rests on: the first record of a finding's current episode,
@@ -97,6 +98,11 @@ class Finding(Fact):
     for an active Condition). None for an undated record."""
     age_days: float | None = None
     """Days since this record was made (effective or recorded date), when dated."""
+    last_seen_days: float | None = None
+    """Days since the finding was last recorded: the end of its current episode (0 for an
+    active Condition, continuous until now). The same for every record of the episode, so
+    a rule that asks "did the exercise come before the twitching" reads one time per
+    episode and repeated records still group into one fact."""
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)

@@ -235,7 +235,7 @@ def server_side(scrape: str) -> str:
     if not total:
         return "server side: no hook answers counted"
     shown = ", ".join(f"<= {edge} s: {buckets[edge] / total:.1%}"
-                      for edge in ("0.3", "0.5", "1.0") if edge in buckets)
+                      for edge in ("0.3", "0.4", "0.5", "1.0") if edge in buckets)
     return f"server side, all {total:.0f} hook answers of the run: {shown}"
 
 

@@ -168,3 +168,35 @@ def test_a_body_still_arriving_at_the_deadline_gets_the_card_by_the_deadline(
             waited = time.perf_counter() - started
     assert received.startswith(b"HTTP/1.1 200") and waited < 1.0
     assert b'"code":"check-incomplete"' in received and b"out of time" in received
+
+
+def test_a_shed_call_is_answered_before_its_body_is_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beyond the queue the answer leaves while the body is still unsent: the service never
+    waits for (or holds) the body of a call it does not take on."""
+    import socket
+
+    _slow_evaluate(monkeypatch, 1.0)
+    with LiveServer(_app(tmp_path, time_budget_ms=3000, max_queue=1)) as server, \
+            ThreadPoolExecutor(1) as pool:
+        url = f"{server.url}/cds-services/{PATIENT_VIEW}"
+        busy = pool.submit(httpx.post, url, json=_request(), timeout=10)
+        deadline = time.time() + 5
+        while httpx.get(f"{server.url}/healthz").json()["admitted"] == 0:
+            assert time.time() < deadline
+            time.sleep(0.02)
+        host, port = server.url.split("//")[1].split(":")
+        with socket.create_connection((host, int(port))) as conn:
+            # announces 4 MB, sends only the start: a call taken on would wait for the rest
+            conn.sendall(b"POST /cds-services/twitch-cds-patient-view HTTP/1.1\r\nHost: x\r\n"
+                         b"Content-Type: application/json\r\nContent-Length: 4000000\r\n\r\n"
+                         b'{"hook": "patient-view", ')
+            conn.settimeout(3)
+            started = time.perf_counter()
+            received = b""
+            while b'"cards"' not in received and (chunk := conn.recv(65536)):
+                received += chunk
+            waited = time.perf_counter() - started
+        assert _topic(busy.result()) != "check-incomplete"
+    assert received.startswith(b"HTTP/1.1 200") and waited < 0.5
+    assert b"service busy" in received

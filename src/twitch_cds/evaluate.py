@@ -64,12 +64,15 @@ def evaluate(
     parameters: Mapping[str, float] | None = None,
     fhir_version: FhirVersion | None = None,
     knowledge: Knowledge | None = None,
+    catalogue: str | None = None,
 ) -> EvaluationResult:
     """Evaluate one patient's FHIR data against the article's rules.
 
     ``data`` is a Bundle, a list of resources, one resource, JSON text or bytes,
     fhir.resources models, or a CDS Hooks request. ``now`` fixes the clock (default: the
     current time). ``parameters`` overrides thresholds from ``rulesets/parameters.yaml``.
+    ``catalogue`` is the base URL of the rule catalogue the cards link to (each rule's page
+    ``<catalogue>/<lang>/rules/<rule-id>.html``; default ``source.catalogue`` in cards.yaml).
     Raises ``InputError`` only when nothing can be read as FHIR; every lesser problem is in
     ``result.issues``.
     """
@@ -91,7 +94,7 @@ def evaluate(
     session = engine_for(knowledge).run(grouped.facts, values)
     basis = {d["id"]: d["basis"] for d in session.derived}
     provenance = Provenance(grouped.members, basis, session.merged)
-    built = CardBuilder(knowledge, lang).build(
+    built = CardBuilder(knowledge, lang, catalogue).build(
         session.conclusions, normalised.evidence, provenance, normalised.patient
     )
     issues = [*read.issues, *screened.issues, *(i for v in validated for i in v.issues),

@@ -162,7 +162,7 @@ def test_every_summary_fits_with_every_combination_of_subjects(knowledge: Knowle
                         shortened[name] = shortened.get(name, 0) + (not named)
     orders = {"en": ("K, Na, Mg, Ca and creatinine", "sweat loss, on a diuretic"),
               "id": ("K, Na, Mg, Ca, dan kreatinin",
-                     "kehilangan lewat keringat, menggunakan diuretik")}
+                     "kehilangan elektrolit lewat keringat, menggunakan diuretik")}
     kind = knowledge.cards.kinds["electrolyte-depletion"]
     for size in range(1, len(kind.subjects) + 1):  # the longest orders, with every subset
         for chosen in itertools.combinations(kind.subjects, size):

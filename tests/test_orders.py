@@ -52,9 +52,14 @@ def test_every_suggestion_is_a_routable_r4_and_r5_service_request(lang: str,
     for path in CHARTS:
         for resource in _requests(_evaluate(path, lang)):
             seen += 1
-            r4b_model("ServiceRequest").model_validate(resource)
-            r5_model("ServiceRequest").model_validate(as_r5(resource))
-            for coding in resource["code"]["coding"]:
+            if "concept" in resource["code"]:  # an R5 chart gets R5 suggestions
+                r5_model("ServiceRequest").model_validate(resource)
+                codings = resource["code"]["concept"]["coding"]
+            else:
+                r4b_model("ServiceRequest").model_validate(resource)
+                r5_model("ServiceRequest").model_validate(as_r5(resource))
+                codings = resource["code"]["coding"]
+            for coding in codings:
                 assert coding["system"] in STANDARD_SYSTEMS, (path.name, coding)
                 assert known[coding["code"]].verification in ("V", "W")
     assert seen > 10
@@ -174,3 +179,21 @@ def test_our_own_codes_are_indonesian_on_indonesian_cards() -> None:
     assert "Heavy sweating" not in detail and "humid" not in detail
     english = twitch_cds.evaluate(chart, now=NOW).cards[0].detail or ""
     assert "Heavy sweating" in english
+
+
+def test_an_r5_chart_gets_r5_service_requests() -> None:
+    """R5 made ServiceRequest.code a CodeableReference and reasonReference a reason."""
+    chart = {"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": {"resourceType": "Patient", "id": "p1"}},
+        {"resource": twitching()},
+        {"resource": {"resourceType": "MedicationStatement", "id": "hctz", "status": "recorded",
+                      "medication": {"concept": {"coding": [{"system": RXNORM, "code": "5487"}]}},
+                      "subject": {"reference": "Patient/p1"},
+                      "effectiveDateTime": "2026-11-01"}}]}
+    result = twitch_cds.evaluate(chart, now=NOW)
+    card = next(c for c in result.cards if c.kind == "electrolyte-depletion")
+    requests = _requests_of(card)
+    assert requests and all("concept" in r["code"] and "reasonReference" not in r
+                            and r["reason"] for r in requests)
+    for request in requests:
+        r5_model("ServiceRequest").model_validate(request)

@@ -16,7 +16,7 @@ from twitch_cds.engine import Conclusion
 from twitch_cds.facts import Evidence
 from twitch_cds.knowledge.bundle import Knowledge
 from twitch_cds.knowledge.cardtexts import CardKind, Lang, SuggestionTexts
-from twitch_cds.knowledge.orders import Panel, Test
+from twitch_cds.knowledge.orders import Panel, Test, as_r5
 from twitch_cds.provenance import Provenance
 
 CARD_NAMESPACE = uuid.UUID("5b0c3f4e-6f1e-4c51-9d43-1f6b1c2a7e10")
@@ -205,9 +205,12 @@ class CardBuilder:
     sentences, each once; then the dates of the data. The rules behind the card are not in
     the prose: they are in the card's ``extension`` and in the result's trace."""
 
-    def __init__(self, knowledge: Knowledge, lang: Lang, catalogue: str | None = None):
+    def __init__(self, knowledge: Knowledge, lang: Lang, catalogue: str | None = None,
+                 fhir_version: str = "R4B"):
         self.k = knowledge
         self.lang: Lang = lang
+        self._r5 = fhir_version == "R5"
+        """Suggested resources in R5's shape when the chart came in R5."""
         self._catalogue = (catalogue or knowledge.cards.source.catalogue).rstrip("/")
         self._kind_order = knowledge.card_kind_order
         self._rule_order = knowledge.rule_order
@@ -405,7 +408,7 @@ class CardBuilder:
             resource["subject"] = {"reference": patient}
             if reasons:
                 resource["reasonReference"] = list(reasons)
-            return resource
+            return as_r5(resource) if self._r5 else resource
 
         wanted = dict.fromkeys([*group.texts.suggestions,
                                 *(c.suggest for c in group.conclusions if c.suggest)])
@@ -414,12 +417,13 @@ class CardBuilder:
             texts = self.k.cards.suggestions[key]
             if texts.procedure is None or texts.label is None:
                 continue  # tests: pooled below
-            resource = request(self.k.orders.procedures[texts.procedure].service_request(
-                lang, texts.text, texts.priority))
+            procedure = self.k.orders.procedures[texts.procedure]
+            resource = request(procedure.service_request(lang, texts.text, texts.priority))
+            shown = texts.text or procedure.text
             out.append(Suggestion(
                 label=texts.label(lang), uuid=card_uuid(f"{patient}|{group.kind}|{key}"),
-                actions=[Action(type="create", description=resource["code"].get(
-                    "text", texts.label(lang)), resource=resource)]))
+                actions=[Action(type="create", resource=resource,
+                                description=shown(lang) if shown else texts.label(lang))]))
         if plan:
             labels = self.k.cards.labels
             names = join_words([o.name(lang) for o in plan], labels["and"](lang), lang)
@@ -427,8 +431,8 @@ class CardBuilder:
             actions = []
             for order in plan:
                 resource = request(order.service_request(lang))
-                actions.append(Action(type="create", resource=resource,
-                                      description=resource["code"].get("text", order.name(lang))))
+                shown = order.text(lang) if order.text else order.name(lang)
+                actions.append(Action(type="create", resource=resource, description=shown))
             out.append(Suggestion(label=labels["order_label"](lang).format(orders=names),
                                   uuid=card_uuid(f"{patient}|{group.kind}|tests|{codes}"),
                                   actions=actions))

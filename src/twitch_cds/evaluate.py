@@ -94,7 +94,8 @@ def evaluate(
     session = engine_for(knowledge).run(grouped.facts, values)
     basis = {d["id"]: d["basis"] for d in session.derived}
     provenance = Provenance(grouped.members, basis, session.merged)
-    built = CardBuilder(knowledge, lang, catalogue).build(
+    r5 = bool(validated) and all(v.version == "R5" for v in validated)
+    built = CardBuilder(knowledge, lang, catalogue, "R5" if r5 else "R4B").build(
         session.conclusions, normalised.evidence, provenance, normalised.patient
     )
     issues = [*read.issues, *screened.issues, *(i for v in validated for i in v.issues),

@@ -31,7 +31,7 @@ def test_evaluate_prints_cds_hooks_json(bundle_file: Path,
 def test_evaluate_text_in_indonesian(bundle_file: Path,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["evaluate", str(bundle_file), "--now", NOW, "--lang", "id"]) == 0
-    assert "[KRITIS] Kedutan kaki dengan tanda bahaya" in capsys.readouterr().out
+    assert "[KRITIS] Fasikulasi tungkai dengan tanda bahaya" in capsys.readouterr().out
 
 
 @pytest.fixture

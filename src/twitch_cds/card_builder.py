@@ -16,7 +16,7 @@ from twitch_cds.engine import Conclusion
 from twitch_cds.facts import Evidence
 from twitch_cds.knowledge.bundle import Knowledge
 from twitch_cds.knowledge.cardtexts import CardKind, Lang, SuggestionTexts
-from twitch_cds.knowledge.orders import Panel, Test, as_r5
+from twitch_cds.knowledge.orders import LabTest, Panel, as_r5
 from twitch_cds.provenance import Provenance
 
 CARD_NAMESPACE = uuid.UUID("5b0c3f4e-6f1e-4c51-9d43-1f6b1c2a7e10")
@@ -396,7 +396,7 @@ class CardBuilder:
             title=known.title(self.lang), source=section)
 
     def _suggestions(self, group: _Group, patient: str | None, references: list[str],
-                     plan: list[Test | Panel]) -> list[Suggestion]:
+                     plan: list[LabTest | Panel]) -> list[Suggestion]:
         """The card's procedures (a referral), then one suggestion ordering every test it
         wants, panels first. Draft ServiceRequests need a subject: none without a patient."""
         if patient is None:
@@ -431,8 +431,8 @@ class CardBuilder:
             actions = []
             for order in plan:
                 resource = request(order.service_request(lang))
-                shown = order.text(lang) if order.text else order.name(lang)
-                actions.append(Action(type="create", resource=resource, description=shown))
+                what = order.text(lang) if order.text else order.name(lang)
+                actions.append(Action(type="create", resource=resource, description=what))
             out.append(Suggestion(label=labels["order_label"](lang).format(orders=names),
                                   uuid=card_uuid(f"{patient}|{group.kind}|tests|{codes}"),
                                   actions=actions))

@@ -67,7 +67,7 @@ class Orderable(BaseModel):
         return resource
 
 
-class Test(Orderable):
+class LabTest(Orderable):
     name: Text
     """As a clinician names it in a sentence ("potassium", "kalium")."""
     short: Text
@@ -82,15 +82,15 @@ class Panel(Orderable):
 
 class Orders(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    tests: dict[str, Test] = Field(min_length=1)
+    tests: dict[str, LabTest] = Field(min_length=1)
     panel_min_covered: int = Field(ge=2)
     panels: dict[str, Panel] = Field(default_factory=dict)
     procedures: dict[str, Orderable] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> Orders:
-        from fhir.resources.R4B import get_fhir_model_class as r4b
         from fhir.resources import get_fhir_model_class as r5  # the package root is R5
+        from fhir.resources.R4B import get_fhir_model_class as r4b
 
         for name, panel in self.panels.items():
             unknown = set(panel.covers) - set(self.tests)
@@ -104,12 +104,12 @@ class Orders(BaseModel):
                 r5("ServiceRequest").model_validate(as_r5(resource))
         return self
 
-    def plan(self, wanted: list[str]) -> list[Orderable]:
+    def plan(self, wanted: list[str]) -> list[LabTest | Panel]:
         """What to order for ``wanted`` tests, as labs order them: the panel covering the most
         of them (at least ``panel_min_covered``; on a tie the one reporting fewer), again for
         what is left, then single tests in orders.yaml order."""
         left = [t for t in self.tests if t in set(wanted)]
-        chosen: list[Orderable] = []
+        chosen: list[LabTest | Panel] = []
         while True:
             best = max(((len(set(p.covers) & set(left)), -len(p.covers), name)
                         for name, p in self.panels.items()), default=None)

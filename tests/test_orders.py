@@ -197,3 +197,23 @@ def test_an_r5_chart_gets_r5_service_requests() -> None:
                             and r["reason"] for r in requests)
     for request in requests:
         r5_model("ServiceRequest").model_validate(request)
+
+
+def test_at_order_sign_each_test_is_ordered_on_one_card_only() -> None:
+    """A diuretic on record with no labs, and another diuretic being ordered: the electrolyte
+    card orders the panel; the draft order's card keeps its monitoring advice but does not
+    order the same tests again."""
+    scenario = yaml.safe_load((REPO / "tests" / "scenarios"
+                               / "024-order-sign-draft-diuretic.yaml").read_text())
+    request = scenario["input"]
+    request["prefetch"]["medicationStatements"] = {
+        "resourceType": "Bundle", "type": "searchset", "entry": [{"resource": med_statement(
+            "furo", [{"system": RXNORM, "code": "4603"}], effectiveDateTime="2026-11-01")}]}
+    result = twitch_cds.evaluate(request, now=scenario["now"])
+    codes = [c["code"] for r in _requests(result) for c in r["code"]["coding"]]
+    assert sorted(codes) == ["19123-9", "24321-2"]
+    ordering = next(c for c in result.cards if c.kind == "electrolyte-depletion")
+    assert len(_requests_of(ordering)) == 2
+    draft = next(c for c in result.cards if c.kind == "medication-side-effect"
+                 and "Before starting the diuretic" in (c.detail or ""))
+    assert not draft.suggestions

@@ -210,6 +210,8 @@ class CardBuilder:
         self.k = knowledge
         self.lang: Lang = lang
         self._r5 = fhir_version == "R5"
+        self._ordered: set[str] = set()
+        """Tests already ordered by a card of this build (cards built in kind order)."""
         """Suggested resources in R5's shape when the chart came in R5."""
         self._catalogue = (catalogue or knowledge.cards.source.catalogue).rstrip("/")
         self._kind_order = knowledge.card_kind_order
@@ -258,7 +260,10 @@ class CardBuilder:
             texts = self.k.cards.kinds[conclusion.card]
             key = (conclusion.card, conclusion.subject if texts.group == "subject" else "")
             groups.setdefault(key, _Group(conclusion.card, texts)).conclusions.append(conclusion)
-        cards = [self._card(g, evidence, provenance, patient) for g in groups.values()]
+        self._ordered = set()  # tests a card already orders: each is asked for once
+        kind_order = self._kind_order
+        cards = [self._card(g, evidence, provenance, patient)
+                 for g in sorted(groups.values(), key=lambda g: kind_order[g.kind])]
         cards.sort(key=lambda b: (INDICATOR_ORDER[b.card.indicator],
                                   self._kind_order[b.card.kind or ""], b.card.summary))
         return cards
@@ -290,7 +295,9 @@ class CardBuilder:
             citation = rule.library.citation
             citations.setdefault(citation.text, (citation.section, citation.gloss))
             rules[rule.id] = rule.maintenance.version
-        plan = self.k.orders.plan([*tests.due, *tests.also])
+        wanted = [t for t in dict.fromkeys([*tests.due, *tests.also]) if t not in self._ordered]
+        self._ordered.update(wanted)
+        plan = self.k.orders.plan(wanted)
         if pooled in by_message:
             due = [self.k.orders.tests[t].name(lang) for t in self.k.orders.tests
                    if t in tests.due]
@@ -351,15 +358,14 @@ class CardBuilder:
                              *versions, *sorted(references)])
         source = self.k.cards.source
         suggestions = self._suggestions(group, patient, references, plan)
-        wanted = [self.k.orders.tests[t].short(lang) for t in self.k.orders.tests
-                  if t in tests.due or t in tests.also]
+        shorts = [self.k.orders.tests[t].short(lang) for t in self.k.orders.tests if t in wanted]
         links = [Link(label=source.link_label(lang).format(rule=rule_id),
                       url=self.rule_page(rule_id), type="absolute")
                  for rule_id in dict.fromkeys(c.rule_id for c in group.conclusions)]
         return BuiltCard(references, Card(
             uuid=card_uuid(identity),
             summary=summary_text(group.texts, group.subjects(), lang,
-                                 orders=join_words(wanted, labels["and"](lang), lang),
+                                 orders=join_words(shorts, labels["and"](lang), lang),
                                  reasons=", ".join(tests.reasons)),
             detail="\n".join(lines),
             indicator=group.texts.indicator,

@@ -155,8 +155,6 @@ class _TestOrders:
     """Tests with no current result (orders.yaml order is applied when listing)."""
     also: dict[str, None] = field(default_factory=dict)
     reasons: dict[str, None] = field(default_factory=dict)
-    facts: dict[str, None] = field(default_factory=dict)
-    """The inputs behind the conclusions that found them due (the bullet's evidence)."""
 
     def add(self, suggestion: SuggestionTexts, lang: Lang) -> None:
         self.due.update(dict.fromkeys(suggestion.tests))
@@ -203,7 +201,9 @@ class CardBuilder:
     in the clinician's voice), each ending with markers (``[1, 2]``) into one numbered
     evidence list where every resource appears once with its line; then the article's
     sentences, each once; then the dates of the data. The rules behind the card are not in
-    the prose: they are in the card's ``extension`` and in the result's trace."""
+    the prose: they are in the card's ``extension``, its ``links`` (each rule's catalogue
+    page) and the result's trace. The tests a card wants, whatever the reasons, are one
+    bullet and one suggestion, ordered as labs order them (``rulesets/orders.yaml``)."""
 
     def __init__(self, knowledge: Knowledge, lang: Lang, catalogue: str | None = None,
                  fhir_version: str = "R4B"):
@@ -299,12 +299,7 @@ class CardBuilder:
         self._ordered.update(wanted)
         plan = self.k.orders.plan(wanted)
         if pooled in by_message:
-            due = [self.k.orders.tests[t].name(lang) for t in self.k.orders.tests
-                   if t in tests.due]
-            text = labels["tests_due"](lang).format(
-                tests=join_words(due, labels["or"](lang), lang),
-                reasons="; ".join(tests.reasons),
-                orders=join_words([o.name(lang) for o in plan], labels["and"](lang), lang))
+            text = self._tests_due(tests, plan)
             by_message = {(text if k == pooled else k): v for k, v in by_message.items()}
         lines: list[str] = []
         numbers: dict[str, int] = {}
@@ -385,6 +380,15 @@ class CardBuilder:
                           for rule_id in sorted(rules)],
             }},
         ))
+
+    def _tests_due(self, tests: _TestOrders, plan: list[LabTest | Panel]) -> str:
+        """The one bullet for every test a card found due: which, why, and what to order."""
+        lang, labels, orders = self.lang, self.k.cards.labels, self.k.orders
+        due = [orders.tests[t].name(lang) for t in orders.tests if t in tests.due]
+        what = [o.name(lang) for o in plan] or due
+        return labels["tests_due"](lang).format(
+            tests=join_words(due, labels["or"](lang), lang), reasons="; ".join(tests.reasons),
+            orders=join_words(what, labels["and"](lang), lang))
 
     def rule_page(self, rule_id: str) -> str:
         """The rule's page in the rule catalogue, in the card's language."""

@@ -172,6 +172,9 @@ class BuiltCard:
 
 
 Lines = tuple[tuple[str, str, str | None], ...]
+_LINKS: dict[tuple[str, str, str], Link] = {}
+"""Rule links already made: (catalogue, language, rule id) -> link. Bounded by the rules,
+the two languages and the catalogue bases a process is given."""
 _POOLED = "\0tests-due"
 """The key, among a card's messages, of the one bullet naming every test due."""
 """A fact's evidence lines: (reference, text in the card's language, date)."""
@@ -356,8 +359,7 @@ class CardBuilder:
         source = self.k.cards.source
         suggestions = self._suggestions(group, patient, references, plan)
         shorts = [self.k.orders.tests[t].short(lang) for t in self.k.orders.tests if t in wanted]
-        links = [Link(label=source.link_label(lang).format(rule=rule_id),
-                      url=self.rule_page(rule_id), type="absolute")
+        links = [self._link(rule_id)
                  for rule_id in dict.fromkeys(c.rule_id for c in group.conclusions)]
         return BuiltCard(references, Card(
             uuid=card_uuid(identity),
@@ -392,6 +394,16 @@ class CardBuilder:
             tests=join_words(due, labels["or"](lang), lang), reasons="; ".join(tests.reasons),
             orders=join_words(what, labels["and"](lang), lang))
 
+    def _link(self, rule_id: str) -> Link:
+        """A link to the rule's catalogue page, made once per rule and language (a frozen
+        model: every card may share it)."""
+        key = (self._catalogue, self.lang, rule_id)
+        link = _LINKS.get(key)
+        if link is None:
+            label = self.k.cards.source.link_label(self.lang).format(rule=rule_id)
+            link = _LINKS[key] = Link(label=label, url=self.rule_page(rule_id), type="absolute")
+        return link
+
     def rule_page(self, rule_id: str) -> str:
         """The rule's page in the rule catalogue, in the card's language."""
         return f"{self._catalogue}/{self.lang}/rules/{rule_id}.html"
@@ -411,7 +423,9 @@ class CardBuilder:
                      plan: list[LabTest | Panel]) -> list[Suggestion]:
         """The card's procedures (a referral), then one suggestion ordering every test it
         wants, panels first. Draft ServiceRequests need a subject: none without a patient."""
-        if patient is None:
+        wanted = dict.fromkeys([*group.texts.suggestions,
+                                *(c.suggest for c in group.conclusions if c.suggest)])
+        if patient is None or not (wanted or plan):
             return []
         lang = self.lang
         reasons = [{"reference": r} for r in references
@@ -422,8 +436,6 @@ class CardBuilder:
                 resource["reasonReference"] = list(reasons)
             return as_r5(resource) if self._r5 else resource
 
-        wanted = dict.fromkeys([*group.texts.suggestions,
-                                *(c.suggest for c in group.conclusions if c.suggest)])
         out: list[Suggestion] = []
         for key in wanted:
             texts = self.k.cards.suggestions[key]

@@ -108,6 +108,8 @@ class Orders(BaseModel):
         """What to order for ``wanted`` tests, as labs order them: the panel covering the most
         of them (at least ``panel_min_covered``; on a tie the one reporting fewer), again for
         what is left, then single tests in orders.yaml order."""
+        if not wanted:
+            return []
         left = [t for t in self.tests if t in set(wanted)]
         chosen: list[LabTest | Panel] = []
         while True:

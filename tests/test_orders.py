@@ -217,3 +217,16 @@ def test_at_order_sign_each_test_is_ordered_on_one_card_only() -> None:
     draft = next(c for c in result.cards if c.kind == "medication-side-effect"
                  and "Before starting the diuretic" in (c.detail or ""))
     assert not draft.suggestions
+
+
+def test_every_code_of_ours_has_an_indonesian_designation() -> None:
+    codesystem = json.loads(
+        (REPO / "rulesets" / "terminology" / "codesystem-twitch-cds.json").read_text())
+    pending, missing = list(codesystem["concept"]), []
+    while pending:
+        concept = pending.pop()
+        pending += concept.get("concept") or ()
+        if not any(d.get("language") == "id" and d.get("value")
+                   for d in concept.get("designation") or ()):
+            missing.append(concept["code"])
+    assert not missing

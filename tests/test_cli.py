@@ -34,6 +34,15 @@ def test_evaluate_text_in_indonesian(bundle_file: Path,
     assert "[KRITIS] Fasikulasi tungkai dengan tanda bahaya" in capsys.readouterr().out
 
 
+def test_the_cards_link_to_the_catalogue_given(bundle_file: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", str(bundle_file), "--now", NOW, "--format", "json",
+                 "--catalogue", "https://cds.example.org/catalogue"]) == 0
+    cards = json.loads(capsys.readouterr().out)["cards"]
+    assert all(c["source"]["url"].startswith("https://cds.example.org/catalogue/en/rules/")
+               for c in cards) and cards
+
+
 @pytest.fixture
 def no_card_file(tmp_path: Path) -> Path:
     """No card, one issue: a misspelt resource type and a finding the rules need more for."""

@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--lang", choices=("en", "id"), default="en")
     run.add_argument("--now", help="evaluate as of this ISO 8601 date-time (default: now)")
     run.add_argument("--format", choices=("json", "text"), default="text")
+    run.add_argument("--catalogue", metavar="URL",
+                     help="base URL of the rule catalogue the cards link to")
     run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                      help="override a parameter from rulesets/parameters.yaml (repeatable)")
     rules = commands.add_parser("rules", help="print the rule catalogue")
@@ -248,7 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _screen(args)
         data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
         result = evaluate(data, now=args.now, lang=args.lang,
-                          parameters=_parameters(args.param, args.lang))
+                          parameters=_parameters(args.param, args.lang),
+                          catalogue=args.catalogue)
     except (TwitchCdsError, ValueError, OSError) as exc:
         lang: Lang = getattr(args, "lang", "en")
         text = exc.in_lang(lang) if isinstance(exc, InputError) else str(exc)

@@ -165,7 +165,7 @@ class _TestOrders:
     def add(self, suggestion: SuggestionTexts, lang: Lang) -> None:
         self.due.update(dict.fromkeys(suggestion.tests))
         self.also.update(dict.fromkeys(suggestion.also))
-        if suggestion.reason is not None:
+        if suggestion.reason is not None and suggestion.tests:  # why the due tests are due
             self.reasons[suggestion.reason(lang)] = None
 
 

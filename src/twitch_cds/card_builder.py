@@ -16,6 +16,7 @@ from twitch_cds.engine import Conclusion
 from twitch_cds.facts import Evidence
 from twitch_cds.knowledge.bundle import Knowledge
 from twitch_cds.knowledge.cardtexts import CardKind, Lang
+from twitch_cds.knowledge.rules import Maintenance
 from twitch_cds.provenance import Provenance
 
 CARD_NAMESPACE = uuid.UUID("5b0c3f4e-6f1e-4c51-9d43-1f6b1c2a7e10")
@@ -128,6 +129,15 @@ def _markers(numbers: Iterable[int]) -> str:
     return f"[{', '.join(parts)}]"
 
 
+def _rule_entry(rule_id: str, version: str, maintenance: Maintenance) -> dict[str, str]:
+    """A rule in the card's extension: id, version and its clinical review state (a
+    ``production`` rule has an approving review of its content; see knowledge/reviews.py)."""
+    entry = {"id": rule_id, "version": version, "validation": maintenance.validation}
+    if maintenance.validation == "production" and maintenance.reviewed is not None:
+        entry["reviewed"] = maintenance.reviewed.isoformat()
+    return entry
+
+
 @dataclass(frozen=True)
 class BuiltCard:
     """A card and the references of the resources behind it."""
@@ -226,6 +236,7 @@ class CardBuilder:
         labels = self.k.cards.labels
         citations: dict[str, tuple[str, str]] = {}
         rules: dict[str, str] = {}
+        reviewed: dict[str, Maintenance] = {}  # the review slots of each rule behind the card
         by_message: dict[str, dict[str, None]] = {}
         for conclusion in group.conclusions:
             rule = self.k.rules_by_id[conclusion.rule_id].rule
@@ -237,6 +248,7 @@ class CardBuilder:
             citation = rule.library.citation
             citations.setdefault(citation.text, (citation.section, citation.gloss))
             rules[rule.id] = rule.maintenance.version
+            reviewed[rule.id] = rule.maintenance
         lines: list[str] = []
         numbers: dict[str, int] = {}
         entries: dict[str, list[str]] = {}
@@ -278,6 +290,9 @@ class CardBuilder:
             span = oldest if oldest == newest else labels["data_range"](self.lang).format(
                 oldest=oldest, newest=newest)
             lines.append(f"**{labels['data_age'](self.lang)}**: {span}")
+        in_production = all(m.validation == "production" for m in reviewed.values())
+        if not in_production:  # the clinician knows the advice has not been signed off
+            lines += ["", f"*{labels['unreviewed'](self.lang)}*"]
         while lines and not lines[-1]:
             lines.pop()
         references = list(numbers)
@@ -301,8 +316,9 @@ class CardBuilder:
             overrideReasons=list(self._override_reasons) or None,
             extension={EXTENSION_KEY: {
                 "ruleset": self.k.version,
-                "rules": [{"id": rule_id, "version": rules[rule_id]}
+                "rules": [_rule_entry(rule_id, rules[rule_id], reviewed[rule_id])
                           for rule_id in sorted(rules)],
+                "reviewed": in_production,
             }},
         ))
 

@@ -111,6 +111,8 @@ def _workbench_commands(commands: Any) -> None:
                            "(default: run the mutation tests now)")
     site.add_argument("--no-mutation", action="store_true",
                       help="leave the mutation results out (pages say they were not run)")
+    site.add_argument("--rulesets", type=Path, default=None,
+                      help="the rulesets/ directory (default: the one the package loads)")
     export = commands.add_parser("export", help="export the knowledge in a standard form")
     kinds = export.add_subparsers(dest="export_kind", required=True)
     package = kinds.add_parser("fhir-package",

@@ -165,7 +165,7 @@ def add_mutation(views: Iterable[RuleView], report: Mapping[str, Any]) -> None:
     for mutant in report.get("mutants", []):
         by_rule.setdefault(str(mutant["rule"]), []).append(mutant)
     for view in views:
-        view.mutants = by_rule.get(view.id, [])
+        view.mutants = by_rule.get(view.id)  # None: the report did not mutate it
 
 
 def add_scenarios(views: Iterable[RuleView], knowledge: Knowledge, scenario_dir: Path,

@@ -10,6 +10,7 @@ Layout (other parts of twitch-cds link to it, keep it stable)::
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from twitch_cds.knowledge.cardtexts import Lang
 from twitch_cds.knowledge.reviews import REVIEW_STATES
 
 LANGS: tuple[Lang, ...] = ("en", "id")
+_PLACEHOLDER = re.compile(r"\{[^{}]*\}")
+"""A ``{bind.field}`` placeholder of a rule's message."""
 STATIC = ("site.css", "site.js")
 
 _MARKDOWN = MarkdownIt("commonmark", {"html": False})
@@ -83,6 +86,9 @@ class _Page:
     def url(self, kind: str, name: str) -> str:
         return self.root + page_path(kind, name)
 
+    def code(self, text: str) -> Markup:
+        return Markup("<code>{}</code>").format(text)
+
     def num(self, value: float) -> str:
         return number(value, self.lang)
 
@@ -95,7 +101,21 @@ class _Page:
         """A rule's name in this language: its title in English; in Indonesian its card
         line (the rule files' titles are English only)."""
         rule = view.compiled.rule
-        return rule.library.title if self.lang == "en" else rule.knowledge.message.id
+        if self.lang == "en":
+            return rule.library.title
+        return _PLACEHOLDER.sub("…", rule.knowledge.message.id)
+
+    def message(self, view: RuleView) -> Markup:
+        """The rule's card line in this language, its placeholders shown as code."""
+        text = getattr(view.compiled.rule.knowledge.message, self.lang)
+        parts = _PLACEHOLDER.split(text)
+        found = _PLACEHOLDER.findall(text)
+        out = Markup("")
+        for i, part in enumerate(parts):
+            out += part
+            if i < len(found):
+                out += Markup("<code>{}</code>").format(found[i])
+        return out
 
     def indicator_word(self, indicator: str) -> Markup:
         return self.t(f"urgency.{indicator}")

@@ -148,8 +148,9 @@ def render_site(site: Site, out: Path) -> list[Path]:
     for lang in LANGS:
         base = out / lang
 
-        def render(template: str, path: str, **context: Any) -> None:
-            page = _Page(site, lang, path)  # noqa: B023 - used at once, in this iteration
+        def render(template: str, path: str, lang: Lang = lang, base: Path = base,
+                   **context: Any) -> None:
+            page = _Page(site, lang, path)
             _write(base / path, env.get_template(template).render(page=page, **context))
             written.append(base / path)
 

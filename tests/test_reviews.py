@@ -198,3 +198,16 @@ def test_no_review_is_shipped_that_no_clinician_made(knowledge: Knowledge) -> No
     """The packaged rules are honest: none is reviewed, so none is in production."""
     assert not knowledge.reviews.by_rule
     assert all(c.rule.maintenance.validation != "production" for c in knowledge.rules)
+
+
+def test_a_production_rule_is_still_mutation_tested(rulesets: Path) -> None:
+    """Its mutants differ from the reviewed content, so the loader would refuse them in
+    production: they are tested as testing rules, never counted as invalid."""
+    from twitch_cds.knowledge.mutate import run
+
+    scenarios = Path(__file__).parent / "scenarios"
+    before = run(rulesets, scenarios, rules=[RULE_ID]).counts()
+    _approve(rulesets)
+    _edit(rulesets, _promote)
+    after = run(rulesets, scenarios, rules=[RULE_ID]).counts()
+    assert after == before and after["killed"] > 0

@@ -186,7 +186,7 @@ def add_scenarios(views: Iterable[RuleView], knowledge: Knowledge, scenario_dir:
                 _, problems = check_scenario(scenario, repo, knowledge)
             fired = {f.rule_id for f in result.trace.fired}
             run = ScenarioRun(path.stem, str(scenario.get("name", path.stem)),
-                              str(scenario["now"]), list(result.cards), problems, fired)
+                              result.now.isoformat(), list(result.cards), problems, fired)
             for rule_id in fired:
                 if rule_id in by_id:
                     by_id[rule_id].fires_in.setdefault(lang, []).append(run)

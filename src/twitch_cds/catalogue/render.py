@@ -86,6 +86,9 @@ class _Page:
     def url(self, kind: str, name: str) -> str:
         return self.root + page_path(kind, name)
 
+    def anchor(self, url: str, text: str) -> Markup:
+        return Markup('<a href="{}">{}</a>').format(url, text)
+
     def code(self, text: str) -> Markup:
         return Markup("<code>{}</code>").format(text)
 

@@ -321,3 +321,14 @@ def test_indonesian_pages_carry_no_english_of_ours_in_the_browser(browser_page: 
         _english(page.evaluate(_OUR_TEXT), f"id/{name}")
     _open(page, site / "en" / "rules" / f"{RULE}.html")
     assert ENGLISH_MARKERS.search(page.evaluate(_OUR_TEXT))
+
+
+def test_nothing_below_the_front_doors_imports_them() -> None:
+    """The catalogue and the export read knowledge/; only the CLI (and each other) call them."""
+    source = ROOT / "src" / "twitch_cds"
+    allowed = {source / "cli.py", *(source / "catalogue").rglob("*.py"),
+               *(source / "export").rglob("*.py")}
+    for path in source.rglob("*.py"):
+        if path not in allowed:
+            text = path.read_text(encoding="utf-8")
+            assert "twitch_cds.catalogue" not in text and "twitch_cds.export" not in text, path

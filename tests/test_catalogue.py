@@ -332,3 +332,50 @@ def test_nothing_below_the_front_doors_imports_them() -> None:
         if path not in allowed:
             text = path.read_text(encoding="utf-8")
             assert "twitch_cds.catalogue" not in text and "twitch_cds.export" not in text, path
+
+
+def test_the_catalogue_shows_reviewed_stale_and_the_diff(knowledge: Knowledge,
+                                                         tmp_path: Path) -> None:
+    """A rule approved and promoted shows as reviewed with its review; a rule edited after
+    its review shows as stale, with the diff of its file since the review."""
+    import datetime as dt
+
+    import yaml
+
+    from twitch_cds import load_knowledge
+    from twitch_cds.knowledge.reviews import record_review
+
+    rulesets = tmp_path / "rulesets"
+    shutil.copytree(knowledge.directory, rulesets)
+    for rule_id in (RULE, "caffeine-disorder"):
+        record_review(rulesets, rule_id, reviewer="Dr A. Neurologist", role="Neurologist",
+                      decision="approved", comments="Checked against scenario 010.",
+                      date=dt.date(2026, 12, 1))
+
+    def edit(rule_id: str, change: Any) -> None:
+        path = next((rulesets / "rules").rglob(f"*{rule_id}.yaml"))
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        change(data)
+        path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False))
+
+    edit(RULE, lambda d: d["maintenance"].update(
+        validation="production", specialist="Dr A. Neurologist, Neurologist",
+        reviewed="2026-12-01"))
+    edit("caffeine-disorder", lambda d: d["knowledge"]["message"].update(
+        en="Caffeine-related disorder on record, edited"))
+    out = tmp_path / "site"
+    build_catalogue(out, load_knowledge(rulesets), ROOT / "tests" / "scenarios")
+    index = (out / "en" / "index.html").read_text(encoding="utf-8")
+    for rule_id, state in ((RULE, "reviewed"), ("caffeine-disorder", "stale"),
+                           ("caffeine-large-intake", "never-reviewed")):
+        row = index[index.index(f'href="rules/{rule_id}.html"') - 900:
+                    index.index(f'href="rules/{rule_id}.html"')]
+        assert f'data-state="{state}"' in row.rsplit("<tr", 1)[-1], rule_id
+    reviewed = (out / "en" / "rules" / f"{RULE}.html").read_text(encoding="utf-8")
+    assert "Approved by Dr A. Neurologist (Neurologist) on 2026-12-01" in reviewed
+    assert "Checked against scenario 010." in reviewed and "Unchanged since" in reviewed
+    stale = (out / "en" / "rules" / "caffeine-disorder.html").read_text(encoding="utf-8")
+    assert "stale: edited since its review" in stale
+    assert '<span class="add">+' in stale and "edited" in stale
+    indonesian = (out / "id" / "rules" / "caffeine-disorder.html").read_text(encoding="utf-8")
+    assert "usang: diubah setelah ditinjau" in indonesian

@@ -180,8 +180,8 @@ def add_scenarios(views: Iterable[RuleView], knowledge: Knowledge, scenario_dir:
             # the catalogue page's language; the checks are those of the scenario's own
             shown = {**scenario, "lang": lang}
             result, problems = check_scenario(shown, repo, knowledge)
-            if result is None:
-                continue
+            if result is None:  # the evaluation itself failed: no page can show its cards
+                raise ValueError(f"scenario {path.name} ({lang}): {'; '.join(problems)}")
             if scenario.get("lang", "en") != lang:
                 _, problems = check_scenario(scenario, repo, knowledge)
             fired = {f.rule_id for f in result.trace.fired}

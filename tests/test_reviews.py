@@ -110,7 +110,8 @@ def test_production_without_any_review_is_refused(rulesets: Path) -> None:
     assert "red-flag-weakness.yaml" in str(error.value)
 
 
-def test_editing_a_reviewed_rule_sends_it_back_to_review(rulesets: Path) -> None:
+def test_editing_a_reviewed_rule_sends_it_back_to_review(
+        rulesets: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _approve(rulesets)
     _edit(rulesets, _promote)
     load_knowledge(rulesets)  # approved as it stands
@@ -120,6 +121,9 @@ def test_editing_a_reviewed_rule_sends_it_back_to_review(rulesets: Path) -> None
     _edit(rulesets, weaken)
     with pytest.raises(RulesetError, match="edited after its last review"):
         load_knowledge(rulesets)
+    assert main(["review", "--status", "--rulesets", str(rulesets)]) == 0  # still listed
+    assert any(line.startswith(f"{RULE_ID} ") and "  stale  production" in line
+               for line in capsys.readouterr().out.splitlines())
     rule = RuleFile.model_validate(yaml.safe_load((rulesets / RULE).read_text()))
     reviews = load_reviews(rulesets / "reviews")
     assert reviews.of(rule).state == "stale"

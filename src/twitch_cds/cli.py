@@ -14,7 +14,7 @@ from twitch_cds import __version__
 from twitch_cds.errors import InputError, TwitchCdsError
 from twitch_cds.evaluate import evaluate
 from twitch_cds.issues import InputIssue
-from twitch_cds.knowledge.bundle import default_knowledge, load_knowledge
+from twitch_cds.knowledge.bundle import default_knowledge
 from twitch_cds.locale import Lang, Param, render
 from twitch_cds.result import EvaluationResult
 
@@ -291,18 +291,13 @@ def _review(args: argparse.Namespace) -> int:
     import datetime as dt
 
     from twitch_cds.knowledge.files import rulesets_dir
-    from twitch_cds.knowledge.reviews import (
-        load_reviews,
-        record_review,
-    )
+    from twitch_cds.knowledge.reviews import load_reviews, read_rule_files, record_review
 
     rulesets = (args.rulesets or rulesets_dir()).resolve()
-    if args.status:
-        knowledge = default_knowledge() if args.rulesets is None else load_knowledge(rulesets)
+    if args.status:  # read file by file: a rule the loader refuses (stale) is listed too
         reviews = load_reviews(rulesets / "reviews")
         lines = []
-        for compiled in knowledge.rules:
-            rule = compiled.rule
+        for rule in read_rule_files(rulesets / "rules"):
             state = reviews.of(rule)
             last = state.latest
             lines.append(f"{rule.id} {rule.maintenance.version}  {state.state}  "

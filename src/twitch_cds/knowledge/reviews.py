@@ -163,6 +163,18 @@ def check_production(rule: RuleFile, reviews: Reviews) -> None:
                          f"review's date {review.date}")
 
 
+def read_rule_files(rules_dir: Path) -> list[RuleFile]:
+    """Every rule file, each read and checked on its own (not loaded as a ruleset: a rule
+    the loader refuses in production, once edited, is still listed as stale)."""
+    rules = []
+    for path in sorted(rules_dir.rglob("*.yaml")):
+        try:
+            rules.append(RuleFile.model_validate(read_yaml(path)))
+        except ValidationError as exc:
+            raise RulesetError(f"{path}: {exc}") from exc
+    return rules
+
+
 def find_rule_file(rules_dir: Path, rule_id: str) -> Path:
     """The file of the rule with this id (read on its own: a rule the loader refuses can
     still be reviewed)."""

@@ -204,7 +204,8 @@ def test_search_and_filters_work(browser_page: Any, site: Path, knowledge: Knowl
     assert not page.errors
 
 
-def test_a_rule_page_shows_scenario_cards(browser_page: Any, site: Path) -> None:
+def test_a_rule_page_shows_scenario_cards(browser_page: Any, site: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
     page = browser_page
     _open(page, site / "en" / "index.html")
     page.click(f'a[href="rules/{RULE}.html"]')
@@ -220,7 +221,8 @@ def test_a_rule_page_shows_scenario_cards(browser_page: Any, site: Path) -> None
     shot = ARTIFACTS / f"catalogue-{RULE}.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
-    print(f"screenshot of the rule page: {shot}")
+    with capsys.disabled():  # shown in every run, not only with -s
+        print(f"\nscreenshot of the rule page: {shot}")
     assert not page.errors
 
 

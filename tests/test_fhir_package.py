@@ -160,10 +160,10 @@ def test_an_invalid_resource_is_refused() -> None:
                   "action": [{"trigger": "patient-view"}]}, "R4")
 
 
-def test_the_command_writes_the_package(tmp_path: Path,
+def test_the_command_writes_the_package(tmp_path: Path, knowledge: Knowledge,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["export", "fhir-package", str(tmp_path), "--fhir-version", "R5"]) == 0
-    assert "60 PlanDefinition" in capsys.readouterr().out
+    assert f"{len(knowledge.rules)} PlanDefinition" in capsys.readouterr().out
     manifest = json.loads((tmp_path / "package" / "package.json").read_text())
     assert manifest["fhirVersions"] == ["5.0.0"]
     assert (tmp_path / f"twitch-cds.knowledge.r5-{manifest['version']}.tgz").is_file()

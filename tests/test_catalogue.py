@@ -352,7 +352,7 @@ def test_the_catalogue_shows_reviewed_stale_and_the_diff(knowledge: Knowledge,
     for rule_id in (RULE, "caffeine-disorder"):
         record_review(rulesets, rule_id, reviewer="Dr A. Neurologist", role="Neurologist",
                       decision="approved", comments="Checked against scenario 010.",
-                      date=dt.date(2026, 12, 1))
+                      date=dt.date(2026, 12, 7))
 
     def edit(rule_id: str, change: Any) -> None:
         path = next((rulesets / "rules").rglob(f"*{rule_id}.yaml"))
@@ -362,7 +362,7 @@ def test_the_catalogue_shows_reviewed_stale_and_the_diff(knowledge: Knowledge,
 
     edit(RULE, lambda d: d["maintenance"].update(
         validation="production", specialist="Dr A. Neurologist, Neurologist",
-        reviewed="2026-12-01"))
+        reviewed="2026-12-07"))
     edit("caffeine-disorder", lambda d: d["knowledge"]["message"].update(
         en="Caffeine-related disorder on record, edited"))
     out = tmp_path / "site"
@@ -374,7 +374,7 @@ def test_the_catalogue_shows_reviewed_stale_and_the_diff(knowledge: Knowledge,
                     index.index(f'href="rules/{rule_id}.html"')]
         assert f'data-state="{state}"' in row.rsplit("<tr", 1)[-1], rule_id
     reviewed = (out / "en" / "rules" / f"{RULE}.html").read_text(encoding="utf-8")
-    assert "Approved by Dr A. Neurologist (Neurologist) on 2026-12-01" in reviewed
+    assert "Approved by Dr A. Neurologist (Neurologist) on 2026-12-07" in reviewed
     assert "Checked against scenario 010." in reviewed and "Unchanged since" in reviewed
     stale = (out / "en" / "rules" / "caffeine-disorder.html").read_text(encoding="utf-8")
     assert "stale: edited since its review" in stale

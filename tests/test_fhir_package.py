@@ -141,16 +141,16 @@ def test_a_reviewed_rule_is_active_with_its_reviewer(knowledge: Knowledge,
     rulesets = tmp_path / "rulesets"
     shutil.copytree(knowledge.directory, rulesets)
     record_review(rulesets, "caffeine-disorder", reviewer="Dr C. Internist",
-                  role="Internal medicine", decision="approved", date=dt.date(2026, 12, 2))
+                  role="Internal medicine", decision="approved", date=dt.date(2026, 12, 7))
     path = next((rulesets / "rules").rglob("caffeine-disorder.yaml"))
     data = yaml.safe_load(path.read_text())
-    data["maintenance"].update(validation="production", reviewed="2026-12-02",
+    data["maintenance"].update(validation="production", reviewed="2026-12-07",
                                specialist="Dr C. Internist, Internal medicine")
     path.write_text(yaml.safe_dump(data, allow_unicode=True))
     written = write_fhir_package(tmp_path / "out", load_knowledge(rulesets), "R5")
     plan = json.loads((written.directory / "PlanDefinition-caffeine-disorder.json").read_text())
     assert plan["status"] == "active" and plan["experimental"] is False
-    assert plan["approvalDate"] == "2026-12-02"
+    assert plan["approvalDate"] == "2026-12-07"
     assert plan["reviewer"] == [{"name": "Dr C. Internist, Internal medicine"}]
 
 

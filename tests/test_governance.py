@@ -56,10 +56,10 @@ def test_a_reviewed_rule_can_go_to_production(tmp_path: Path, knowledge: Knowled
     rulesets = tmp_path / "rulesets"
     shutil.copytree(knowledge.directory, rulesets)
     record_review(rulesets, "red-flag-weakness", reviewer="Dr A. Neurologist",
-                  role="Neurologist", decision="approved", date=dt.date(2026, 12, 1))
+                  role="Neurologist", decision="approved", date=dt.date(2026, 12, 7))
     promoted = load_knowledge(changed_ruleset(
         tmp_path / "promoted", rulesets, RULE,
-        lambda r: _promote(r, "Dr A. Neurologist", "2026-12-01")))
+        lambda r: _promote(r, "Dr A. Neurologist", "2026-12-07")))
     rule = next(c.rule for c in promoted.rules if c.rule.id == "red-flag-weakness")
     assert rule.maintenance.validation == "production"
     assert rule.maintenance.specialist == "Dr A. Neurologist"

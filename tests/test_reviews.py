@@ -33,7 +33,7 @@ WITHHELD = Path("rules") / "red-flags" / "self-care-withheld.yaml"
 """The other rule on the red-flag card (it says self-care advice is withheld)."""
 REVIEWER = "Dr A. Neurologist"
 ROLE = "Consultant neurologist, Hospital X"
-DAY = dt.date(2026, 12, 1)
+DAY = dt.date(2026, 12, 7)
 WEAK = [twitching("tw"), obs("weak", SCT, "26544005")]
 """Twitching with muscle weakness: the red-flag card, concluded by red-flag-weakness and
 self-care-withheld."""
@@ -78,7 +78,7 @@ def test_an_approved_rule_goes_to_production_and_its_cards_say_so(rulesets: Path
     extension = card.to_json()["extension"][EXTENSION_KEY]
     assert card.kind == "red-flag" and extension["reviewed"] is False  # one of two rules
     assert {"id": RULE_ID, "version": rule.maintenance.version, "validation": "production",
-            "reviewed": "2026-12-01"} in extension["rules"]
+            "reviewed": "2026-12-07"} in extension["rules"]
     # with the card's other rule approved too, the card is reviewed throughout
     _approve(rulesets, rule_id="self-care-withheld")
     _edit(rulesets, _promote, WITHHELD)
@@ -180,10 +180,10 @@ def test_an_altered_review_is_refused(rulesets: Path) -> None:
 def test_the_review_command_records_and_lists(rulesets: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["review", RULE_ID, "--reviewer", REVIEWER, "--role", ROLE,
-                 "--decision", "approved", "--comment", "Fine.", "--date", "2026-12-01",
+                 "--decision", "approved", "--comment", "Fine.", "--date", "2026-12-07",
                  "--rulesets", str(rulesets)]) == 0
     out = capsys.readouterr().out
-    written = rulesets / "reviews" / RULE_ID / "2026-12-01-dr-a-neurologist.yaml"
+    written = rulesets / "reviews" / RULE_ID / "2026-12-07-dr-a-neurologist.yaml"
     assert str(written) in out and "validation: production" in out
     review = yaml.safe_load(written.read_text(encoding="utf-8"))
     assert review["decision"] == "approved" and review["rule"] == RULE_ID

@@ -11,6 +11,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator
+from html import escape as html_escape
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, get_args
@@ -103,6 +104,21 @@ def test_a_rule_page_shows_what_a_reviewer_needs(site: Path, knowledge: Knowledg
     assert "Not run for this catalogue." in other  # this catalogue mutated one rule only
 
 
+def test_knowledge_not_from_the_article_says_so(site: Path, knowledge: Knowledge) -> None:
+    """A rule following a guideline, not the article, shows that reference first; the
+    article's sentence is not presented as its source."""
+    sourced = [c.rule for c in knowledge.rules if c.rule.library.knowledge_source]
+    assert sourced
+    for rule in sourced:
+        page = (site / "en" / "rules" / f"{rule.id}.html").read_text(encoding="utf-8")
+        source = rule.library.knowledge_source
+        assert source is not None
+        assert page.index('id="knowledge-source"') < page.index('id="article"')
+        assert "not the article" in page and html_escape(source.reference) in page
+    plain = (site / "en" / "rules" / f"{RULE}.html").read_text(encoding="utf-8")
+    assert 'id="knowledge-source"' not in plain
+
+
 def test_every_word_the_templates_use_is_in_both_languages() -> None:
     words = catalogue("catalogue")
     used = set()
@@ -111,6 +127,7 @@ def test_every_word_the_templates_use_is_in_both_languages() -> None:
     prefixes = {key for key in used if key.endswith(".")}  # "state." ~ state, ...
     assert used - prefixes and used - prefixes <= set(words), used - prefixes - set(words)
     families = {"state.": get_args(ReviewState), "validation.": get_args(Validation),
+                "knowledge-source.": ("general-clinical-knowledge",),
                 "decision.": get_args(Decision), "mark.": ("V", "W", "U"),
                 "basis.": ("article", "reference", "local-policy"),
                 "urgency.": ("critical", "warning", "info")}

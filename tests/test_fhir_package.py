@@ -119,6 +119,10 @@ def test_one_plan_definition_per_rule(package: tuple[str, dict[str, Any]],
             assert len(action["textEquivalent"]) < 140
             for child in action.get("action", []):
                 assert child["definitionCanonical"] in activities
+        source = rule.library.knowledge_source
+        if source is not None:  # a guideline, not the article, justifies it
+            assert action["documentation"][0]["type"] == "justification"
+            assert action["documentation"][0]["citation"] == source.reference
     red = plans["red-flag-weakness"]["action"][0]
     assert red["priority"] == "urgent" and red["action"], "the urgent evaluation is suggested"
 

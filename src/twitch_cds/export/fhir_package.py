@@ -153,6 +153,12 @@ def plan_definition(compiled: CompiledRule, knowledge: Knowledge, state: RuleRev
                            "citation": f"{rule.library.citation.text} — "
                                        f"{rule.library.citation.gloss}"}],
     }
+    source = rule.library.knowledge_source
+    if source is not None:  # the rule follows this reference, not the article
+        action["documentation"].insert(0, {
+            "type": "justification",
+            "display": f"{source.kind.replace('-', ' ')} (not from the article), {source.date}",
+            "citation": source.reference})
     conclude = rule.knowledge.conclude
     if conclude is not None and rule.knowledge.urgency is not None:
         kind = knowledge.cards.kinds[conclude.card]

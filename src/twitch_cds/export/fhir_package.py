@@ -245,9 +245,12 @@ class FhirPackage:
 
 
 def _terminology(knowledge: Knowledge) -> list[dict[str, Any]]:
+    """The CodeSystem and ValueSet resources of ``rulesets/terminology/`` (other JSON there,
+    such as the RxNorm product table, is not a FHIR resource)."""
     folder = knowledge.directory / "terminology"
-    return [_expanded(json.loads(path.read_text(encoding="utf-8")))
-            for path in sorted(folder.glob("*.json"))]
+    found = [json.loads(path.read_text(encoding="utf-8")) for path in sorted(folder.glob("*.json"))]
+    return [_expanded(resource) for resource in found
+            if resource.get("resourceType") in ("CodeSystem", "ValueSet")]
 
 
 def _expanded(resource: dict[str, Any]) -> dict[str, Any]:

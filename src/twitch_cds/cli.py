@@ -129,7 +129,8 @@ def _workbench_commands(commands: Any) -> None:
     export = commands.add_parser("export", help="export the knowledge in a standard form")
     kinds = export.add_subparsers(dest="export_kind", required=True)
     package = kinds.add_parser("fhir-package",
-                               help="an NPM-style FHIR package (CPG-on-FHIR resources)")
+                               help="an NPM-style FHIR package (CPG-on-FHIR resources): "
+                                    "fhir-package OUT [--fhir-version R4|R5]")
     package.add_argument("out", type=Path, help="directory to write the package into")
     package.add_argument("--fhir-version", choices=("R4", "R5"), default="R4",
                          help="R4 (4.0.1) or R5 (5.0.0) resources")

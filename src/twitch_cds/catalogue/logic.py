@@ -134,7 +134,9 @@ class LogicWriter:
             line = say(self.lang, "logic.concludes", kind=kind.display(self.lang),
                        urgency=say(self.lang, f"urgency.{knowledge.urgency}"), subject=subject)
             if conclude.suggest:
-                label = self.k.cards.suggestions[conclude.suggest].label(self.lang)
+                wanted = self.k.cards.suggestions[conclude.suggest]
+                label: Any = (wanted.label(self.lang) if wanted.label is not None
+                              else code(", ".join([*wanted.tests, *wanted.also])))
                 line += Markup(" ") + say(self.lang, "logic.suggests", suggestion=label)
             out.append(line)
         return out

@@ -30,6 +30,7 @@ from typing import Any, Literal
 from twitch_cds import __version__
 from twitch_cds.card_builder import summary_text
 from twitch_cds.knowledge.bundle import CompiledRule, Knowledge
+from twitch_cds.knowledge.cardtexts import SuggestionTexts
 from twitch_cds.knowledge.reviews import RuleReview, rule_hash
 
 FhirVersion = Literal["R4", "R5"]
@@ -87,25 +88,30 @@ def _review_fields(compiled: CompiledRule, state: RuleReview) -> dict[str, Any]:
     return out
 
 
+def suggestion_title(suggestion: SuggestionTexts) -> str:
+    """A suggestion's title in English: its label, or the tests it orders."""
+    if suggestion.label is not None:
+        return suggestion.label("en")
+    return "Order " + ", ".join([*suggestion.tests, *suggestion.also])
+
+
 def activity_definitions(knowledge: Knowledge) -> list[dict[str, Any]]:
-    """One ActivityDefinition per suggestion: the request the card's action creates."""
+    """One ActivityDefinition per suggestion of cards.yaml: the request its action creates
+    (a procedure such as a referral, or tests), described by text."""
     out = []
     for key, suggestion in knowledge.cards.suggestions.items():
-        for index, template in enumerate(suggestion.resources_in("en")):
-            identifier = key if index == 0 else f"{key}-{index + 1}"
-            resource: dict[str, Any] = {
-                "resourceType": "ActivityDefinition", "id": identifier,
-                "url": f"{CANONICAL}/ActivityDefinition/{identifier}",
-                "version": __version__, "name": _name(identifier),
-                "title": suggestion.label("en"), "status": "draft",
-                "publisher": "twitch-cds",
-                "description": suggestion.label("en"),
-                "kind": template["resourceType"],
-            }
-            for field in ("code", "intent", "priority"):
-                if field in template:
-                    resource[field] = template[field]
-            out.append(resource)
+        title = suggestion_title(suggestion)
+        text = suggestion.text("en") if suggestion.text is not None else title
+        resource: dict[str, Any] = {
+            "resourceType": "ActivityDefinition", "id": key,
+            "url": f"{CANONICAL}/ActivityDefinition/{key}",
+            "version": __version__, "name": _name(key), "title": title, "status": "draft",
+            "publisher": "twitch-cds", "description": title, "kind": "ServiceRequest",
+            "code": {"text": text}, "intent": "proposal",
+        }
+        if suggestion.priority is not None:
+            resource["priority"] = suggestion.priority
+        out.append(resource)
     return out
 
 
@@ -171,7 +177,7 @@ def plan_definition(compiled: CompiledRule, knowledge: Knowledge, state: RuleRev
         action["extension"] = [{"url": f"{EXTENSIONS}/cds-hooks-indicator",
                                 "valueCode": rule.knowledge.urgency}]
         wanted = [*kind.suggestions, *([conclude.suggest] if conclude.suggest else [])]
-        children = [{"title": knowledge.cards.suggestions[key].label("en"),
+        children = [{"title": suggestion_title(knowledge.cards.suggestions[key]),
                      "definitionCanonical": suggestions[key]}
                     for key in dict.fromkeys(wanted) if key in suggestions]
         if children:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from twitch_cds.knowledge.measurements import Measurements, ParamRef
 from twitch_cds.knowledge.orders import Orders
 from twitch_cds.knowledge.parameters import ParameterSet, load_parameters
 from twitch_cds.knowledge.reads import FactReads
+from twitch_cds.knowledge.reviews import REVIEWS_DIR, Reviews, check_production, load_reviews
 from twitch_cds.knowledge.rules import (
     CONCEPT_FIELDS,
     SUGGEST_PLACEHOLDER,
@@ -55,6 +56,8 @@ class Knowledge:
     cards: CardTexts
     rules: tuple[CompiledRule, ...]
     orders: Orders
+    reviews: Reviews = field(default_factory=Reviews)
+    """The clinical reviews in ``rulesets/reviews/`` (a production rule has a current one)."""
 
     @functools.cached_property
     def rules_by_id(self) -> dict[str, CompiledRule]:
@@ -104,6 +107,7 @@ def _check_measurements(measurements: Measurements, know: dict[str, Any], path: 
 
 
 def _load_rules(directory: Path, schema: Schema, cards: CardTexts,
+                reviews: Reviews | None = None,
                 analytes: Iterable[str] = ()) -> tuple[CompiledRule, ...]:
     paths = sorted(directory.rglob("*.yaml"))
     if not paths:
@@ -118,6 +122,10 @@ def _load_rules(directory: Path, schema: Schema, cards: CardTexts,
         if rule.id in seen:
             raise RulesetError(f"{path}: rule {rule.id}: duplicate id (also in {seen[rule.id]})")
         seen[rule.id] = path
+        try:  # production only with an approving review of the rule as it stands
+            check_production(rule, reviews or Reviews())
+        except ValueError as exc:
+            raise RulesetError(f"{path}: rule {rule.id}: {exc}") from exc
         declare_derivation(rule, schema)
         parsed.append((path, rule))
     _check_negations(parsed)
@@ -246,10 +254,12 @@ def load_knowledge(directory: Path | None = None) -> Knowledge:
         concept_fields=CONCEPT_FIELDS,
         valueset_urls=terminology.urls,
     )
-    rules = _load_rules(directory / "rules", schema, cards, list(measurements.analytes))
+    reviews = load_reviews(directory / REVIEWS_DIR)
+    rules = _load_rules(directory / "rules", schema, cards, reviews,
+                        list(measurements.analytes))
     return Knowledge(
         directory, terminology, parameters, measurements, trust, concepts, cards, rules,
-        orders=orders,
+        orders=orders, reviews=reviews,
     )
 
 

@@ -113,7 +113,10 @@ def test_knowledge_not_from_the_article_says_so(site: Path, knowledge: Knowledge
         page = (site / "en" / "rules" / f"{rule.id}.html").read_text(encoding="utf-8")
         source = rule.library.knowledge_source
         assert source is not None
-        assert page.index('id="knowledge-source"') < page.index('id="article"')
+        if rule.library.citation is not None:  # the article is cited after the reference
+            assert page.index('id="knowledge-source"') < page.index('id="article"')
+        else:  # general clinical knowledge only: no article section at all
+            assert 'id="article"' not in page
         assert "not the article" in page and html_escape(source.reference) in page
     plain = (site / "en" / "rules" / f"{RULE}.html").read_text(encoding="utf-8")
     assert 'id="knowledge-source"' not in plain
@@ -272,12 +275,23 @@ _OUR_TEXT = """() => {
   body.querySelectorAll("li").forEach(li => {
     if (li.firstChild && li.firstChild.nodeName === "CODE") { li.remove(); }
   });
+  // the references under "Not from the article" are the sources' own titles
+  body.querySelectorAll("strong").forEach(s => {
+    const labels = ["Not from the article: general clinical knowledge",
+                    "Bukan dari artikel: pengetahuan klinis umum"];
+    if (!labels.includes(s.textContent.trim())) { return; }
+    const list = (s.closest("p") || s).nextElementSibling;
+    if (list && list.nodeName === "UL") { list.remove(); }
+  });
   // identifiers, code, quoted words and the rule graph's image are not prose of ours
   body.querySelectorAll("code, pre, svg, .verbatim, [lang=en], script").forEach(e => e.remove());
   return body.textContent;
 }"""
 
 SKIPPED = {"code", "pre", "svg", "script", "style", "title"}
+KNOWLEDGE_SOURCE_LABELS = ["Not from the article: general clinical knowledge",
+                           "Bukan dari artikel: pengetahuan klinis umum"]
+"""The heading of a card's references that are not from the article (cards.yaml)."""
 
 
 class _OurText(HTMLParser):
@@ -288,10 +302,13 @@ class _OurText(HTMLParser):
         self.stack: list[bool] = []
         self.parts: list[str] = []
         self.li_open = False
+        self.references_next = False
+        """The list after "Not from the article" holds the sources' own titles."""
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = dict(attrs)
-        skip = (tag in SKIPPED or "verbatim" in (attributes.get("class") or "")
+        references, self.references_next = tag == "ul" and self.references_next, False
+        skip = (references or tag in SKIPPED or "verbatim" in (attributes.get("class") or "")
                 or (attributes.get("lang") == "en" and tag != "html")
                 or (tag == "code" and self.li_open))
         if self.li_open and tag == "code":  # the li starts with code: an evidence line
@@ -309,6 +326,8 @@ class _OurText(HTMLParser):
     def handle_data(self, data: str) -> None:
         if data.strip():
             self.li_open = False
+        if data.strip() in KNOWLEDGE_SOURCE_LABELS:
+            self.references_next = True
         if not (self.stack and self.stack[-1]):
             self.parts.append(data)
 

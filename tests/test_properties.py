@@ -81,7 +81,8 @@ def _charts() -> list[Chart]:
 
 RED_FLAG_RULES = frozenset(
     c.rule.id for c in default_knowledge().rules
-    if c.rule.knowledge.conclude is not None and c.rule.knowledge.conclude.card == "red-flag")
+    if c.rule.knowledge.conclude is not None and c.rule.knowledge.urgency == "critical")
+"""Every rule that concludes a critical card: a red flag, or a critical lab result."""
 
 
 def _red_flag_rules(result: twitch_cds.EvaluationResult) -> frozenset[str]:

@@ -134,7 +134,8 @@ def test_reassurance_withheld_has_a_rule_per_reason(knowledge: Knowledge) -> Non
     reasons = {c.rule.knowledge.derive.set_fields["reason"] for c in knowledge.rules
                if c.rule.knowledge.derive is not None
                and c.rule.knowledge.derive.name == "reassurance-withheld"}
-    assert reasons == {"red-flag", "at-rest", "known-neuromuscular-disease", "myoclonus"}
+    assert reasons == {"red-flag", "at-rest", "known-neuromuscular-disease", "myoclonus",
+                       "critical-lab"}
 
 
 @pytest.mark.parametrize("which", range(4))

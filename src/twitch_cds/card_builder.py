@@ -125,6 +125,12 @@ def _label(texts: CardKind, subject: str, lang: Lang) -> str:
     return text(lang) if text else subject
 
 
+def reference_text(reference: str, date: str) -> str:
+    """A knowledge source as cited: its reference, with its date unless the reference
+    already gives it (``JAMA. 1990;263:704``)."""
+    return reference if date in reference else f"{reference} ({date})"
+
+
 def _distinct(quotes: Iterable[str]) -> list[str]:
     """The article passages to quote, each once: a passage that another one on the same
     card contains (one rule cites a sentence, another the paragraph around it) is left out."""
@@ -169,7 +175,7 @@ class _TestOrders:
     def add(self, suggestion: SuggestionTexts, lang: Lang) -> None:
         self.due.update(dict.fromkeys(suggestion.tests))
         self.also.update(dict.fromkeys(suggestion.also))
-        if suggestion.reason is not None:
+        if suggestion.reason is not None and suggestion.tests:  # why the due tests are due
             self.reasons[suggestion.reason(lang)] = None
 
 
@@ -289,6 +295,7 @@ class CardBuilder:
         labels = self.k.cards.labels
         lang = self.lang
         citations: dict[str, tuple[str, str]] = {}
+        sources: dict[str, None] = {}
         rules: dict[str, str] = {}
         reviewed: dict[str, Maintenance] = {}  # the review slots of each rule behind the card
         by_message: dict[str, dict[str, None]] = {}
@@ -308,8 +315,11 @@ class CardBuilder:
                 text = render_message(getattr(rule.knowledge.message, lang), lang,
                                       conclusion.facts, subject)
                 by_message.setdefault(text, {}).update(inputs)
-            citation = rule.library.citation
-            citations.setdefault(citation.text, (citation.section, citation.gloss))
+            citation, beyond = rule.library.citation, rule.library.knowledge_source
+            if beyond is not None:  # general clinical knowledge: never under the article
+                sources.setdefault(reference_text(beyond.reference, beyond.date))
+            elif citation is not None:
+                citations.setdefault(citation.text, (citation.section, citation.gloss))
             rules[rule.id] = rule.maintenance.version
             reviewed[rule.id] = rule.maintenance
         wanted = [t for t in dict.fromkeys([*tests.due, *tests.also]) if t not in self._ordered]
@@ -346,7 +356,8 @@ class CardBuilder:
         if numbers:
             lines += ["", f"**{labels['evidence'](lang)}**", ""]
             lines += [f"{n}. `{ref}`: {'; '.join(entries[ref])}" for ref, n in numbers.items()]
-        lines += ["", f"**{labels['article'](lang)}**", ""]
+        if citations:
+            lines += ["", f"**{labels['article'](lang)}**", ""]
         for text in _distinct(citations):
             section, gloss = citations[text]
             lines.append(f"> {text}")
@@ -356,6 +367,12 @@ class CardBuilder:
                 lines += [f"> *{labels['correction'](lang)}: {c.reading}*"
                           for c in self.k.cards.corrections if c.text in text]
             lines.append(f"> ({self._section(section)})")
+            lines.append("")
+        if sources:  # the lines not from the article, and where they come from
+            while lines and not lines[-1]:
+                lines.pop()
+            lines += ["", f"**{labels['knowledge_source'](lang)}**", ""]
+            lines += [f"- {reference}" for reference in sources]
             lines.append("")
         if dates:
             oldest, newest = min(dates), max(dates)

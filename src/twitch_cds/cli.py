@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from twitch_cds import __version__
+from twitch_cds.card_builder import reference_text
 from twitch_cds.errors import InputError, TwitchCdsError
 from twitch_cds.evaluate import evaluate
 from twitch_cds.issues import InputIssue
@@ -286,9 +287,7 @@ def _catalogue(fmt: str, lang: Lang = "en") -> str:
             "concludes": (("card", rule.knowledge.conclude.card) if rule.knowledge.conclude
                           else ("derived", rule.knowledge.derive.name)
                           if rule.knowledge.derive else None),
-            "section": rule.library.citation.section,
-            "sentence": rule.library.citation.text,
-            "gloss": rule.library.citation.gloss,
+            **_rule_source(rule.library),
             "file": str(compiled.path.relative_to(default_knowledge().directory)),
         })
     if fmt == "json":  # machine-readable: the same in every language
@@ -301,9 +300,24 @@ def _catalogue(fmt: str, lang: Lang = "en") -> str:
         + (_say(lang, f"rule.{e['concludes'][0]}", name=e["concludes"][1])
            if e["concludes"] else "")
         + "\n  " + _review_state(e, lang)
-        + f"\n  [{e['section']}] {e['sentence']}"
-        + (f"\n  ({e['gloss']})" if lang == "en" else "") for e in entries
+        + (f"\n  [{e['section']}] {e['sentence']}" if e["sentence"] else "")
+        + (f"\n  ({e['gloss']})" if lang == "en" and e["gloss"] else "")
+        + (f"\n  {_say(lang, 'rule.knowledge-source', reference=e['knowledge_source'])}"
+           if e["knowledge_source"] else "") for e in entries
     )
+
+
+def _rule_source(library: Any) -> dict[str, Any]:
+    """A rule's source for the catalogue: the article sentence it encodes, and the
+    reference of any general clinical knowledge it adds (with the date it was checked)."""
+    citation, source = library.citation, library.knowledge_source
+    return {
+        "section": citation.section if citation else None,
+        "sentence": citation.text if citation else None,
+        "gloss": citation.gloss if citation else None,
+        "knowledge_source": reference_text(source.reference, source.date) if source
+        else None,
+    }
 
 
 def _review_state(entry: dict[str, Any], lang: Lang) -> str:

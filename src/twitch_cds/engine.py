@@ -39,6 +39,7 @@ from typing import Any
 from twitch_cds.aggregate import distinguished
 from twitch_cds.errors import EngineError
 from twitch_cds.knowledge.bundle import CompiledRule, Knowledge
+from twitch_cds.knowledge.rules import SUGGEST_PLACEHOLDER
 
 REINSTALL_ENGINE = (
     "CPPFLAGS=\"$CPPFLAGS -DPyEval_CallObject=PyObject_CallObject\" "
@@ -154,9 +155,12 @@ class RuleEngine:
                 bind, dot, subject_field = subject.partition(".")
                 if dot:
                     subject = str(facts[bind][subject_field])
+                suggest = knowledge.conclude.suggest
+                if suggest is not None and "{" in suggest:  # one suggestion per analyte
+                    suggest = SUGGEST_PLACEHOLDER.sub(
+                        lambda m: str(facts[m[1]].get(m[2])), suggest)
                 session.conclusions.append(
-                    Conclusion(rule.id, knowledge.conclude.card, subject,
-                               knowledge.conclude.suggest, facts)
+                    Conclusion(rule.id, knowledge.conclude.card, subject, suggest, facts)
                 )
 
         return run

@@ -122,6 +122,9 @@ class Lab(Fact):
     """The lab's interpretation code (L, LL, N, H, HH) when it sent one."""
     default_low: float
     default_high: float
+    critical_low: float | None = None
+    """The analyte's critical (panic) limits in ``unit`` (parameters), when it has them."""
+    critical_high: float | None = None
     age_days: float
 
 

@@ -120,7 +120,8 @@ def test_discovery(service: str, keys: dict[str, SigningKey]) -> None:
         assert set(described) == set(prefetch)
         assert described["observations-1"] == {"required": True, "partOf": "observations",
                                                "cards": described["conditions"]["cards"]}
-        assert described["medicationRequests"]["cards"] == ["medication-side-effect"]
+        assert described["medicationRequests"]["cards"] == ["medication-side-effect",
+                                                            "critical-lab"]
         assert described["medicationStatements"]["required"] is False
 
 

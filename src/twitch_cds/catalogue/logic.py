@@ -14,7 +14,7 @@ from markupsafe import Markup, escape
 
 from twitch_cds.knowledge.bundle import Knowledge
 from twitch_cds.knowledge.cardtexts import Lang
-from twitch_cds.knowledge.rules import CONCEPT_FIELDS, RuleFile
+from twitch_cds.knowledge.rules import CONCEPT_FIELDS, SUGGEST_PLACEHOLDER, RuleFile
 from twitch_cds.locale import catalogue
 
 Link = Callable[[str, str], str]
@@ -134,9 +134,13 @@ class LogicWriter:
             line = say(self.lang, "logic.concludes", kind=kind.display(self.lang),
                        urgency=say(self.lang, f"urgency.{knowledge.urgency}"), subject=subject)
             if conclude.suggest:
-                wanted = self.k.cards.suggestions[conclude.suggest]
-                label: Any = (wanted.label(self.lang) if wanted.label is not None
-                              else code(", ".join([*wanted.tests, *wanted.also])))
+                label: Any
+                if SUGGEST_PLACEHOLDER.search(conclude.suggest):  # one per analyte
+                    label = code(conclude.suggest)
+                else:
+                    wanted = self.k.cards.suggestions[conclude.suggest]
+                    label = (wanted.label(self.lang) if wanted.label is not None
+                             else code(", ".join([*wanted.tests, *wanted.also])))
                 line += Markup(" ") + say(self.lang, "logic.suggests", suggestion=label)
             out.append(line)
         return out

@@ -10,6 +10,7 @@ from twitch_cds.fhir_in.coding import concept_text, first_code, number, preview
 from twitch_cds.fhir_in.context import ReaderContext, date_text
 from twitch_cds.fhir_in.dates import days_between, parse_fhir_datetime
 from twitch_cds.fhir_in.validate import Validated
+from twitch_cds.fhir_in.value_text import record_details
 from twitch_cds.issues import issue_word, msg
 from twitch_cds.knowledge.terminology import Match
 
@@ -221,7 +222,9 @@ class FindingReader(ReaderContext):
                   onset: dt.datetime | None, when: dt.datetime | None, text: str) -> None:
         duration = days_between(onset, self.now) if onset else None
         age = days_between(when, self.now) if when else None
-        detail = (f" ({self.word('severe')})" if severe else "")
+        details = record_details(v.data, text)  # value, components, body site, flag
+        detail = f": {'; '.join(details)}" if details else ""
+        detail += f" ({self.word('severe')})" if severe else ""
         if onset:
             detail += f", {self.word('since')} {date_text(onset)}"
         elif when:

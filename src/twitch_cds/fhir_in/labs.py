@@ -116,8 +116,9 @@ class LabReader(ReaderContext):
             shown += f" (= {value:.2f} {m.unit})"
         default_low = self.p[m.default_low] if m.default_low else 0.0
         default_high = self.p[m.default_high] if m.default_high else 0.0
-        if range_text:
-            shown += f" ({self.word('lab_range')} {range_text})"
+        flag = f"; {self.word('flagged', code=interpretation)}" if interpretation else ""
+        if range_text:  # the lab's flag stays beside its range: LL is not just "low"
+            shown += f" ({self.word('lab_range')} {range_text}{flag})"
         elif interpretation:
             shown += f" ({self.word('flagged', code=interpretation)})"
         else:
@@ -126,7 +127,10 @@ class LabReader(ReaderContext):
         shown += f", {date_text(when)}"
         fact = Lab(id=f"{v.raw.label}#{analyte}", analyte=analyte, value=value, unit=m.unit,
                    range_low=low, range_high=high, interpretation=interpretation,
-                   default_low=default_low, default_high=default_high, age_days=age)
+                   default_low=default_low, default_high=default_high,
+                   critical_low=self.p[m.critical_low] if m.critical_low else None,
+                   critical_high=self.p[m.critical_high] if m.critical_high else None,
+                   age_days=age)
         self.add(fact, Evidence(reference=v.raw.label, text=shown, match=match.method,
                                 date=date_text(when)))
 

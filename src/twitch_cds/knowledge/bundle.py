@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from twitch_cds.knowledge.reads import FactReads
 from twitch_cds.knowledge.reviews import REVIEWS_DIR, Reviews, check_production, load_reviews
 from twitch_cds.knowledge.rules import (
     CONCEPT_FIELDS,
+    SUGGEST_PLACEHOLDER,
     RuleCheckError,
     RuleFile,
     Schema,
@@ -96,7 +98,8 @@ def _check_measurements(measurements: Measurements, know: dict[str, Any], path: 
     for name, m in {**measurements.analytes, **measurements.intakes}.items():
         if m.valueset not in know["valuesets"]:
             raise RulesetError(f"{path}: {name}: unknown value set {m.valueset!r}")
-        refs = [m.default_low, m.default_high]
+        refs = [m.default_low, m.default_high, m.plausible_low, m.plausible_high,
+                m.critical_low, m.critical_high]
         refs += [f.param for f in m.units.values() if isinstance(f, ParamRef)]
         for ref in refs:
             if ref is not None and ref not in know["parameters"]:
@@ -104,7 +107,8 @@ def _check_measurements(measurements: Measurements, know: dict[str, Any], path: 
 
 
 def _load_rules(directory: Path, schema: Schema, cards: CardTexts,
-                reviews: Reviews | None = None) -> tuple[CompiledRule, ...]:
+                reviews: Reviews | None = None,
+                analytes: Iterable[str] = ()) -> tuple[CompiledRule, ...]:
     paths = sorted(directory.rglob("*.yaml"))
     if not paths:
         raise RulesetError(f"{directory}: no rule files")
@@ -129,7 +133,7 @@ def _load_rules(directory: Path, schema: Schema, cards: CardTexts,
     for path, rule in parsed:
         try:
             definition = compile_rule(rule, schema)
-            _check_conclusion(rule, cards)
+            _check_conclusion(rule, cards, analytes)
         except RuleCheckError as exc:
             raise RulesetError(f"{path}: rule {rule.id}: {exc}") from exc
         binds = tuple(next(iter(p)) for p in definition["all"] if "$not" not in next(iter(p)))
@@ -177,7 +181,7 @@ def _check_negations(parsed: list[tuple[Path, RuleFile]]) -> None:
                     "the negation could not see it")
 
 
-def _check_conclusion(rule: RuleFile, cards: CardTexts) -> None:
+def _check_conclusion(rule: RuleFile, cards: CardTexts, analytes: Iterable[str]) -> None:
     conclude = rule.knowledge.conclude
     if conclude is None:
         return
@@ -186,8 +190,12 @@ def _check_conclusion(rule: RuleFile, cards: CardTexts) -> None:
         raise RuleCheckError(f"card kind {conclude.card!r} has no texts in cards.yaml")
     if "." not in conclude.subject and conclude.subject not in kind.subjects:
         raise RuleCheckError(f"subject {conclude.subject!r} has no text under {conclude.card}")
-    if conclude.suggest is not None and conclude.suggest not in cards.suggestions:
-        raise RuleCheckError(f"suggestion {conclude.suggest!r} is not in cards.yaml")
+    keys = [conclude.suggest] if conclude.suggest is not None else []
+    if keys and SUGGEST_PLACEHOLDER.search(keys[0]):  # one per analyte: every one exists
+        keys = [SUGGEST_PLACEHOLDER.sub(analyte, keys[0]) for analyte in analytes]
+    for key in keys:
+        if "{" in key or key not in cards.suggestions:
+            raise RuleCheckError(f"suggestion {key!r} is not in cards.yaml")
     if rule.knowledge.urgency != kind.indicator:
         raise RuleCheckError(
             f"urgency {rule.knowledge.urgency} differs from the {conclude.card} card's "
@@ -247,7 +255,8 @@ def load_knowledge(directory: Path | None = None) -> Knowledge:
         valueset_urls=terminology.urls,
     )
     reviews = load_reviews(directory / REVIEWS_DIR)
-    rules = _load_rules(directory / "rules", schema, cards, reviews)
+    rules = _load_rules(directory / "rules", schema, cards, reviews,
+                        list(measurements.analytes))
     return Knowledge(
         directory, terminology, parameters, measurements, trust, concepts, cards, rules,
         orders=orders, reviews=reviews,

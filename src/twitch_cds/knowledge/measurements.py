@@ -28,6 +28,10 @@ class Measurement(BaseModel):
     plausible_low: str | None = None
     """Parameter below which a value (in ``unit``) cannot be real: not used, reported."""
     plausible_high: str | None = None
+    critical_low: str | None = None
+    """Parameter below which a result is critical (a panic value: escalated, not read as
+    merely low)."""
+    critical_high: str | None = None
 
     def factor(self, unit: str, parameters: dict[str, float]) -> float | None:
         """The factor for ``unit`` (already synonym-mapped), or None when not accepted."""

@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 OPERATORS = {"lt": "$lt", "le": "$lte", "gt": "$gt", "ge": "$gte", "ne": "$neq", "eq": None}
 BIND_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+SUGGEST_PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\.(analyte)\}")
+"""The one placeholder a suggestion key may hold: a bound fact's analyte."""
 PARAMS_BIND = "params"
 GO_BIND = "go"
 CONCEPT_FIELDS = {"concept": "finding", "drug_class": "medication", "analyte": "lab"}
@@ -69,8 +71,9 @@ class Citation(_Strict):
 
 class KnowledgeSource(_Strict):
     """Where a rule's knowledge comes from when it is not the article: general clinical
-    knowledge (known-disease handling) with its own guideline or reference and date.
-    (The minimal shape; the fluids branch adds the card side.)"""
+    knowledge (known-disease handling, critical laboratory limits) with its own guideline or
+    reference and date. Its card line is printed without the article's quotation beneath it
+    (card_builder: "Not from the article"), the reference listed instead."""
 
     kind: Literal["general-clinical-knowledge"]
     reference: str = Field(min_length=10)
@@ -95,12 +98,20 @@ class Library(_Strict):
     title: str = Field(min_length=5)
     purpose: str = Field(min_length=5)
     explanation: str = Field(min_length=5)
-    citation: Citation
+    citation: Citation | None = None
+    """The article sentence the rule encodes; absent for a rule of general clinical
+    knowledge (then ``knowledge_source`` says where it comes from)."""
     knowledge_source: KnowledgeSource | None = None
-    """Set when the rule's knowledge is not the article's (general clinical knowledge)."""
     keywords: list[str] = Field(min_length=1)
     links: list[Link] = Field(default_factory=list)
     """Where a reviewer reads more: the value sets the rule reads (checked at load)."""
+
+    @model_validator(mode="after")
+    def _has_a_source(self) -> Library:
+        if self.citation is None and self.knowledge_source is None:
+            raise ValueError("library needs a citation (the article sentence) or a "
+                             "knowledge_source (general clinical knowledge, with reference)")
+        return self
 
 
 class Texts(_Strict):
@@ -122,7 +133,9 @@ class Conclude(_Strict):
     subject: str
     """What the card is about: a fixed code, or ``bind.field`` for one card per value."""
     suggest: str | None = None
-    """A suggestion (from cards.yaml) this conclusion adds to its card."""
+    """A suggestion (from cards.yaml) this conclusion adds to its card. It may name an
+    analyte of a bound fact (``critical-{crit.analyte}``): one suggestion per analyte, each
+    of which the loader checks in cards.yaml."""
 
 
 class Knowledge(_Strict):

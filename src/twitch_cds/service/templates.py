@@ -94,15 +94,18 @@ def prefetch_templates(knowledge: Knowledge, max_url_length: int = 2000) -> dict
     templates = {
         # gender and birthDate: the lab range for the patient's sex, an onset given as an age
         "patient": Prefetch(f"Patient/{PATIENT}", required=False,
-                            cards=("red-flag", "electrolyte-depletion")),
+                            cards=("red-flag", "electrolyte-depletion", "critical-lab",
+                                   "electrolyte-high")),
         **{f"{OBSERVATIONS}-{n}": Prefetch(search, required=True, cards=every,
                                            group=OBSERVATIONS)
            for n, search in enumerate(observations, start=1)},
         "conditions": Prefetch(f"Condition?patient={PATIENT}", required=True, cards=every),
+        # a drug on record is named on the critical-lab card as a possible cause
         "medicationRequests": Prefetch(f"MedicationRequest?patient={PATIENT}", required=True,
-                                       cards=("medication-side-effect",)),
+                                       cards=("medication-side-effect", "critical-lab")),
         "medicationStatements": Prefetch(f"MedicationStatement?patient={PATIENT}",
-                                         required=False, cards=("medication-side-effect",)),
+                                         required=False,
+                                         cards=("medication-side-effect", "critical-lab")),
     }
     for key, prefetch in templates.items():
         if expanded_length(prefetch.template) > max_url_length:

@@ -21,8 +21,9 @@ from twitch_cds.card_builder import (
     summary_text,
 )
 from twitch_cds.cds_hooks import INDICATOR_ORDER, Card
-from twitch_cds.knowledge.bundle import Knowledge
+from twitch_cds.knowledge.bundle import Knowledge, default_knowledge
 from twitch_cds.knowledge.cardtexts import CardTexts
+from twitch_cds.knowledge.rules import KnowledgeSource
 
 from .builders import (
     ATC,
@@ -275,8 +276,21 @@ def _our_texts(card: Card) -> list[str]:
             texts.append(action.description)
             texts.append(str(((action.resource or {}).get("code") or {}).get("text", "")))
     texts += [line for line in (card.detail or "").splitlines()
-              if not re.match(r"^\d+\. `", line)]
+              if not re.match(r"^\d+\. `", line) and not _is_reference(line)]
     return texts
+
+
+def _is_reference(line: str) -> bool:
+    """A line naming a guideline or reference behind general clinical knowledge
+    (``library.knowledge_source``): a published title, quoted as published, like the
+    article's own sentences."""
+    return line.startswith("- ") and any(
+        line[2:].startswith(source.reference) for source in _knowledge_sources())
+
+
+def _knowledge_sources() -> list[KnowledgeSource]:
+    return [c.rule.library.knowledge_source for c in default_knowledge().rules
+            if c.rule.library.knowledge_source is not None]
 
 
 def test_indonesian_cards_carry_no_english_of_ours(knowledge: Knowledge) -> None:

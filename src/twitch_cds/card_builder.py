@@ -225,6 +225,8 @@ class CardBuilder:
               provenance: Provenance, patient: str | None) -> BuiltCard:
         labels = self.k.cards.labels
         citations: dict[str, tuple[str, str]] = {}
+        sources: dict[str, str] = {}  # general clinical knowledge: reference (date), each once
+        beyond: set[str] = set()  # messages whose knowledge is not the article's
         rules: dict[str, str] = {}
         by_message: dict[str, dict[str, None]] = {}
         for conclusion in group.conclusions:
@@ -234,9 +236,14 @@ class CardBuilder:
                                   conclusion.facts, subject)
             by_message.setdefault(text, {}).update(dict.fromkeys(
                 provenance.inputs(str(f["id"]) for f in conclusion.facts.values())))
-            citation = rule.library.citation
-            citations.setdefault(citation.text, (citation.section, citation.gloss))
+            known = rule.library.knowledge_source
+            if known is not None:  # never printed under the article's quotation
+                beyond.add(text)
+                sources.setdefault(f"{known.reference} ({known.date})", None)
+            elif (citation := rule.library.citation) is not None:
+                citations.setdefault(citation.text, (citation.section, citation.gloss))
             rules[rule.id] = rule.maintenance.version
+        mark = f" *({labels['beyond_article_mark'](self.lang)})*" if beyond else ""
         lines: list[str] = []
         numbers: dict[str, int] = {}
         entries: dict[str, list[str]] = {}
@@ -245,8 +252,9 @@ class CardBuilder:
         for message, fact_id_set in by_message.items():
             fact_ids = tuple(fact_id_set)
             marks = marked.get(fact_ids)
+            note = mark if message in beyond else ""
             if marks is not None:  # numbered and listed already: only the markers again
-                lines.append(f"- {message} {marks}" if marks else f"- {message}")
+                lines.append(f"- {message} {marks}{note}" if marks else f"- {message}{note}")
                 continue
             cited: dict[int, None] = {}
             for fact_id in fact_ids:
@@ -261,17 +269,25 @@ class CardBuilder:
                     if date:
                         dates.add(date)
             marks = marked[fact_ids] = _markers(cited) if cited else ""
-            lines.append(f"- {message} {marks}" if marks else f"- {message}")
+            lines.append(f"- {message} {marks}{note}" if marks else f"- {message}{note}")
         if numbers:
             lines += ["", f"**{labels['evidence'](self.lang)}**", ""]
             lines += [f"{n}. `{ref}`: {'; '.join(entries[ref])}" for ref, n in numbers.items()]
-        lines += ["", f"**{labels['article'](self.lang)}**", ""]
+        if citations:  # the lines without the mark come from the article
+            heading = labels["article_unmarked" if beyond else "article"](self.lang)
+            lines += ["", f"**{heading}**", ""]
         for text in _distinct(citations):
             section, gloss = citations[text]
             lines.append(f"> {text}")
             if self.lang == "en":
                 lines.append(f"> — *{gloss}*")
             lines.append(f"> ({section})")
+            lines.append("")
+        if sources:
+            if lines[-1]:
+                lines.append("")
+            lines += [f"**{labels['beyond_article'](self.lang)}**", ""]
+            lines += [f"- {source}" for source in sources]
             lines.append("")
         if dates:
             oldest, newest = min(dates), max(dates)

@@ -207,9 +207,11 @@ def _catalogue(fmt: str, lang: Lang = "en") -> str:
             "concludes": (("card", rule.knowledge.conclude.card) if rule.knowledge.conclude
                           else ("derived", rule.knowledge.derive.name)
                           if rule.knowledge.derive else None),
-            "section": rule.library.citation.section,
-            "sentence": rule.library.citation.text,
-            "gloss": rule.library.citation.gloss,
+            "section": rule.library.citation.section if rule.library.citation else "",
+            "sentence": rule.library.citation.text if rule.library.citation else "",
+            "gloss": rule.library.citation.gloss if rule.library.citation else "",
+            "knowledge_source": (rule.library.knowledge_source.model_dump()
+                                 if rule.library.knowledge_source else None),
             "file": str(compiled.path.relative_to(default_knowledge().directory)),
         })
     if fmt == "json":  # machine-readable: the same in every language
@@ -222,8 +224,12 @@ def _catalogue(fmt: str, lang: Lang = "en") -> str:
         + (_say(lang, f"rule.{e['concludes'][0]}", name=e["concludes"][1])
            if e["concludes"] else "")
         + "\n  " + _review_state(e, lang)
-        + f"\n  [{e['section']}] {e['sentence']}"
-        + (f"\n  ({e['gloss']})" if lang == "en" else "") for e in entries
+        + (f"\n  [{e['section']}] {e['sentence']}" if e["sentence"] else "")
+        + (f"\n  ({e['gloss']})" if lang == "en" and e["gloss"] else "")
+        + ("\n  " + _say(lang, "rule.knowledge-source",
+                          reference=e["knowledge_source"]["reference"],
+                          date=e["knowledge_source"]["date"])
+           if e["knowledge_source"] else "") for e in entries
     )
 
 

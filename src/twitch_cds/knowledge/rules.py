@@ -67,6 +67,26 @@ class Citation(_Strict):
     """An English gloss of those words."""
 
 
+class KnowledgeSource(_Strict):
+    """Where a rule's knowledge comes from when it is not the article: general clinical
+    knowledge (a fluids exception, a critical lab limit) with its own guideline or reference
+    and date. The card shows such a rule's line marked as not from the article, with this
+    reference, and never with the article's quotation beneath it."""
+
+    kind: Literal["general-clinical-knowledge"]
+    reference: str = Field(min_length=10)
+    """The guideline, textbook or reference the rule follows, named so a reviewer finds it."""
+    date: str = Field(pattern=r"^\d{4}(-\d{2}(-\d{2})?)?$")
+    """The reference's date (year, year-month or full date)."""
+
+    @field_validator("date", mode="before")
+    @classmethod
+    def _date_text(cls, value: Any) -> Any:
+        """YAML reads ``2024-05-01`` as a date and ``2024`` as a number: both are text here."""
+        return value.isoformat() if isinstance(value, dt.date) else \
+            str(value) if isinstance(value, int) else value
+
+
 class Link(_Strict):
     label: str = Field(min_length=1)
     url: str = Field(min_length=1)
@@ -76,10 +96,21 @@ class Library(_Strict):
     title: str = Field(min_length=5)
     purpose: str = Field(min_length=5)
     explanation: str = Field(min_length=5)
-    citation: Citation
+    citation: Citation | None = None
+    """The article's sentence the rule encodes (or, with ``knowledge_source``, the article
+    advice it qualifies, kept for the reviewer and never printed under the rule's line)."""
+    knowledge_source: KnowledgeSource | None = None
+    """Set when the rule's knowledge is not the article's (general clinical knowledge)."""
     keywords: list[str] = Field(min_length=1)
     links: list[Link] = Field(default_factory=list)
     """Where a reviewer reads more: the value sets the rule reads (checked at load)."""
+
+    @model_validator(mode="after")
+    def _sourced(self) -> Library:
+        if self.citation is None and self.knowledge_source is None:
+            raise ValueError("library needs a citation (the article's sentence) or a "
+                             "knowledge_source (general clinical knowledge with its reference)")
+        return self
 
 
 class Texts(_Strict):

@@ -231,4 +231,4 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
         fact = PatientFact(id=v.raw.label, age_years=age, sex=gender)
         self.add(fact, Evidence(reference=v.raw.label, match="code",
                                 text=f"{gender or 'sex unknown'}, "
-                                     f"{'age ' + format(age, '.0f') if age else 'age unknown'}"))
+                                     f"{'age ' + str(int(age)) if age else 'age unknown'}"))

@@ -119,7 +119,8 @@ class MedicationReader(ReaderContext):
         name = text.split(" | ")[0] if text else (
             classes[next(iter(classes))].matched)
         for drug_class, match in classes.items():
-            route = self._route_known(v, drug_class, concepts, f"{text} | {routes}", sig)
+            route = self._route_known(v, drug_class, [*concepts, *forms], f"{text} | {routes}",
+                                      sig)
             if route is None:
                 continue
             detail = f"{name} ({status}"
@@ -146,7 +147,8 @@ class MedicationReader(ReaderContext):
         a free-text aside never drops a possible cause.
         """
         rule = self.k.trust.non_systemic.get(drug_class)
-        if rule is None or _atc_in(self, concepts, drug_class):
+        if rule is None or _atc_in(self, concepts, drug_class) or _systemic_product(
+                self, concepts, text, rule.systemic_valueset):
             return "systemic"
         local = _atc_in(self, concepts, rule.valueset) if rule.valueset else None
         found = None if local else _words_pattern(tuple(rule.words)).search(text)
@@ -180,3 +182,18 @@ def _words_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
         return re.compile(r"(?!)")  # matches nothing
     body = "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in words)
     return re.compile(rf"\b({body})s?\b", re.I)
+
+
+def _systemic_product(reader: ReaderContext, concepts: list[Any], text: str,
+                      valueset: str | None) -> bool:
+    """Whether a code of the product, its ingredient or its dose form, or the ingredient's
+    name, is in the value set of corticosteroids that are systemic whatever the record says
+    of the route (trust.yaml ``systemic_valueset``: prednisone has no local-use form; a
+    tablet is taken by mouth)."""
+    if valueset is None:
+        return False
+    terminology = reader.k.terminology
+    if any(m.valueset == valueset for concept in concepts
+           for system, code, _ in codings(concept) for m in terminology.lookup(system, code)):
+        return True
+    return bool(terminology.lookup_name(text, (valueset,)))

@@ -225,7 +225,7 @@ class CardBuilder:
               provenance: Provenance, patient: str | None) -> BuiltCard:
         labels = self.k.cards.labels
         citations: dict[str, tuple[str, str]] = {}
-        sources: dict[str, str] = {}  # general clinical knowledge: reference (date), each once
+        sources: dict[str, None] = {}  # general clinical knowledge: reference (date), each once
         beyond: set[str] = set()  # messages whose knowledge is not the article's
         rules: dict[str, str] = {}
         by_message: dict[str, dict[str, None]] = {}
@@ -236,10 +236,10 @@ class CardBuilder:
                                   conclusion.facts, subject)
             by_message.setdefault(text, {}).update(dict.fromkeys(
                 provenance.inputs(str(f["id"]) for f in conclusion.facts.values())))
-            known = rule.library.knowledge_source
-            if known is not None:  # never printed under the article's quotation
+            beyond_article = rule.library.knowledge_source
+            if beyond_article is not None:  # never printed under the article's quotation
                 beyond.add(text)
-                sources.setdefault(f"{known.reference} ({known.date})", None)
+                sources.setdefault(f"{beyond_article.reference} ({beyond_article.date})", None)
             elif (citation := rule.library.citation) is not None:
                 citations.setdefault(citation.text, (citation.section, citation.gloss))
             rules[rule.id] = rule.maintenance.version

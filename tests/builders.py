@@ -14,6 +14,8 @@ import twitch_cds
 NOW = "2026-11-24T09:00:00Z"
 SCT = "http://snomed.info/sct"
 ICD = "http://hl7.org/fhir/sid/icd-10-cm"
+WHO = "http://hl7.org/fhir/sid/icd-10"
+"""WHO ICD-10 (SATUSEHAT and most countries): not ICD-10-CM."""
 LOINC = "http://loinc.org"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 ATC = "http://www.whocc.no/atc"

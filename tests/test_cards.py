@@ -294,7 +294,9 @@ def _knowledge_sources() -> list[KnowledgeSource]:
 
 
 def test_indonesian_cards_carry_no_english_of_ours(knowledge: Knowledge) -> None:
-    english_words = [w.en.split("{")[0].strip() for w in knowledge.cards.evidence_words.values()]
+    english_words = [word for w in knowledge.cards.evidence_words.values()  # "{sex}, age {age}":
+                     for part in re.split(r"\{[^}]*\}", w.en)      # "age"
+                     if (word := part.strip(" ,;:()"))]
     statuses = list(knowledge.cards.status_words.values())
     for result in _results("id"):
         for card in result.cards:

@@ -89,7 +89,8 @@ def test_every_key_used_in_the_code_exists() -> None:
     assert not issues - set(catalogue("issues"))
     assert not cli - set(catalogue("cli"))
     # keys made from a value: every value the type allows has its key
-    assert prefixes == {"unreadable.", "severity.", "action.", "indicator.", "rule."}
+    assert prefixes == {"unreadable.", "severity.", "action.", "indicator.", "rule.",
+                        "coding-malformed."}
     for severity in get_args(Severity):
         assert f"severity.{severity}" in catalogue("cli")
     for action in get_args(Action):
@@ -100,12 +101,19 @@ def test_every_key_used_in_the_code_exists() -> None:
 
     for stage in get_args(Stage):
         assert f"unreadable.{stage}" in catalogue("issues")
+    from twitch_cds.fhir_in.coding import Malformation
+
+    for kind in get_args(Malformation):
+        assert f"coding-malformed.{kind}" in catalogue("issues")
 
 
 def test_every_issue_message_is_used() -> None:
     """No dead text to translate: every message (but the validator phrases, chosen by
     pydantic's error type) is named somewhere in the code."""
     issues, _, _ = _used_keys()
+    from twitch_cds.fhir_in.coding import Malformation
+
+    issues |= {f"coding-malformed.{kind}" for kind in get_args(Malformation)}  # by its kind
     unused = {k for k in catalogue("issues") if not k.startswith("pydantic.")} - issues
     assert not unused
 

@@ -9,13 +9,16 @@ must cite every resource that carries a flag, by exact reference, and none of th
 resources around them.
 
 Shapes (``docs/input-profile.md``): a flag is carried by an Observation or a Condition, coded
-in SNOMED CT or ICD-10-CM, read as FHIR R4 or R5, alone or among unrelated resources. The
+in SNOMED CT, ICD-10-CM or WHO ICD-10 (as SATUSEHAT sends diagnoses), read as FHIR R4 or R5,
+alone or among unrelated resources. The
 full product of shapes per flag is too big, so each combination runs once per shape variant
 with every flag in that variant (or the closest shape the flag allows), each run in one of
 the four (version, surroundings) settings, rotated across combinations; a hypothesis test
 then draws a shape per flag at random. Within a shape, the runs rotate through every code of
-the sign value sets, the ways an Observation says "present" (no value, true, *Yes*) and the
-current clinical statuses of a Condition (active, recurrence, relapse).
+the sign value sets (WHO's is-a classes by a child code: M62.56 for M62.5; WHO's broader
+M62.8 for weakness, which the card must call broader, and only then), the ways an
+Observation says "present" (no value, true, *Yes*) and the current clinical statuses of a
+Condition (active, recurrence, relapse).
 
 The charts are unambiguous whether chronic is read from the onset of a record or from the
 continuity of records: chronic is an active twitching Condition with onset a year ago plus
@@ -41,31 +44,37 @@ import twitch_cds
 from twitch_cds.knowledge.bundle import Knowledge, default_knowledge
 from twitch_cds.knowledge.files import rulesets_dir
 
-from .builders import ATC, ICD, LOINC, OURS, SCT, UCUM
+from .builders import ATC, ICD, LOINC, OURS, SCT, UCUM, WHO
 
 NOW = dt.datetime(2026, 11, 24, 9, 0, tzinfo=dt.UTC)
 FLAGS = ("severe", "chronic", "at-rest", "weakness", "sensory-loss", "wasting")
 """The red-flag subjects of ``cards.yaml`` (one per rule in rules/red-flags/)."""
 SHAPES = (("Observation", "SCT"), ("Observation", "ICD"), ("Condition", "SCT"),
-          ("Condition", "ICD"))
+          ("Condition", "ICD"), ("Observation", "WHO"), ("Condition", "WHO"))
 SETTINGS = (("R4", False), ("R4", True), ("R5", False), ("R5", True))
 """(FHIR version, with unrelated resources around the flags)."""
-SYSTEMS = {"SCT": SCT, "ICD": ICD}
+SYSTEMS = {"SCT": SCT, "ICD": ICD, "WHO": WHO}
 
 
 def _valueset_codes(valueset: str) -> dict[str, list[str]]:
-    """The SNOMED CT and ICD-10-CM codes a value set lists (rulesets/terminology/)."""
+    """The SNOMED CT, ICD-10-CM and WHO ICD-10 codes a value set lists (rulesets/terminology/);
+    for WHO, a child of each is-a class too (M62.56, WHO's optional site character)."""
     path = rulesets_dir() / "terminology" / f"valueset-{valueset}.json"
     compose = json.loads(path.read_text(encoding="utf-8"))["compose"]["include"]
-    return {name: [c["code"] for part in compose if part["system"] == system
-                   for c in part.get("concept", [])] for name, system in SYSTEMS.items()}
+    codes = {name: [c["code"] for part in compose if part["system"] == system
+                    for c in part.get("concept", [])] for name, system in SYSTEMS.items()}
+    codes["WHO"] += [f"{f['value']}6" for part in compose if part["system"] == WHO
+                     for f in part.get("filter", [])]
+    return codes
 
 
 SIGN_CODES = {"weakness": _valueset_codes("muscle-weakness"),
               "sensory-loss": _valueset_codes("sensory-loss"),
               "wasting": _valueset_codes("muscle-wasting")}
 """Every listed code of each sign's value set is used, rotated across the runs."""
-TWITCHING = {"SCT": (SCT, "82470000"), "ICD": (ICD, "R25.3")}
+TWITCHING = {"SCT": (SCT, "82470000"), "ICD": (ICD, "R25.3"), "WHO": (WHO, "R25.3")}
+BROADER = {(WHO, "M62.8")}
+"""Sign codes broader than their concept that count for it: the card says so."""
 SEVERE = {"coding": [{"system": SCT, "code": "24484000", "display": "Severe"}]}
 AT_REST = {"coding": [{"system": OURS, "code": "twitching-at-rest"}]}
 PATIENT = "Patient/p1"
@@ -187,6 +196,8 @@ class Chart:
     """Flag -> references of the resources that carry it."""
     unrelated: list[str]
     version: str
+    broader: bool = False
+    """A flag is carried by a broader WHO code (the card must say so)."""
 
 
 def _reference(resource: dict[str, Any]) -> str:
@@ -207,7 +218,10 @@ def build_chart(shapes: dict[str, Shape], version: str, noisy: bool,
         resources += carried
         carriers[flag] = [_reference(r) for r in carried]
     unrelated = _unrelated(version) if noisy else []
-    return Chart(resources + unrelated, carriers, [_reference(r) for r in unrelated], version)
+    broader = any((c.get("system"), c.get("code")) in BROADER for r in resources
+                  for c in r.get("code", {}).get("coding", []))
+    return Chart(resources + unrelated, carriers, [_reference(r) for r in unrelated], version,
+                 broader)
 
 
 def _subject_texts(knowledge: Knowledge) -> dict[str, str]:
@@ -234,6 +248,8 @@ def check_red_flags(chart: Chart, combination: tuple[str, ...]) -> None:
         missing = [r for r in references if r not in cited]
         assert not missing, f"{context}: {flag} carried by {missing}, not cited: {cited}"
     assert not set(chart.unrelated) & set(cited), f"{context}: cites unrelated {cited}"
+    said = "coded with a broader WHO code" in (card.detail or "")
+    assert said == chart.broader, f"{context}: broader code said {said}"
     if set(combination) & set(SIGN_CODES):  # weakness etc. are red flags *with* twitching
         assert "Observation/k" in cited, f"{context}: the twitching is not cited: {cited}"
     carried = {r for references in chart.carriers.values() for r in references}
@@ -273,7 +289,7 @@ def test_the_unrelated_r5_medication_makes_the_chart_r5() -> None:
 
 def test_every_sign_code_of_the_value_sets_is_used() -> None:
     for codes in SIGN_CODES.values():
-        assert codes["SCT"] and codes["ICD"], codes
+        assert codes["SCT"] and codes["ICD"] and codes["WHO"], codes
         for system, listed in codes.items():
             used = {listed[(offset + n) % len(listed)] for offset in range(len(COMBINATIONS))
                     for n in range(len(SHAPES))}
@@ -283,7 +299,7 @@ def test_every_sign_code_of_the_value_sets_is_used() -> None:
 def test_the_rotation_puts_every_shape_in_every_setting() -> None:
     seen = {(shape, SETTINGS[(n + offset) % 4]) for offset in range(len(COMBINATIONS))
             for n, shape in enumerate(SHAPES)}
-    assert len(seen) == len(SHAPES) * len(SETTINGS)
+    assert len(seen) == len(SHAPES) * len(SETTINGS) == 24
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

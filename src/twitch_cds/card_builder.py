@@ -175,7 +175,9 @@ class CardBuilder:
         self._override_reasons = [Coding(system=system, code=r.code, display=r.display(lang))
                                   for r in knowledge.cards.override_reasons]
         labels = knowledge.cards.labels
-        self._by_name = f" ({labels['matched_by_name'](lang)})"
+        self._notes = {"name": f" ({labels['matched_by_name'](lang)})",
+                       "broader": f" ({labels['matched_broader'](lang)})"}
+        """What an evidence line adds when a record was not matched by its own code."""
         self._lines_by_fact: dict[str, Lines] = {}
         words = knowledge.cards.status_words
         self._status_words = {code: text(lang) for code, text in words.items()}
@@ -191,7 +193,7 @@ class CardBuilder:
         if self._status is not None and item.reference.startswith("Medication"):
             text = self._status.sub(lambda m: f"({self._status_words[m.group(1)]}", text,
                                     count=1)
-        note = self._by_name if item.match == "name" else ""
+        note = self._notes.get(item.match, "")
         return localise_number_text(text, self.lang) + note
 
     def _lines(self, fact_id: str, evidence: Mapping[str, Evidence]) -> Lines:

@@ -25,7 +25,8 @@ class Evidence:
     text: str
     """Human-readable value, e.g. ``Potassium 3.1 mmol/L (lab range 3.5–5.1), 2026-11-18``."""
     match: str
-    """How the resource was recognised: ``code``, ``class`` (ATC prefix) or ``name`` (text)."""
+    """How the resource was recognised: ``code``, ``class`` (is-a prefix), ``broader`` (a
+    broader code that counts for the concept, e.g. WHO ICD-10 M62.8) or ``name`` (text)."""
     date: str | None = None
     also: tuple[Evidence, ...] = ()
     """Other records the fact rests on: the first record of a finding's current episode,

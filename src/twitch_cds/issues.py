@@ -46,6 +46,7 @@ IssueCode = Literal[
     "range-unusable",           # the lab's referenceRange cannot be read or chosen
     # codes
     "code-without-system",      # a coding with no system whose code is in a value set
+    "coding-malformed",         # a coding out of FHIR's shape that carries a code the rules read
     "text-only",                # words that name a finding, but no code: not used
     "reference-unresolved",     # a referenced resource is not in the input
     "not-systemic",             # a corticosteroid recognised but not systemic

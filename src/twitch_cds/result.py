@@ -22,8 +22,8 @@ class FactRef(BaseModel):
     reference: str | None = None
     text: str | None = None
     match: str | None = None
-    """How the resource was recognised: ``code``, ``class`` (ATC prefix) or ``name`` (text,
-    the last resort)."""
+    """How the resource was recognised: ``code``, ``class`` (is-a prefix), ``broader`` (a
+    broader code that counts, reported on the card) or ``name`` (text, the last resort)."""
     members: list[str] = []
     """When the fact stands for several records the rules cannot tell apart (the same
     finding at every visit): the references of all of them; ``reference`` is the first."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 """FHIR ``id`` (R4B and R5): the only ids twitch-cds carries into facts and cards."""
@@ -103,3 +103,52 @@ def preview(value: Any, limit: int = 60) -> str:
     if isinstance(value, dict):
         return "a JSON object"
     return "a JSON array" if isinstance(value, list) else f"a {type(value).__name__}"
+
+
+Malformation = Literal["object", "number", "list"]
+"""How a CodeableConcept's codings miss FHIR's shape: ``coding`` an object instead of a list,
+a coding's ``code`` a number instead of a string, the CodeableConcept itself a list."""
+
+
+def repaired_concepts(
+        data: dict[str, Any]) -> Iterator[tuple[str, Malformation, Any, dict[str, Any]]]:
+    """For each top-level CodeableConcept (or R5 CodeableReference ``concept``) whose codings
+    are malformed in a way that still says which code was meant: its path, how it is
+    malformed, the concept put in FHIR's shape, and a copy of the resource with it (so the
+    caller can ask whether the rules would have read it). Never raises."""
+    for key, value in data.items():
+        if isinstance(value, list):
+            if value and isinstance(value[0], dict) and "coding" in value[0]:
+                fixed = _repaired(value[0])[1]
+                yield key, "list", fixed, {**data, key: fixed}
+            continue
+        if not isinstance(value, dict):
+            continue
+        concept, path = value, key
+        if "coding" not in value and isinstance(value.get("concept"), dict):
+            concept, path = value["concept"], f"{key}.concept"
+        kind, fixed = _repaired(concept)
+        if kind is not None:
+            whole = fixed if concept is value else {**value, "concept": fixed}
+            yield f"{path}.coding", kind, fixed, {**data, key: whole}
+
+
+def _repaired(concept: Any) -> tuple[Malformation | None, Any]:
+    found = concept.get("coding") if isinstance(concept, dict) else None
+    if isinstance(found, dict):
+        return "object", {**concept, "coding": [_as_text_code(found)]}
+    if not isinstance(found, list):
+        return None, concept
+    fixed = [_as_text_code(c) for c in found]
+    return ("number" if fixed != found else None), {**concept, "coding": fixed}
+
+
+def _as_text_code(coding: Any) -> Any:
+    code = coding.get("code") if isinstance(coding, dict) else None
+    if isinstance(code, float) and code.is_integer():
+        code = int(code)  # 26544005.0 means 26544005
+    if isinstance(code, int) and not isinstance(code, bool) and code.bit_length() > 332:
+        return coding  # over 100 digits: no code of any system (and str() may refuse it)
+    if isinstance(code, int | float) and not isinstance(code, bool):
+        return {**coding, "code": str(code)}
+    return coding

@@ -107,7 +107,8 @@ class ReaderContext:
         hits: dict[str, Match] = {}
         for system, code, _ in codings(concept):
             for match in self.k.terminology.lookup(system, code):
-                hits.setdefault(match.valueset, match)
+                if hits.setdefault(match.valueset, match).method == "broader":
+                    hits[match.valueset] = match  # a coding as narrow as the concept wins
         self._classified[key] = (concept, hits)
         return dict(hits)
 

@@ -189,7 +189,7 @@ class FindingReader(ReaderContext):
                   onset: dt.datetime | None, when: dt.datetime | None, text: str) -> None:
         duration = days_between(onset, self.now) if onset else None
         age = days_between(when, self.now) if when else None
-        detail = text + (f" ({self.word('severe')})" if severe else "")
+        detail = (f" ({self.word('severe')})" if severe else "")
         if onset:
             detail += f", {self.word('since')} {date_text(onset)}"
         elif when:
@@ -197,8 +197,10 @@ class FindingReader(ReaderContext):
         for concept, match in findings.items():
             fact = Finding(id=f"{v.raw.label}#{concept}", concept=concept, source=source,
                            severe=severe, duration_days=duration, age_days=age)
-            self.add(fact, Evidence(reference=v.raw.label, text=detail, match=match.method,
-                                    date=date_text(when or onset)))
+            shown = text if match.method != "broader" else (  # and what the code says
+                f"{text} ({self.k.terminology.broader_name(match, text)})")
+            self.add(fact, Evidence(reference=v.raw.label, text=shown + detail,
+                                    match=match.method, date=date_text(when or onset)))
 
     # -- Condition -----------------------------------------------------------------------
     def _onset_other(self, v: Validated) -> dt.datetime | None:

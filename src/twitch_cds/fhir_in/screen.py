@@ -17,7 +17,13 @@ import fhir.resources.R4B as fhir_r4b
 from fhir.resources.R4B.resource import Resource as ResourceR4B
 from fhir.resources.resource import Resource as ResourceR5
 
-from twitch_cds.fhir_in.coding import is_fhir_id, is_resource_type_name
+from twitch_cds.fhir_in.coding import (
+    codings,
+    is_fhir_id,
+    is_resource_type_name,
+    preview,
+    repaired_concepts,
+)
 from twitch_cds.fhir_in.reader import FhirVersion, RawResource
 from twitch_cds.fhir_in.validate import Validated, preferred_version, validate
 from twitch_cds.issues import InputIssue, Severity, msg
@@ -82,6 +88,7 @@ def _checked(raw: RawResource, chooser: Chooser, issues: list[InputIssue]) -> bo
         return False
     if not chooser.relevant(raw.data):
         issues.extend(chooser.unrecognised(raw))
+        issues.extend(_malformed(raw, chooser))
         return False
     rid = raw.data.get("id")
     if rid is not None and not is_fhir_id(rid):
@@ -90,6 +97,21 @@ def _checked(raw: RawResource, chooser: Chooser, issues: list[InputIssue]) -> bo
             code="id-unusable",
             **msg("id-unusable")))
     return True
+
+
+def _malformed(raw: RawResource, chooser: Chooser) -> list[InputIssue]:
+    """A coding malformed in shape (an object where FHIR has a list, a code given as a
+    number) that, put in shape, carries a code the rules read: reported with the resource
+    and the field, never used (strict validation would drop that field anyway)."""
+    found = []
+    for path, kind, concept, repaired in repaired_concepts(raw.data):
+        if chooser.relevant(repaired):
+            codes = ", ".join(list(dict.fromkeys(
+                preview(code) for _, code, _ in codings(concept) if code))[:5])
+            found.append(InputIssue(severity="error", resource=raw.label, path=path,
+                                    action="skipped", code="coding-malformed",
+                                    **msg(f"coding-malformed.{kind}", codes=codes)))
+    return found
 
 
 def _each(items: Iterable[RawResource], stage: Stage, issues: list[InputIssue],

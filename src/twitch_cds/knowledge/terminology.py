@@ -1,8 +1,9 @@
 """Value-set membership from the FHIR ValueSets in ``rulesets/terminology/``.
 
-Look-ups are by ``(system, code)`` in a dict (O(1)); ``is-a`` filters on ICD-10-CM and ATC
-are code-prefix matches; medication names (display and designations) are the last resort
-and are reported as such.
+Look-ups are by ``(system, code)`` in a dict (O(1)); ``is-a`` filters on ICD-10-CM, WHO
+ICD-10, ICD-11 MMS and ATC are code-prefix matches; a member marked as a broader code (WHO
+ICD-10 has no code as narrow as the concept) matches as ``broader``, which cards report;
+medication names (display and designations) are the last resort and are reported as such.
 """
 
 from __future__ import annotations
@@ -18,9 +19,20 @@ from typing import Any
 from twitch_cds.errors import RulesetError
 
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
+ICD10WHO = "http://hl7.org/fhir/sid/icd-10"
+"""WHO ICD-10, as FHIR names it (SATUSEHAT and most countries code diagnoses in it)."""
+ICD11MMS = "http://id.who.int/icd/release/11/mms"
 ATC = "http://www.whocc.no/atc"
-PREFIX_SYSTEMS = frozenset({ICD10CM, ATC})
+ICD10_SYSTEMS = frozenset({ICD10CM, ICD10WHO})
+"""ICD-10 and its clinical modification: a letter, two digits, then the subdivision after a
+dot that senders often leave out (``R253`` is ``R25.3``)."""
+PREFIX_SYSTEMS = frozenset({ICD10CM, ICD10WHO, ICD11MMS, ATC})
 """Code systems whose ``is-a`` hierarchy is spelled by the code's prefix."""
+BROADER_CODE = "https://twitch-cds.github.io/fhir/StructureDefinition/broader-code"
+"""Extension on a value-set member: a code broader than the concept that still counts for
+it, with the reason (``valueString``); it matches as ``broader`` and cards say so."""
+_ICD10_MARKS = "\u2020*+!"
+"""WHO ICD-10's dagger, asterisk and their ASCII stand-ins, which some senders append."""
 VALUESET_URL = "https://twitch-cds.github.io/fhir/ValueSet/"
 MEDICATION_NAME_SYSTEM = "https://twitch-cds.github.io/fhir/CodeSystem/medication-name"
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
@@ -35,10 +47,12 @@ MAX_TEXT_LENGTH = 2000
 
 def _normalise_code(system: str, code: str) -> str:
     code = code.strip()
-    if system == ICD10CM:
-        code = code.upper()
+    if system in ICD10_SYSTEMS:
+        code = code.rstrip(_ICD10_MARKS).upper() if system == ICD10WHO else code.upper()
         if len(code) > 3 and "." not in code:
             code = f"{code[:3]}.{code[3:]}"
+    elif system == ICD11MMS:  # a postcoordinated cluster is read by its first stem code
+        code = re.split(r"[&/]", code, maxsplit=1)[0].upper()
     elif system == ATC:
         code = code.upper()
     return code
@@ -46,7 +60,8 @@ def _normalise_code(system: str, code: str) -> str:
 
 @dataclass(frozen=True)
 class Match:
-    """A value-set hit: which set, and how (``code``, ``class`` prefix, or ``name`` text)."""
+    """A value-set hit: which set, and how (``code``, ``class`` prefix, ``broader`` code, or
+    ``name`` text)."""
 
     valueset: str
     method: str
@@ -69,6 +84,9 @@ class Terminology:
     _names: dict[str, re.Pattern[str]] = field(default_factory=dict)
     _words: dict[str, re.Pattern[str]] = field(default_factory=dict)
     _systems_by_code: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    _broader: set[tuple[str, str, str]] = field(default_factory=set)
+    """``(system, code, value set)`` of the members marked as broader codes."""
+    _broader_names: dict[tuple[str, str], str] = field(default_factory=dict)
     _looked_up: dict[tuple[str, str], tuple[Match, ...]] = field(default_factory=dict)
 
     def lookup(self, system: str | None, code: str | None) -> tuple[Match, ...]:
@@ -86,7 +104,8 @@ class Terminology:
 
     def _lookup(self, system: str, code: str) -> list[Match]:
         code = _normalise_code(system, code)
-        hits = [Match(vs, "code", f"{system}|{code}") for vs in self._exact.get((system, code), ())]
+        hits = [Match(vs, "broader" if (system, code, vs) in self._broader else "code",
+                      f"{system}|{code}") for vs in self._exact.get((system, code), ())]
         prefixes = self._prefix.get(system)
         if prefixes:
             for end in self._prefix_lengths(system, len(code)):
@@ -99,6 +118,14 @@ class Terminology:
         """The lengths of this system's is-a prefixes, longest first, up to ``longest``."""
         lengths = sorted({len(p) for p in self._prefix.get(system, ())}, reverse=True)
         return [n for n in lengths if n <= longest]
+
+    def broader_name(self, matched: Match, text: str = "") -> str:
+        """What a broader code means in its own classification (``M62.8 Other specified
+        disorders of muscle``; only the code when ``text`` already says it): a card must not
+        say the record holds the narrower concept."""
+        system, _, code = matched.matched.partition("|")
+        name = self._broader_names.get((system, code), code)
+        return code if name == code or name.lower() in text.lower() else f"{code} {name}"
 
     def systems_for_code(self, code: str | None) -> set[str]:
         """The systems in whose value sets this code appears (for a coding with no system)."""
@@ -126,7 +153,7 @@ class Terminology:
         return sorted(pair for pair, sets in self._exact.items() if wanted.intersection(sets))
 
     def classes(self, valuesets: Iterable[str]) -> list[tuple[str, str]]:
-        """Every is-a class ``(system, code prefix)`` in these value sets (ICD-10-CM, ATC)."""
+        """Every is-a class ``(system, code prefix)`` in these value sets (ICD, ATC)."""
         wanted = set(valuesets)
         return sorted((system, prefix) for system, prefixes in self._prefix.items()
                       for prefix, sets in prefixes.items() if wanted.intersection(sets))
@@ -162,7 +189,11 @@ class Terminology:
             for concept in include.get("concept", []):
                 synonyms = [d["value"] for d in concept.get("designation", []) if d.get("value")]
                 if system != MEDICATION_NAME_SYSTEM:
-                    self._exact[(system, _normalise_code(system, concept["code"]))].append(key)
+                    code = _normalise_code(system, concept["code"])
+                    self._exact[(system, code)].append(key)
+                    if any(e.get("url") == BROADER_CODE for e in concept.get("extension", [])):
+                        self._broader.add((system, code, key))
+                        self._broader_names[(system, code)] = concept.get("display") or code
                     self._systems_by_code[concept["code"].strip()].add(system)
                     words.extend([concept.get("display") or "", *synonyms])
                 if system in DRUG_SYSTEMS or synonyms:
@@ -170,7 +201,8 @@ class Terminology:
             for flt in include.get("filter", []):
                 if flt.get("op") != "is-a" or system not in PREFIX_SYSTEMS:
                     raise RulesetError(
-                        f"{origin}: only is-a filters on ICD-10-CM or ATC are supported, "
+                        f"{origin}: only is-a filters on ICD-10-CM, WHO ICD-10, ICD-11 or ATC "
+                        "are supported, "
                         f"got {flt.get('op')!r} on {system}"
                     )
                 value = _normalise_code(system, flt["value"])
@@ -180,6 +212,8 @@ class Terminology:
             if entry["system"] != MEDICATION_NAME_SYSTEM and key not in self._exact.get(pair, ()):
                 self._exact[pair].append(key)
                 self._systems_by_code[entry["code"].strip()].add(entry["system"])
+                if any(e.get("url") == BROADER_CODE for e in entry.get("extension", [])):
+                    self._broader.add((*pair, key))
         if words:
             self._words[key] = _whole_words(words)
         if names:

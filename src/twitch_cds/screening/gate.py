@@ -17,7 +17,7 @@ from typing import Any
 
 from twitch_cds.knowledge.bundle import Knowledge
 from twitch_cds.knowledge.rules import RuleFile
-from twitch_cds.knowledge.terminology import ATC, ICD10CM, Terminology
+from twitch_cds.knowledge.terminology import ICD10_SYSTEMS, PREFIX_SYSTEMS, Terminology
 
 _MAX_DEPTH = 64
 """Nesting walked for codings (technical bound: FHIR resources nest a few levels)."""
@@ -124,12 +124,12 @@ class CardGate:
 
 def _spelling(system: str, code: str) -> tuple[bytes, bytes]:
     """(pattern, anchor) for a code as its raw JSON may spell it before the terminology
-    normalises it: any case, and for ICD-10-CM with or without the dot. The anchor is a
+    normalises it: any case, and for ICD-10 (WHO or CM) with or without the dot. The anchor is a
     lower-case substring every such spelling contains."""
     code = code.strip().lower()
     text = re.escape(code)
     anchor = code
-    if system == ICD10CM and "." in code:
+    if system in ICD10_SYSTEMS and "." in code:
         text = text.replace(r"\.", r"\.?")
         anchor = code.split(".")[0]
     return text.encode(), anchor.encode()
@@ -139,7 +139,7 @@ def _raw_pattern(terminology: Terminology,
                  concepts: frozenset[str]) -> tuple[re.Pattern[bytes], frozenset[bytes]]:
     pairs = [_spelling(system, code) for system, code in terminology.codes(concepts)]
     pairs += [_spelling(system, prefix) for system, prefix in terminology.classes(concepts)
-              if system in (ICD10CM, ATC)]
+              if system in PREFIX_SYSTEMS]
     if not pairs:
         return re.compile(b"(?!)"), frozenset()
     pattern = re.compile(b"|".join(sorted({p for p, _ in pairs})), re.IGNORECASE)

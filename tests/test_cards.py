@@ -53,12 +53,15 @@ EVERYTHING = [
     med_statement("pred", [{"system": ATC, "code": "H02AB07"}]),
     med_statement("coc", text="Ethinyl Estradiol 0.03 MG / Levonorgestrel 0.15 MG Oral Tablet"),
     condition("als", ICD, "G12.21"), condition("fm", ICD, "M79.7"),
+    condition("myo", ICD, "G25.3"),
 ]
 BENIGN = [EVERYTHING[0], twitching(),
-          *(r for r in EVERYTHING[2:] if r.get("id") not in {"w", "n", "a", "als"})]
-"""EVERYTHING without its red flags: self-care advice is withheld beside a red flag."""
+          *(r for r in EVERYTHING[2:] if r.get("id") not in {"w", "n", "a", "als", "myo"})]
+"""EVERYTHING without its red flags, known disease and myoclonus: reassurance is withheld
+beside them."""
 KINDS = {"red-flag", "electrolyte-depletion", "medication-side-effect", "associated-condition",
-         "muscle-fatigue", "post-exercise-irritability", "caffeine", "diet", "self-care"}
+         "muscle-fatigue", "post-exercise-irritability", "caffeine", "diet", "self-care",
+         "known-disease", "myoclonus"}
 
 
 @pytest.mark.parametrize("lang", ["en", "id"])
@@ -102,8 +105,10 @@ def test_one_card_per_drug_class_and_per_condition() -> None:
     result = twitch_cds.evaluate(EVERYTHING, now=NOW)
     meds = [c for c in result.cards if c.kind == "medication-side-effect"]
     assert len(meds) == 3
-    # ALS and fibromyalgia; the weakness is observed, not diagnosed, so it is a red flag only
-    assert len([c for c in result.cards if c.kind == "associated-condition"]) == 2
+    # fibromyalgia; the weakness is observed, not diagnosed, so it is a red flag only
+    assert len([c for c in result.cards if c.kind == "associated-condition"]) == 1
+    # ALS, already known, on its own card: what matters in a patient who has it
+    assert len([c for c in result.cards if c.kind == "known-disease"]) == 1
 
 
 def test_cards_name_their_evidence_with_values() -> None:
@@ -217,7 +222,10 @@ def test_each_resource_is_cited_once_per_card(lang: str) -> None:
             assert set(re.findall(r"`([A-Za-z]+/[^`]+)`", detail)) == set(cited)
             quotes = [line for line in detail.splitlines()
                       if line.startswith("> ") and not line.startswith(("> (", "> —"))]
-            assert quotes and len(quotes) == len(set(quotes)), detail
+            # a card whose every line is general clinical knowledge quotes no article
+            beyond = default_knowledge().cards.labels["beyond_article"](lang)  # type: ignore[arg-type]
+            assert quotes or f"**{beyond}**" in detail, detail
+            assert len(quotes) == len(set(quotes)), detail
     assert cards > 20
 
 

@@ -36,8 +36,10 @@ def _weekly(weeks: int, gap_days: int = 7, last: int = 23) -> list[dict[str, Any
 @pytest.mark.parametrize(("records", "days"), [
     (_weekly(6), 42.0),             # every week for six weeks: one episode
     (_weekly(1, gap_days=730), None),  # two years apart: two one-day episodes
-    (_weekly(2, gap_days=31), None),   # a month and a day apart: broken each time
-    (_weekly(2, gap_days=30), 60.0),   # exactly the gap: still one episode
+    (_weekly(2, gap_days=42), 84.0),   # three visits six weeks apart over three months
+    (_weekly(2, gap_days=31), 62.0),   # monthly follow-up: one episode
+    (_weekly(2, gap_days=91), 182.0),  # exactly the follow-up interval: still one episode
+    (_weekly(2, gap_days=92), None),   # a day longer: broken each time
 ])
 def test_chronic_is_measured_on_the_current_episode(records: list[dict[str, Any]],
                                                     days: float | None) -> None:
@@ -49,6 +51,46 @@ def test_the_gap_is_a_parameter() -> None:
     assert _duration(twitch_cds.evaluate(records, now=NOW)) == 60.0
     apart = twitch_cds.evaluate(records, now=NOW, parameters={"finding_episode_gap_days": 9})
     assert _duration(apart) is None
+
+
+def test_records_95_50_and_2_days_ago_are_one_chronic_episode() -> None:
+    """The issue's hidden vignette: follow-up visits weeks apart, the last one current."""
+    import datetime as dt
+
+    now = dt.datetime.fromisoformat(NOW)
+    records = [twitching(f"d{days}", date=(now - dt.timedelta(days=days)).isoformat())
+               for days in (95, 50, 2)]
+    result = twitch_cds.evaluate(records, now=NOW)
+    assert _duration(result) == 93.0
+    assert "red-flag-chronic" in fired(result)
+    card = next(c for c in result.cards if c.kind == "red-flag")
+    assert {"Observation/d2", "Observation/d95"} <= set(result.evidence[str(card.uuid)])
+
+
+@pytest.mark.parametrize(("reported", "days"), [
+    # an Observation whose value is the duration the patient reports: "for 8 weeks"
+    ({"valueQuantity": {"value": 8, "unit": "wk", "system": "http://unitsofmeasure.org",
+                        "code": "wk"}}, 56.0),
+    # the same duration as a coded component (a duration noted in a structured note)
+    ({"component": [{"code": {"text": "Duration of symptoms"},
+                     "valueQuantity": {"value": 3, "unit": "mo",
+                                       "system": "http://unitsofmeasure.org",
+                                       "code": "mo"}}]}, 91.3),
+])
+def test_a_duration_the_patient_reports_counts(reported: dict[str, Any], days: float) -> None:
+    record = twitching("told", date="2026-11-23T09:00:00Z", **reported)
+    result = twitch_cds.evaluate([record], now=NOW)
+    assert _duration(result) == pytest.approx(days, abs=0.1)
+    assert "red-flag-chronic" in fired(result)
+
+
+def test_a_condition_onset_the_patient_gives_counts() -> None:
+    """Fasciculation on the problem list since the patient says it began, recorded today."""
+    fasc = condition("fasc", ICD, "R25.3", onsetDateTime="2026-08-01",
+                     recordedDate="2026-11-24")
+    result = twitch_cds.evaluate([fasc], now=NOW)
+    assert _duration(result) == pytest.approx(115.4, abs=0.1)
+    assert "red-flag-chronic" in fired(result)
 
 
 def test_an_active_condition_lasts_until_now_and_links_later_records() -> None:

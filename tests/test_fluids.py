@@ -24,6 +24,9 @@ LIMITING = ("hyponatremia", "heart-failure", "fluid-restriction", "ckd-advanced-
             "ascites", "siadh")
 """The value sets of conditions that limit fluids (derived/fluids-limited.yaml)."""
 
+WITHHOLDING = {"als", "spinal-muscular-atrophy", "muscular-dystrophy", "nerve-damage", "myoclonus"}
+"""Known neuromuscular disease and myoclonus: reassurance withheld, no self-care card."""
+
 WHY = {"hyponatremia": "hyponatremia on record", "heart-failure": "heart failure on record",
        "fluid-restriction": "a fluid restriction is on record",
        "ckd-advanced-dialysis": "advanced kidney disease or dialysis on record",
@@ -31,9 +34,12 @@ WHY = {"hyponatremia": "hyponatremia on record", "heart-failure": "heart failure
 
 
 def _codes(valueset: str) -> list[tuple[str, str]]:
-    """Every explicit code of a value set in SNOMED CT, ICD-10-CM or WHO ICD-10."""
-    return [pair for pair in default_knowledge().terminology.codes([valueset])
-            if pair[0] in (SCT, ICD, WHO)]
+    """Every explicit code of a value set in SNOMED CT, ICD-10-CM or WHO ICD-10, but those
+    that also withhold the whole self-care card (a diabetic neuropathy code is nerve damage
+    too: test_reassurance.py)."""
+    terminology = default_knowledge().terminology
+    return [pair for pair in terminology.codes([valueset]) if pair[0] in (SCT, ICD, WHO)
+            and not {m.valueset for m in terminology.lookup(*pair)} & WITHHOLDING]
 
 
 def _self_care(resources: list[dict[str, Any]]) -> str:

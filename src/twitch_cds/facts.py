@@ -98,6 +98,11 @@ class Finding(Fact):
     for an active Condition). None for an undated record."""
     age_days: float | None = None
     """Days since this record was made (effective or recorded date), when dated."""
+    last_seen_days: float | None = None
+    """Days since the finding was last recorded: the end of its current episode (0 for an
+    active Condition, continuous until now). The same for every record of the episode, so
+    a rule that asks "did the exercise come before the twitching" reads one time per
+    episode and repeated records still group into one fact."""
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)

@@ -60,7 +60,7 @@ class ReaderContext:
         self.now = now
         self.out = Normalised()
         self._by_ref: dict[str, dict[str, Any]] = {}
-        self._spans: dict[str, list[tuple[dt.datetime, dt.datetime, str]]] = {}
+        self._spans: dict[str, list[tuple[dt.datetime, dt.datetime, str, dt.datetime]]] = {}
         """Finding concept -> (start, end, reference) of every dated record of it, current
         or not: the episodes a finding's duration is measured on."""
         self._patient_sex_and_age: tuple[Any, float | None] | None = None

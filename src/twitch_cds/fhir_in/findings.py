@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, NamedTuple
 
 from twitch_cds.facts import Evidence, Finding
 from twitch_cds.fhir_in.coding import concept_text, first_code, number, preview
@@ -24,6 +24,16 @@ _KNOWN_KEYS = frozenset({
     "basedOn", "partOf", "focus", "bodySite", "method", "device", "hasMember", "derivedFrom",
     "extension", "modifierExtension", "language", "implicitRules", "contained"})
 """Observation keys that are not a value[x] (the fast path of "does it carry a value")."""
+
+
+class _Episode(NamedTuple):
+    """A run of records of one finding no further apart than the follow-up interval."""
+
+    start: dt.datetime
+    end: dt.datetime
+    first: str
+    members: tuple[tuple[str, dt.datetime], ...]
+    """Each record's reference and the date its evidence line shows."""
 
 
 class FindingReader(ReaderContext):
@@ -147,43 +157,65 @@ class FindingReader(ReaderContext):
             return None
         return value * days
 
-    def _seen(self, concept: str, start: dt.datetime, end: dt.datetime, label: str) -> None:
+    def _seen(self, concept: str, start: dt.datetime, end: dt.datetime, label: str,
+              dated: dt.datetime | None = None) -> None:
         """Remember a dated record of a finding, current or not, as the time it covers: an
-        Observation from its onset to its date, an active Condition from its onset to now."""
-        self._spans.setdefault(concept, []).append((start, end, label))
+        Observation from its onset to its date, an active Condition from its onset to now.
+        ``dated`` is the date its evidence line shows (the record's own date; the onset for
+        a Condition)."""
+        self._spans.setdefault(concept, []).append((start, end, label, dated or end))
 
     def _durations(self) -> None:
         """Give each current finding the length of its episode: the records of its concept
-        no further apart than ``finding_episode_gap_days``, from the first one's onset to
-        the last one's date (now for an active Condition). A finding recorded two years ago
-        and again yesterday has lasted a day, not two years; one recorded every week for
-        six weeks has lasted six weeks. Sorting is per concept, the rest one pass."""
+        no further apart than ``finding_episode_gap_days`` (a follow-up interval), from the
+        first one's onset to the last one's date (now for an active Condition). A finding
+        recorded two years ago and again yesterday has lasted a day, not two years; one
+        recorded at visits six weeks apart over three months has lasted three months.
+        The records that are no longer current but hold the episode together are evidence
+        too (on one current record of the episode, so a card lists each once): the
+        duration rests on them. Sorting is per concept, the rest one pass."""
         gap = self.p["finding_episode_gap_days"]
-        episode_of: dict[tuple[str, str], tuple[dt.datetime, dt.datetime, str]] = {}
+        episode_of: dict[tuple[str, str], _Episode] = {}
         for concept, spans in self._spans.items():
             spans.sort()
-            start, end, first = spans[0]
-            members: list[str] = []
-            for span_start, span_end, label in spans:
+            start, end, first, _ = spans[0]
+            members: list[tuple[str, dt.datetime]] = []
+            for span_start, span_end, label, dated in spans:
                 if members and days_between(end, span_start) > gap:
-                    episode_of.update(((concept, m), (start, end, first)) for m in members)
+                    episode = _Episode(start, end, first, tuple(members))
+                    episode_of.update(((concept, m), episode) for m, _ in members)
                     start, end, first, members = span_start, span_end, label, []
                 end = max(end, span_end)
-                members.append(label)
-            episode_of.update(((concept, m), (start, end, first)) for m in members)
+                members.append((label, dated))
+            episode = _Episode(start, end, first, tuple(members))
+            episode_of.update(((concept, m), episode) for m, _ in members)
+        current = {(f.concept, self.out.evidence[f.id].reference) for f in self.out.facts
+                   if isinstance(f, Finding)}
+        linked: set[int] = set()
         for fact in self.out.facts:
             if not isinstance(fact, Finding):
                 continue
             evidence = self.out.evidence[fact.id]
-            episode = episode_of.get((fact.concept, evidence.reference))
-            if episode is None:
+            found = episode_of.get((fact.concept, evidence.reference))
+            if found is None:
                 continue  # undated: its own onset, if any, is all there is
-            start, end, first = episode
+            start, end, first, chain = found
             fact.duration_days = max(0.0, days_between(start, end))  # the reader's own fact
+            fact.last_seen_days = max(0.0, days_between(end, self.now))
+            also: list[Evidence] = []
             if first != evidence.reference:  # the record that dates the episode is evidence
-                evidence.also = (Evidence(reference=first, match="code", date=date_text(start),
-                                          text=self.word("episode_start",
-                                                         date=str(date_text(start)))),)
+                also.append(Evidence(reference=first, match="code", date=date_text(start),
+                                     text=self.word("episode_start",
+                                                    date=str(date_text(start)))))
+            if id(found) not in linked:  # the records between, once per episode
+                linked.add(id(found))
+                also += [Evidence(reference=m, match="code", date=date_text(dated),
+                                  text=self.word("episode_record", date=str(date_text(dated))))
+                         for m, dated in chain
+                         if m not in (first, evidence.reference)
+                         and (fact.concept, m) not in current]
+            if also:
+                evidence.also = tuple(also)
 
     def _findings(self, v: Validated, source: Any, findings: dict[str, Match], severe: bool,
                   onset: dt.datetime | None, when: dt.datetime | None, text: str) -> None:
@@ -276,5 +308,5 @@ class FindingReader(ReaderContext):
         text = concept_text(v.data.get("code")) or self._titles(hits)
         if onset is not None:  # active: continuous from its onset until now
             for concept in hits:
-                self._seen(concept, onset, max(onset, self.now), v.raw.label)
+                self._seen(concept, onset, max(onset, self.now), v.raw.label, onset)
         self._findings(v, "Condition", hits, severe, onset, recorded, text)

@@ -207,8 +207,9 @@ def _shifts(at: str, spec: dict[str, Any], op: str, operand: Any, siblings: Sibl
         for name, sign in (("shift-up", 1), ("shift-down", -1)):
             moved = operand + sign * step_of(operand)
             yield name, at, moved if plain else {**spec, op: moved}
-    elif isinstance(operand, dict) and set(operand) == {"param"}:
-        name = str(operand["param"])
+    elif isinstance(operand, dict) and (set(operand) == {"param"} or isinstance(
+            operand.get("plus"), dict)):
+        name = str((operand.get("plus") or operand)["param"])  # a window: its parameter
         if name in siblings.parameters:
             default = siblings.parameters[name]
             for label, sign in (("shift-up", 1), ("shift-down", -1)):

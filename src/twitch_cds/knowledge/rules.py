@@ -212,16 +212,31 @@ def _operand(value: Any, bind: str, rule: RuleFile, schema: Schema, binds: dict[
             return {PARAMS_BIND: value["param"]}
         if set(value) == {"field"}:
             return {"$m": value["field"]}  # the fact being matched
-        if set(value) == {"fact", "field"}:
+        if set(value) in ({"fact", "field"}, {"fact", "field", "plus"}):
             if value["fact"] not in binds:
                 raise RuleCheckError(f"operand refers to unbound fact {value['fact']!r}")
-            return {value["fact"]: value["field"]}
-        raise RuleCheckError(f"operand {dict(value)!r} must be a value, field, param or fact+field")
+            other = {value["fact"]: value["field"]}
+            if "plus" not in value:
+                return other
+            if not isinstance(value["plus"], Mapping) or set(value["plus"]) != {"param"}:
+                raise RuleCheckError(f"operand {dict(value)!r}: plus must be a {{param: name}}")
+            # another fact's field plus a parameter: a window that starts at that fact
+            return {"$add": {"$l": other, "$r": _operand(value["plus"], bind, rule, schema,
+                                                          binds)}}
+        raise RuleCheckError(f"operand {dict(value)!r} must be a value, field, param, "
+                             "fact+field or fact+field+plus")
     if isinstance(value, bool | str):
         return value
     if isinstance(value, int | float):
         return float(value)
     raise RuleCheckError(f"operand {value!r} is not a number, string or boolean")
+
+
+def _reads_params(operand: Any) -> bool:
+    """Whether a compiled operand (a window's sum included) reads the parameters fact."""
+    if isinstance(operand, dict):
+        return PARAMS_BIND in operand or any(_reads_params(v) for v in operand.values())
+    return False
 
 
 def _fields_for(pattern: Mapping[str, Any], schema: Schema) -> tuple[str, set[str]]:
@@ -267,12 +282,12 @@ def compile_pattern(
                 if op not in OPERATORS:
                     raise RuleCheckError(f"{field}: unknown operator {op!r}")
                 value = _operand(operand, bind, rule, schema, binds)
-                uses_params = uses_params or (isinstance(value, dict) and PARAMS_BIND in value)
+                uses_params = uses_params or _reads_params(value)
                 durable_op = OPERATORS[op]
                 terms.append({field: value} if durable_op is None else {durable_op: {field: value}})
         else:
             value = _operand(spec, bind, rule, schema, binds)
-            uses_params = uses_params or (isinstance(value, dict) and PARAMS_BIND in value)
+            uses_params = uses_params or _reads_params(value)
             terms.append({field: value})
     return (terms[0] if len(terms) == 1 else {"$and": terms}), uses_params
 

@@ -183,6 +183,8 @@ def _text(result: EvaluationResult, lang: Lang = "en") -> str:
         lines.append(_say(lang, "no-cards", facts=result.trace.facts) + " " + (
             _say(lang, "no-cards.unused", unused=unused) if unused
             else _say(lang, "no-cards.all-used")))
+    if result.unclassified:
+        lines.append(_say(lang, "unclassified", count=result.unclassified))
     if result.issues:
         lines.append(_say(lang, "issues-heading", count=len(result.issues)))
         lines += [f"  - {_issue(issue, lang)}" for issue in result.issues]
@@ -266,6 +268,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             for issue in result.issues:  # stdout stays a pure CDS Hooks response
                 print(f"twitch-cds: {_say(args.lang, 'input-issue')}: "
                       f"{_issue(issue, args.lang)}", file=sys.stderr)
+            if result.unclassified:
+                print(f"twitch-cds: {_say(args.lang, 'unclassified', count=result.unclassified)}",
+                      file=sys.stderr)
         else:
             return _print(_text(result, args.lang))
         sys.stdout.flush()

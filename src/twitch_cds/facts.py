@@ -131,7 +131,7 @@ class Medication(Fact):
 
     fact_type = "medication"
     drug_class: str
-    source: Literal["MedicationStatement", "MedicationRequest"]
+    source: Literal["MedicationStatement", "MedicationRequest", "MedicationDispense"]
     status: str
     match: Literal["code", "class", "name"]
     proposed: bool = False

@@ -50,6 +50,8 @@ IssueCode = Literal[
     "text-only",                # words that name a finding, but no code: not used
     "reference-unresolved",     # a referenced resource is not in the input
     "not-systemic",             # a corticosteroid recognised but not systemic
+    "unclassified-medication",  # a current drug no class and no table of ours can place
+    "unclassified-condition",   # a current diagnosis outside every value set (or system)
 ]
 """Stable machine-readable issue codes (documented in docs/input-profile.md)."""
 

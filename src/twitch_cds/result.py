@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr, computed_field
 from twitch_cds.cds_hooks import Card
 from twitch_cds.issues import InputIssue
 
+UNCLASSIFIED = frozenset({"unclassified-medication", "unclassified-condition"})
+
 
 class FactRef(BaseModel):
     """A fact a rule fired on: its id, the resource behind it, the value that matched."""
@@ -93,6 +95,14 @@ class EvaluationResult(BaseModel):
         if source is None:
             raise AttributeError("this result was made without a trace")
         return source() if callable(source) else source
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def unclassified(self) -> int:
+        """How many records the terminology could not classify (``unclassified-medication``
+        and ``unclassified-condition`` issues): "no cards" never hides that something
+        unrecognisable was sent."""
+        return len({i.resource for i in self.issues if i.code in UNCLASSIFIED})
 
     def to_cds_hooks(self) -> dict[str, Any]:
         """The CDS Hooks response body: ``{"cards": [...]}``."""

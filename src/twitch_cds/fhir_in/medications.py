@@ -12,8 +12,8 @@ from twitch_cds.fhir_in.context import ReaderContext, date_text
 from twitch_cds.fhir_in.dates import days_between
 from twitch_cds.fhir_in.reader import DRAFT_ORDERS
 from twitch_cds.fhir_in.validate import Validated
-from twitch_cds.issues import msg
-from twitch_cds.knowledge.terminology import ATC, Match
+from twitch_cds.issues import InputIssue, msg
+from twitch_cds.knowledge.terminology import ATC, Match, Terminology
 
 
 class MedicationReader(ReaderContext):
@@ -23,6 +23,11 @@ class MedicationReader(ReaderContext):
     def _medication_statement(self, v: Validated) -> None:
         self._medication(v, self.k.trust.medication_statement, "MedicationStatement",
                          ("effectivePeriod.end", "effectiveDateTime", "dateAsserted"))
+
+    def _medication_dispense(self, v: Validated) -> None:
+        """A dispense (SATUSEHAT sends them from pharmacies): the drug was handed over."""
+        self._medication(v, self.k.trust.medication_dispense, "MedicationDispense",
+                         ("whenHandedOver", "whenPrepared"))
 
     def _medication_request(self, v: Validated) -> None:
         if v.data.get("doNotPerform") is True:
@@ -75,7 +80,11 @@ class MedicationReader(ReaderContext):
             for match in self.k.terminology.lookup_name(text, self.k.concepts.drug_classes):
                 classes.setdefault(match.valueset, match)
         if not classes:
+            self._unplaced(v, concepts, text, source)
             return
+        products = " | ".join(dict.fromkeys(
+            n for c in concepts for system, code, _ in codings(c)
+            if (n := self.k.terminology.products.name(system, code))))
         status = v.data.get("status")
         ended = self._when(v, *end_paths)
         proposed = v.raw.origin.startswith(DRAFT_ORDERS) and status in trust.proposed
@@ -114,18 +123,21 @@ class MedicationReader(ReaderContext):
                    if isinstance(d, dict)]
         routes = " | ".join([*(concept_text(f) for f in forms),
                              *(concept_text(d.get("route")) for d in dosages)])
+        route_codes = {f"{system}|{code}" for d in dosages
+                       for system, code, _ in codings(d.get("route")) if system and code}
         sig = " | ".join(t for d in dosages for t in (d.get("text"), d.get("patientInstruction"))
                          if isinstance(t, str))
-        name = text.split(" | ")[0] if text else (
+        name = text.split(" | ")[0] if text else products.split(" | ")[0] if products else (
             classes[next(iter(classes))].matched)
         for drug_class, match in classes.items():
-            route = self._route_known(v, drug_class, [*concepts, *forms], f"{text} | {routes}",
-                                      sig)
+            route = self._route_known(v, drug_class, [*concepts, *forms],
+                                      f"{text} | {products} | {routes}", sig, route_codes)
             if route is None:
                 continue
             detail = f"{name} ({status}"
             if recent_only and ended:
-                detail += f", {self.word('ended')} {date_text(ended)}"
+                when = "handed_over" if source == "MedicationDispense" else "ended"
+                detail += f", {self.word(when)} {date_text(ended)}"
             detail += ")"
             fact = Medication(id=f"{v.raw.label}#{drug_class}", drug_class=drug_class,
                               source=source, status=str(status), proposed=proposed,
@@ -134,23 +146,60 @@ class MedicationReader(ReaderContext):
             self.add(fact, Evidence(reference=v.raw.label, text=detail, match=match.method,
                                     date=date_text(ended)))
 
+    def _unplaced(self, v: Validated, concepts: list[Any], text: str, source: str) -> None:
+        """Report a current drug the terminology cannot place at all: never a silent drop.
+
+        Placed means in a drug class (handled by the caller) or known to be of none (a
+        product or ingredient name in rxnorm-products.json ``not_relevant``)."""
+        trust = self._trust_of(source)
+        status = v.data.get("status")
+        current = status in trust.current or (
+            v.raw.origin.startswith(DRAFT_ORDERS) and status in trust.proposed)
+        if not current or (not concepts and any(  # its drug is in a Medication not sent
+                i.code == "reference-unresolved" and i.resource == v.raw.label
+                for i in self.out.issues)):
+            return
+        unplaced = unplaced_codings(self.k.terminology, concepts, text)
+        if unplaced is not None:
+            self.out.issues.append(unclassified_medication(v.raw.label, unplaced, text))
+
+    def _trust_of(self, source: str) -> Any:
+        return {"MedicationStatement": self.k.trust.medication_statement,
+                "MedicationRequest": self.k.trust.medication_request,
+                "MedicationDispense": self.k.trust.medication_dispense}[source]
+
     def _route_known(self, v: Validated, drug_class: str, concepts: list[Any],
-                     text: str, sig: str) -> Literal["systemic", "unknown"] | None:
+                     text: str, sig: str, route_codes: set[str] | None = None,
+                     ) -> Literal["systemic", "unknown"] | None:
         """Whether the exposure is systemic, of unknown route, or (None) not systemic at all.
 
         Only classes listed in rulesets/trust.yaml ``non_systemic`` are asked: every other
         class's value set holds drugs for systemic use only. An ATC code of the class itself
-        (H02) is systemic by definition; an ATC code in the local-use value set (D07, S01BA,
-        R03BA, ...) is not, whatever the text says; then words in the product text, its form
-        or its route decide; with none, the route is unknown and the exposure is kept. The
-        free-text dosage instructions (``sig``) may only say systemic ("1 tablet by mouth"):
-        a free-text aside never drops a possible cause.
+        (H02) is systemic by definition, and so is an ingredient with no local-use form
+        (prednisone) or a dose form taken by mouth or injected (trust.yaml
+        ``systemic_valueset``, codes of the product, ingredient or Medication.form, or the
+        ingredient's name); an ATC code in the local-use value set (D07, S01BA,
+        R03BA, ...) is not, whatever the text says; then a coded dosage route (SATUSEHAT's
+        ATC/DDD route codes, SNOMED CT routes: trust.yaml); then words in the product text
+        (the RxNorm product name too, for a code sent alone), its form or its route decide;
+        with none, the route is unknown and the exposure is kept. The free-text dosage
+        instructions (``sig``) may only say systemic ("1 tablet by mouth"): a free-text
+        aside never drops a possible cause.
         """
         rule = self.k.trust.non_systemic.get(drug_class)
         if rule is None or _atc_in(self, concepts, drug_class) or _systemic_product(
                 self, concepts, text, rule.systemic_valueset):
             return "systemic"
         local = _atc_in(self, concepts, rule.valueset) if rule.valueset else None
+        coded = route_codes or set()
+        local_route = None if local else next(iter(sorted(coded & rule.local_routes)), None)
+        if local_route:
+            self.issue("information", v.raw.label, "dosage.route",
+                       msg("not-systemic-route", drug_class=drug_class, code=local_route),
+                       "ignored", "not-systemic")
+            return None
+        if coded & rule.systemic_routes:
+            return "systemic"
         found = None if local else _words_pattern(tuple(rule.words)).search(text)
         if local or found:
             self.issue("information", v.raw.label, "medication",
@@ -162,6 +211,36 @@ class MedicationReader(ReaderContext):
         if _words_pattern(tuple(rule.systemic_words)).search(f"{text} | {sig}"):
             return "systemic"
         return "unknown"
+
+
+MAX_UNPLACED_SHOWN = 3
+"""Codings named in one unclassified-medication issue (the rest are counted)."""
+
+
+def unplaced_codings(terminology: Terminology, concepts: list[Any],
+                     text: str) -> list[str] | None:
+    """``None`` when the drug is placed (a class, or known to be of none); else the codings
+    (``system|code``) it could not place, empty when it had only words."""
+    products = terminology.products
+    unplaced = []
+    for concept in concepts:
+        for system, code, _ in codings(concept):
+            if products.is_not_relevant(system, code) or terminology.lookup(system, code):
+                return None
+            if code:
+                unplaced.append(f"{system or '?'}|{code}")
+    names = " | ".join([text, *(n for c in concepts for s, k, _ in codings(c)
+                                if (n := products.name(s, k)))])
+    return None if products.names_not_relevant(names) else unplaced
+
+
+def unclassified_medication(resource: str, unplaced: list[str], text: str) -> InputIssue:
+    shown = ", ".join(unplaced[:MAX_UNPLACED_SHOWN]) + (
+        f" (+{len(unplaced) - MAX_UNPLACED_SHOWN})" if len(unplaced) > MAX_UNPLACED_SHOWN else "")
+    words = (msg("unclassified-medication", codings=shown, text=preview(text or "")) if unplaced
+             else msg("unclassified-medication.text", text=preview(text or "")))
+    return InputIssue(severity="warning", resource=resource, path="medication",
+                      action="ignored", code="unclassified-medication", **words)
 
 
 def _atc_in(reader: ReaderContext, concepts: list[Any], valueset: str) -> str | None:

@@ -15,22 +15,30 @@ from twitch_cds.facts import Evidence, PatientFact
 from twitch_cds.fhir_in.coding import (
     codings,
     concept_text,
+    first_code,
     is_fhir_id,
     preview,
     reference,
+    repaired_concepts,
     safe_reference,
 )
 from twitch_cds.fhir_in.context import Normalised
 from twitch_cds.fhir_in.dates import days_between
 from twitch_cds.fhir_in.findings import FindingReader
 from twitch_cds.fhir_in.labs import LabReader
-from twitch_cds.fhir_in.medications import MedicationReader
-from twitch_cds.fhir_in.reader import RawResource
+from twitch_cds.fhir_in.medications import (
+    MedicationReader,
+    unclassified_medication,
+    unplaced_codings,
+)
+from twitch_cds.fhir_in.reader import DRAFT_ORDERS, RawResource
 from twitch_cds.fhir_in.screen import unreadable
 from twitch_cds.fhir_in.validate import Validated
 from twitch_cds.issues import InputIssue, issue_word, msg
 
 __all__ = ["Normalised", "Normaliser"]
+
+MEDICATION_TYPES = ("MedicationStatement", "MedicationRequest", "MedicationDispense")
 
 
 class Normaliser(FindingReader, LabReader, MedicationReader):
@@ -60,6 +68,7 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
             "Condition": self._condition,
             "MedicationStatement": self._medication_statement,
             "MedicationRequest": self._medication_request,
+            "MedicationDispense": self._medication_dispense,
             "Patient": self._patient_resource,
         }
         for v in readable:
@@ -87,11 +96,17 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
 
     def unrecognised(self, raw: RawResource) -> list[InputIssue]:
         """Why a resource the rules pass over might have mattered: a code without a system
-        that is in a value set, or a finding's name given only as text. Reported, not used."""
+        that is in a value set, a finding's name given only as text, a coding sent as an
+        object instead of a list; and a current medication or diagnosis the terminology
+        cannot place at all (nothing silently unclassified). Reported, not used."""
         data = raw.data
-        if data.get("resourceType") not in ("Observation", "Condition"):
+        rtype = data.get("resourceType")
+        if rtype in MEDICATION_TYPES:
+            shaped, malformed = self._in_shape(data)
+            return [] if malformed else self._unplaced_inline(raw, shaped)
+        if rtype not in ("Observation", "Condition"):
             return []
-        issues = []
+        issues: list[InputIssue] = []
         for path in ("code", "valueCodeableConcept"):
             concept = data.get(path)
             for system, code, _ in codings(concept):
@@ -111,15 +126,78 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
                         severity="warning", resource=raw.label, path=path, action="ignored",
                         code="text-only",
                         **msg("text-only", titles=titles, matched=preview(words[0].matched))))
+        if not issues and rtype == "Condition" and self._current_condition(data):
+            shaped, malformed = self._in_shape(data)
+            if not malformed:  # a malformed coding the rules read: coding-malformed (screen)
+                issues += self._unplaced_condition(raw, shaped)
         return issues
+
+    def _in_shape(self, data: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """The resource with its malformed codings put in FHIR's shape, and whether one of
+        them carries a code the rules read (then it is reported as ``coding-malformed``)."""
+        shaped = data
+        for path, _, _, repaired in repaired_concepts(data):
+            if self.relevant(repaired):
+                return data, True
+            key = path.split(".")[0]
+            shaped = {**shaped, key: repaired[key]}
+        return shaped, False
+
+    # -- nothing silently unclassified -----------------------------------------------------
+    def _unplaced_inline(self, raw: RawResource, data: dict[str, Any]) -> list[InputIssue]:
+        """A current medication with an inline drug that no class and no table of drugs of
+        no class places (one with a Medication reference is read, and reported there)."""
+        trust = {"MedicationStatement": self.k.trust.medication_statement,
+                 "MedicationRequest": self.k.trust.medication_request,
+                 "MedicationDispense": self.k.trust.medication_dispense}[data["resourceType"]]
+        status = data.get("status")
+        if status not in trust.current and not (
+                raw.origin.startswith(DRAFT_ORDERS) and status in trust.proposed):
+            return []
+        r5 = data["medication"] if isinstance(data.get("medication"), dict) else {}
+        concepts = [c for c in (data.get("medicationCodeableConcept"), r5.get("concept"))
+                    if isinstance(c, dict)]
+        text = " | ".join(t for c in concepts if (t := concept_text(c)))
+        unplaced = unplaced_codings(self.k.terminology, concepts, text)
+        return [] if unplaced is None else [unclassified_medication(raw.label, unplaced, text)]
+
+    def _current_condition(self, data: dict[str, Any]) -> bool:
+        """Current as the Condition reader judges it: not refuted or in error, not resolved."""
+        trust = self.k.trust.condition
+        return (first_code(data.get("verificationStatus")) not in trust.verification_excluded
+                and first_code(data.get("clinicalStatus")) not in trust.clinical_not_current
+                and not data.get("abatementDateTime") and not data.get("abatementPeriod"))
+
+    def _unplaced_condition(self, raw: RawResource,
+                            data: dict[str, Any]) -> list[InputIssue]:
+        """A current diagnosis the value sets do not hold. Coded in a system we read (SNOMED
+        CT, ICD-10): most often a real diagnosis the rules have nothing to say about, so an
+        ``information`` issue, counted; in no system we read (a local code) or with no code,
+        nothing could even be tried: a ``warning``."""
+        concept = data.get("code")
+        found = [(system, code) for system, code, _ in codings(concept) if code]
+        known = self.k.terminology.known_systems()
+        readable = [f"{system}|{code}" for system, code in found if system in known]
+        if readable:
+            return [InputIssue(severity="information", resource=raw.label, path="code.coding",
+                               action="ignored", code="unclassified-condition",
+                               **msg("unclassified-condition.known",
+                                     codings=", ".join(readable[:3])))]
+        shown = ", ".join(f"{system or '?'}|{code}" for system, code in found[:3])
+        return [InputIssue(severity="warning", resource=raw.label, path="code",
+                           action="ignored", code="unclassified-condition",
+                           **(msg("unclassified-condition.unknown", codings=shown) if shown
+                              else msg("unclassified-condition.text",
+                                       text=preview(concept_text(concept)))))]
 
     # -- what matters -------------------------------------------------------------------
     def relevant(self, data: dict[str, Any]) -> bool:
         """Whether a resource can matter to the rules, judged cheaply before validation.
 
         Observations and Conditions matter when their code is in a value set; medications
-        when their drug is (by code or name, or by a Medication they reference). Patients
-        and Medications always do. Everything else is skipped without validation cost.
+        (statements, requests, dispenses) when their drug is (by code, RxNorm product or
+        name, or by a Medication they reference). Patients and Medications always do.
+        Everything else is skipped without validation cost.
         """
         rtype = data.get("resourceType")
         if not isinstance(rtype, str):
@@ -128,7 +206,7 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
             return bool(self._classify(data.get("code")) or self._value_findings(data))
         if rtype == "Condition":
             return bool(self._classify(data.get("code")))
-        if rtype in ("MedicationStatement", "MedicationRequest"):
+        if rtype in MEDICATION_TYPES:
             r5: dict[str, Any] = data["medication"] if isinstance(
                 data.get("medication"), dict) else {}
             if data.get("medicationReference") or r5.get("reference"):

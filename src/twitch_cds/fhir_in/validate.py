@@ -37,6 +37,9 @@ READ_FIELDS: dict[str, frozenset[str]] = {
         "id", "status", "medicationCodeableConcept", "medicationReference", "medication",
         "subject", "authoredOn", "dispenseRequest", "dosageInstruction", "doNotPerform",
         "contained"}),
+    "MedicationDispense": frozenset({
+        "id", "status", "medicationCodeableConcept", "medicationReference", "medication",
+        "subject", "whenHandedOver", "whenPrepared", "dosageInstruction", "contained"}),
     "Patient": frozenset({"id", "birthDate", "gender", "deceasedBoolean", "deceasedDateTime"}),
     "Medication": frozenset({"id", "code", "ingredient", "form"}),
 }
@@ -59,7 +62,7 @@ class Validated:
 def shape_version(data: dict[str, Any]) -> FhirVersion | None:
     """The FHIR version a resource's shape gives away, if any."""
     rtype = data.get("resourceType")
-    if rtype in ("MedicationStatement", "MedicationRequest"):
+    if rtype in ("MedicationStatement", "MedicationRequest", "MedicationDispense"):
         if isinstance(data.get("medication"), dict):
             return "R5"
         if "medicationCodeableConcept" in data or "medicationReference" in data:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from twitch_cds.errors import RulesetError
+from twitch_cds.knowledge.products import PRODUCTS_FILE, ProductTable, load_products
 
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
 ICD10WHO = "http://hl7.org/fhir/sid/icd-10"
@@ -88,6 +89,9 @@ class Terminology:
     """``(system, code, value set)`` of the members marked as broader codes."""
     _broader_names: dict[tuple[str, str], str] = field(default_factory=dict)
     _looked_up: dict[tuple[str, str], tuple[Match, ...]] = field(default_factory=dict)
+    products: ProductTable = field(default_factory=lambda: ProductTable())
+    _known_systems: frozenset[str] | None = None
+    """RxNorm products and packs (rxnorm-products.json): names, and those of no class."""
 
     def lookup(self, system: str | None, code: str | None) -> tuple[Match, ...]:
         """Value sets holding this coding, by exact code or by class prefix (remembered: a
@@ -179,6 +183,7 @@ class Terminology:
         if key in self.titles:
             raise RulesetError(f"{origin}: duplicate value set id {key!r}")
         self.titles[key] = resource.get("title") or key
+        self._known_systems = None
         self.urls[key] = resource.get("url") or key
         names: list[str] = []
         words: list[str] = []
@@ -220,6 +225,28 @@ class Terminology:
             self._names[key] = _whole_words(names)
 
 
+    def add_products(self, table: ProductTable) -> None:
+        """Index each RxNorm product under the value sets of the classes its ingredients
+        belong to, so that a product code alone is a ``code`` match (O(1), like any code)."""
+        self.products = table
+        self._known_systems = None
+        for code, classes in table.classes.items():
+            pair = (table.system, code)
+            for vs in classes:
+                if vs not in self._exact.get(pair, ()):
+                    self._exact[pair].append(vs)
+            self._systems_by_code[code].add(table.system)
+
+    def known_systems(self) -> frozenset[str]:
+        """The code systems some value set or table of ours holds codes of (worked out
+        once: asked for every diagnosis the value sets do not hold)."""
+        if self._known_systems is None:
+            self._known_systems = frozenset(
+                {system for system, _ in self._exact} | set(self._prefix)
+                | {self.products.system})
+        return self._known_systems
+
+
 def _whole_words(phrases: Iterable[str]) -> re.Pattern[str]:
     alternatives = sorted({p.strip().lower() for p in phrases if p.strip()}, key=len)
     body = "|".join(re.escape(p).replace(r"\ ", r"[\s-]+") for p in reversed(alternatives))
@@ -237,4 +264,7 @@ def load_terminology(directory: Path) -> Terminology:
         except (OSError, ValueError) as exc:
             raise RulesetError(f"{path}: cannot be read as JSON: {exc}") from exc
         terminology.add_valueset(resource, str(path))
+    products = directory / PRODUCTS_FILE
+    if products.exists():  # after the value sets: a product never repeats their match
+        terminology.add_products(load_products(products))
     return terminology

@@ -55,6 +55,10 @@ class NonSystemic(_Frozen):
     """Words in the product text, form or route that mean not systemic."""
     systemic_words: tuple[str, ...] = ()
     """Words there that mean systemic; with none of either, the route is unknown."""
+    local_routes: frozenset[str] = frozenset()
+    """Dosage route codings (``system|code``) that mean not systemic (inhaled, nasal...)."""
+    systemic_routes: frozenset[str] = frozenset()
+    """Dosage route codings that mean systemic (oral, parenteral...)."""
 
 
 class Trust(_Frozen):
@@ -62,6 +66,7 @@ class Trust(_Frozen):
     condition: ConditionTrust
     medication_statement: MedicationTrust
     medication_request: MedicationTrust
+    medication_dispense: MedicationTrust
     interpretation: InterpretationTrust
     reference_range: ReferenceRangeTrust = ReferenceRangeTrust()
     non_systemic: dict[str, NonSystemic]

@@ -216,6 +216,9 @@ class Connection:
                 length = int(line.split(b":", 1)[1])
         content = await self.reader.readexactly(length)
         self.used = time.monotonic()
+        if b"\r\nconnection: close" in head.lower():
+            self.writer.close()
+            self.writer = None
         return status, content
 
 
@@ -299,10 +302,23 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="service worker processes")
     parser.add_argument("--alg", choices=("ES384", "RS384"), default="ES384",
                         help="the EHR's JWT algorithm (RS384 verifies ~10x faster)")
+    parser.add_argument("--overload", action="store_true",
+                        help="the overload profile instead: the heavy and a 1,000-resource "
+                             "chart at 1x, 2x and 5x the sustainable rate of 1 and 2 workers")
+    parser.add_argument("--heavy-only", action="store_true",
+                        help="with --overload: the heavy chart only")
     parser.add_argument("--fhir-stand-in", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.fhir_stand_in:
         fhir_stand_in(args.fhir_stand_in)
+        return
+    if args.overload:
+        from service_overload import overload
+
+        overload(seconds=args.seconds if args.seconds != 20.0 else 10.0, alg=args.alg,
+                 workers_list=(1, 2) if args.workers == 2 else (args.workers,),
+                 charts_list=("heavy chart", "1,000 resources") if not args.heavy_only
+                 else ("heavy chart",))
         return
 
     folder = Path(tempfile.mkdtemp(prefix="twitch-cds-bench-"))

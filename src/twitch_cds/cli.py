@@ -45,19 +45,31 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("evaluate", help="evaluate one patient's FHIR data, print cards")
     run.add_argument("file", help="FHIR JSON (Bundle, resource, list, CDS Hooks request) or -")
-    run.add_argument("--lang", choices=("en", "id"), default="en")
+    run.add_argument("--lang", choices=("en", "id"), default="en",
+                     help="language of the cards and of the command's own words: en "
+                          "(English, the default) or id (Indonesian)")
     run.add_argument("--now", help="evaluate as of this ISO 8601 date-time (default: now)")
-    run.add_argument("--format", choices=("json", "text"), default="text")
+    run.add_argument("--format", choices=("json", "text"), default="text",
+                     help="text (the default): the cards for a reader; json: exactly the "
+                          "CDS Hooks response on stdout, input issues on stderr")
     run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                      help="override a parameter from rulesets/parameters.yaml (repeatable)")
     rules = commands.add_parser("rules", help="print the rule catalogue")
-    rules.add_argument("--format", choices=("json", "text"), default="text")
+    rules.add_argument("--format", choices=("json", "text"), default="text",
+                       help="text (the default) for a reader, or json")
     rules.add_argument("--lang", choices=("en", "id"), default="en",
                        help="language of the text format's own words (JSON stays as is)")
-    serve = commands.add_parser("serve", help="run the CDS Hooks service (needs [service])")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--config", help="YAML or JSON service configuration file")
+    serve = commands.add_parser(
+        "serve", help="run the CDS Hooks service (needs the [service] extra)",
+        description="Run the CDS Hooks service. It needs a configuration naming the EHRs "
+                    "allowed to call and public_base_url (--config, a copy of "
+                    "examples/service.yaml), or --insecure-no-auth for a local trial.")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only; "
+                            "0.0.0.0 for every interface)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    serve.add_argument("--config", help="YAML or JSON service configuration file "
+                                        "(every setting: examples/service.yaml)")
     serve.add_argument("--workers", type=int, default=1,
                        help="worker processes (one engine each; use about one per core)")
     serve.add_argument("--insecure-no-auth", action="store_true",
@@ -74,7 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--format", choices=("csv", "ndjson"), default="csv",
                        help="worklist format")
     sweep.add_argument("--now", help="evaluate as of this ISO 8601 date-time (default: now)")
-    sweep.add_argument("--lang", choices=("en", "id"), default="en")
+    sweep.add_argument("--lang", choices=("en", "id"), default="en",
+                       help="language of the worklist's texts: en (default) or id")
     sweep.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                        help="override a parameter from rulesets/parameters.yaml (repeatable)")
     sweep.add_argument("--dask", metavar="ADDRESS",
@@ -115,8 +128,9 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
     except ImportError:
-        print("twitch-cds: the service needs its extra: pip install 'twitch-cds[service]'",
-              file=sys.stderr)
+        print("twitch-cds: the service needs the [service] extra: from the checkout, "
+              "CPPFLAGS=\"$CPPFLAGS -DPyEval_CallObject=PyObject_CallObject\" "
+              "pip install --no-cache-dir '.[service]'", file=sys.stderr)
         return 2
     if args.config:
         os.environ["TWITCH_CDS_CONFIG"] = str(Path(args.config).resolve())
@@ -129,13 +143,23 @@ def _serve(args: argparse.Namespace) -> int:
         for line in verdict.lines:
             print(f"twitch-cds: {line}", file=sys.stdout if verdict.ok else sys.stderr)
         return 0 if verdict.ok else 1
+    from twitch_cds.service.check import check_config
     from twitch_cds.service.config import load_config
     from twitch_cds.service.logs import log_config
     from twitch_cds.service.multiprocess import multiprocess_metrics
     from twitch_cds.service.protocol import HeaderTimeoutProtocol
     from twitch_cds.service.store import Store
 
-    config = load_config()  # fail here, with the reason, rather than in every worker
+    verdict = check_config(os.environ.get("TWITCH_CDS_CONFIG"))
+    if not verdict.ok:  # fail here, with the reason, rather than in every worker
+        for line in verdict.lines:
+            print(f"twitch-cds: {line}", file=sys.stderr)
+        if not args.config and not os.environ.get("TWITCH_CDS_CONFIG"):
+            print("twitch-cds: no configuration file: give --config FILE (copy "
+                  "examples/service.yaml: your EHR's keys and public_base_url), or try it "
+                  "locally with --insecure-no-auth", file=sys.stderr)
+        return 2
+    config = load_config()
     Store(config.database)  # the tables exist before the workers start (each logs where)
     # uvicorn's access log is off (it writes query strings, where a token may be): the
     # service writes its own access line, path only, as JSON like every other line.
@@ -143,7 +167,8 @@ def _serve(args: argparse.Namespace) -> int:
     with multiprocess_metrics(config.metrics and args.workers > 1):
         uvicorn.run("twitch_cds.service.app:app", host=args.host, port=args.port,
                     workers=args.workers, log_config=log_config("info"), access_log=False,
-                    http=HeaderTimeoutProtocol, timeout_keep_alive=5, server_header=False)
+                    http=HeaderTimeoutProtocol, timeout_keep_alive=5, server_header=False,
+                    limit_concurrency=config.max_connections)
     return 0
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from twitch_cds.aggregate import Aggregated, aggregate
@@ -64,14 +64,18 @@ def evaluate(
     parameters: Mapping[str, float] | None = None,
     fhir_version: FhirVersion | None = None,
     knowledge: Knowledge | None = None,
+    suppress: Collection[str] = (),
 ) -> EvaluationResult:
     """Evaluate one patient's FHIR data against the article's rules.
 
     ``data`` is a Bundle, a list of resources, one resource, JSON text or bytes,
     fhir.resources models, or a CDS Hooks request. ``now`` fixes the clock (default: the
     current time). ``parameters`` overrides thresholds from ``rulesets/parameters.yaml``.
-    Raises ``InputError`` only when nothing can be read as FHIR; every lesser problem is in
-    ``result.issues``.
+    ``suppress``: uuids of cards to leave out — cards a clinician overrode as already
+    addressed (CDS Hooks feedback); a card's uuid changes with the patient, the rules and
+    the records it cites, so new evidence shows it again. Left-out uuids are in
+    ``result.suppressed``. Raises ``InputError`` only when nothing can be read as FHIR;
+    every lesser problem is in ``result.issues``.
     """
     if lang not in ("en", "id"):
         raise ValueError(f"lang must be 'en' or 'id', got {lang!r}")
@@ -94,6 +98,9 @@ def evaluate(
     built = CardBuilder(knowledge, lang).build(
         session.conclusions, normalised.evidence, provenance, normalised.patient
     )
+    suppressed = [str(b.card.uuid) for b in built if str(b.card.uuid) in suppress]
+    if suppressed:
+        built = [b for b in built if str(b.card.uuid) not in suppress]
     issues = [*read.issues, *screened.issues, *(i for v in validated for i in v.issues),
               *normalised.issues]
     if lang != "en":  # issues are made in English; their message keys give the rest
@@ -106,6 +113,7 @@ def evaluate(
         issues=issues,
         patient=normalised.patient,
         now=clock,
+        suppressed=suppressed,
     )
 
 

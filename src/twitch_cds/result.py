@@ -7,7 +7,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr, computed_field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, computed_field
 
 from twitch_cds.cds_hooks import Card
 from twitch_cds.issues import InputIssue
@@ -77,6 +77,8 @@ class EvaluationResult(BaseModel):
     patient: str | None
     """``Patient/id`` the data was about, when it could be told."""
     now: dt.datetime
+    suppressed: list[str] = Field(default_factory=list)
+    """Uuids of cards left out because the caller asked (``evaluate(suppress=...)``)."""
     _trace: Trace | Callable[[], Trace] | None = PrivateAttr(default=None)
 
     @classmethod

@@ -125,7 +125,7 @@ def test_a_real_server_logs_json_lines_without_secrets(tmp_path: Path) -> None:
     (tmp_path / "service.yaml").write_text(
         f"clients:\n  - issuer: {ISSUER}\n    jwks_file: {tmp_path / 'jwks.json'}\n"
         f"public_base_url: {base}\ndatabase_url: sqlite:///{tmp_path / 's.db'}\n"
-        "header_read_timeout_s: 1\nbody_read_timeout_ms: 500\n")
+        "header_read_timeout_s: 1\nbody_read_timeout_ms: 500\ntime_budget_ms: 2000\n")
     process = _start(["--port", str(port), "--config", str(tmp_path / "service.yaml"),
                       "--workers", "2"], dict(os.environ))
     secrets = ["SECRET-IN-THE-QUERY"]

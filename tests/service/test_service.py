@@ -567,6 +567,9 @@ def _raw(service: str, keys: dict[str, SigningKey], content: bytes,
 
 @pytest.mark.parametrize(("body", "status", "says"), [
     (b"{not json", 400, "not JSON"),
+    # a 5,000-digit integer trips Python's integer-string limit: a ValueError, not a 500
+    (b'{"hook": "patient-view", "hookInstance": "x", "n": ' + b"7" * 5000 + b"}", 400,
+     "JSON parser refuses"),
     (b'"a string"', 400, "JSON object"),
     (b'{"hook": "patient-view", "hookInstance": "x", "context": "nope"}', 400, "context"),
     (b'{"hook": "order-sign", "hookInstance": "x", "context": {}}', 400, "does not match"),
@@ -721,6 +724,9 @@ def test_feedback_items_are_capped_and_written_together(service: str,
     bad_reason = {**item("c"), "outcome": "overridden", "overrideReason": {"reason": "x"}}
     response = httpx.post(url, json={"feedback": [bad_reason]}, headers=_headers(keys, url))
     assert response.status_code == 400 and "Coding" in response.text
+    huge = b'{"feedback": [{"card": "c", "n": ' + b"9" * 5000 + b"}]}"
+    refused = _raw(service, keys, huge, service_id=f"{PATIENT_VIEW}/feedback")
+    assert refused.status_code == 400 and refused.json()["resourceType"] == "OperationOutcome"
 
 
 def test_feedback_store_writes_a_batch_once(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ write) and feedback writes run in the default thread pool. Scale with worker pro
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hmac
 import json
 import logging
@@ -26,9 +27,11 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import twitch_cds
+from twitch_cds.cds_hooks import Card
 from twitch_cds.errors import InputError
 from twitch_cds.knowledge.bundle import Knowledge, default_knowledge
 from twitch_cds.service import logs, schemas
+from twitch_cds.service.admission import Admission, Ticket
 from twitch_cds.service.auth import AuthError, JwtVerifier
 from twitch_cds.service.config import ServiceConfig, TrustedClient, load_config
 from twitch_cds.service.discovery import SERVICES_BY_ID, Service, discovery
@@ -37,12 +40,17 @@ from twitch_cds.service.incomplete import Reason, check_incomplete_card
 from twitch_cds.service.metrics import CONTENT_TYPE, ServiceMetrics
 from twitch_cds.service.outcome import operation_outcome
 from twitch_cds.service.prefetch import Missing, fhir_server_refusal, resolve
+from twitch_cds.service.quiet import quiet_cards
 from twitch_cds.service.store import Store
 from twitch_cds.service.templates import prefetch_templates
 
 log = logging.getLogger("twitch_cds.service")
 OUTCOMES = ("accepted", "overridden")
 ORDER_HOOKS = ("order-select", "order-sign")
+
+
+class _OutOfTime(Exception):
+    """A hook call's deadline passed while its body was still being read."""
 
 
 class _Rejected(Exception):
@@ -70,6 +78,14 @@ def create_app(config: ServiceConfig | None = None,
     clients: list[httpx.AsyncClient] = []
     counts = {"checks_incomplete": 0}
     metrics = ServiceMetrics() if config.metrics else None
+    admission = Admission(config.queue_limit, config.time_budget_ms / 1000)
+    reason_system = knowledge.cards.source.topic_system
+    undeclared = set(config.quiet_after_override) - {
+        r.code for r in knowledge.cards.override_reasons}
+    if undeclared:
+        raise ValueError(f"quiet_after_override: {', '.join(sorted(undeclared))} is not an "
+                         "override reason the cards offer")
+    incomplete_log = logs.Tally(log, "check incomplete", config.overload_log_interval_s)
 
     def fhir_client() -> httpx.AsyncClient:
         """One HTTP client per worker, for every fetch from every EHR's FHIR server."""
@@ -79,6 +95,8 @@ def create_app(config: ServiceConfig | None = None,
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # the first evaluation compiles the ruleset: done before the worker takes calls
+        await engine.warm_up(knowledge, config.lang)
         yield
         for client in clients:
             await client.aclose()
@@ -121,7 +139,9 @@ def create_app(config: ServiceConfig | None = None,
             raise _Rejected(Response(status_code=401)) from exc
         return trusted.get(str(claims.get("iss")))
 
-    async def read_json(request: Request) -> Any:
+    async def read_json(request: Request, deadline: float | None = None) -> Any:
+        """The JSON body, read within ``body_read_timeout_ms`` and, for a hook call, by its
+        deadline (a ``time.perf_counter()`` instant); 408 when it has not all arrived."""
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > config.max_body_bytes:
             raise _Rejected(operation_outcome(
@@ -130,15 +150,21 @@ def create_app(config: ServiceConfig | None = None,
         if media not in ("application/json", "application/fhir+json"):
             raise _Rejected(operation_outcome(
                 415, "not-supported", f"content type {media or '(none)'}: send application/json"))
+        wait_s = config.body_read_timeout_ms / 1000
+        budget_first = deadline is not None and deadline - time.perf_counter() < wait_s
+        if deadline is not None:
+            wait_s = min(wait_s, deadline - time.perf_counter())
         body = bytearray()
         try:
-            async with asyncio.timeout(config.body_read_timeout_ms / 1000):
+            async with asyncio.timeout(max(wait_s, 0.0)):
                 async for chunk in request.stream():
                     body.extend(chunk)
                     if len(body) > config.max_body_bytes:
                         raise _Rejected(operation_outcome(
                             413, "too-costly", f"body is over {config.max_body_bytes} bytes"))
         except TimeoutError as exc:
+            if budget_first:  # the call is out of time, the client not (yet) at fault
+                raise _OutOfTime from exc
             response = operation_outcome(
                 408, "timeout", f"the request body did not arrive within "
                 f"{config.body_read_timeout_ms} ms")
@@ -147,14 +173,20 @@ def create_app(config: ServiceConfig | None = None,
         except ClientDisconnect as exc:
             log.info("client disconnected before sending its whole body")
             raise _Rejected(Response(status_code=400)) from exc
+        parsing = time.perf_counter()
         try:
             return json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise _Rejected(operation_outcome(
                 400, "structure", f"body is not JSON: {exc}")) from exc
+        except ValueError as exc:  # a number the parser refuses (Python's digit limit)
+            raise _Rejected(operation_outcome(
+                400, "structure", f"body holds a value the JSON parser refuses: {exc}")) from exc
         except RecursionError as exc:
             raise _Rejected(operation_outcome(
                 400, "structure", "body is nested too deeply")) from exc
+        finally:
+            request.state.parse_s = time.perf_counter() - parsing
 
     def service_for(service_id: str) -> Service:
         service = SERVICES_BY_ID.get(service_id)
@@ -163,16 +195,21 @@ def create_app(config: ServiceConfig | None = None,
                 404, "not-found", f"no CDS service {service_id!r}; see GET /cds-services"))
         return service
 
-    def check_incomplete(request: Request, service: Service, hook_instance: str,
+    def check_incomplete(request: Request, service: Service, hook_instance: str | None,
                          reason: Reason, started: float) -> Response:
-        """The one card that says the check did not finish (never ``{"cards": []}``)."""
+        """The one card that says the check did not finish (never ``{"cards": []}``).
+        ``hook_instance`` is None for a call shed before its body was read."""
         elapsed_ms = (time.perf_counter() - started) * 1000
         counts["checks_incomplete"] += 1
-        log.warning("check incomplete (%s) after %.0f ms (time budget %d ms), "
-                    "hookInstance=%s: answering the check-incomplete card", reason,
-                    elapsed_ms, config.time_budget_ms, hook_instance,
-                    extra={"fields": {"hookInstance": hook_instance, "reason": reason,
-                                      "elapsed_ms": round(elapsed_ms, 1)}})
+        fields = {"hookInstance": hook_instance or "-", "reason": reason,
+                  "elapsed_ms": round(elapsed_ms, 1)}
+        message = ("check incomplete (%s) after %.0f ms (time budget %d ms), hookInstance=%s: "
+                   "answering the check-incomplete card")
+        arguments = (reason, elapsed_ms, config.time_budget_ms, hook_instance or "-")
+        if reason == "failure":  # rare and worth each line
+            log.warning(message, *arguments, extra={"fields": fields})
+        else:  # out of time, overload: thousands a minute under load, one line per interval
+            incomplete_log.add(reason, message, *arguments, fields=fields)
         request.state.cards = 1
         card = check_incomplete_card(knowledge, hook_instance, reason, config.lang)
         if metrics is not None:
@@ -208,11 +245,52 @@ def create_app(config: ServiceConfig | None = None,
                   "application/json": {"schema": {"$ref": schemas.REF.format(
                       model="CdsServiceResponse")}}}}})
     async def call_service(service_id: str, request: Request) -> Response:
-        started = time.perf_counter()  # the budget covers the whole call, JWT check included
+        # the deadline runs from the call's arrival (the access-log middleware's clock)
+        started = getattr(request.state, "arrived", None) or time.perf_counter()
         deadline = started + config.time_budget_ms / 1000
         client = await authenticate(request)
         service = service_for(service_id)
-        body = await read_json(request)
+        length = request.headers.get("content-length")
+        ticket = admission.admit(int(length) if length and length.isdigit() else None)
+        if ticket is None:  # full: answered now, the body left unread (uvicorn drops it)
+            return check_incomplete(request, service, None, "overload", started)
+        if metrics is not None:
+            metrics.admitted.inc()
+        try:
+            return await evaluate_call(request, service, client, ticket, started, deadline)
+        except _OutOfTime:  # the body was still arriving at the deadline
+            return check_incomplete(request, service, None, "time-budget", started)
+        finally:
+            admission.release(ticket)
+            if metrics is not None:
+                metrics.admitted.dec()
+
+    async def leave_out_quiet(cards: list[Card], service: Service,
+                              deadline: float) -> list[Card]:
+        """The cards less those overridden as already addressed and still quiet. If the
+        database does not answer by the deadline every card is shown: showing a card again
+        is safe, hiding one wrongly is not."""
+        if not cards or not config.quiet_after_override:
+            return cards
+        uuids = [str(card.uuid) for card in cards]
+        try:
+            overridden = await asyncio.wait_for(asyncio.to_thread(store.overrides_of, uuids),
+                                                timeout=max(deadline - time.perf_counter(),
+                                                            0.05))
+        except Exception as exc:  # a database error must not cost the answer
+            log.warning("could not read overrides (%s): every card shown", type(exc).__name__)
+            return cards
+        quiet = quiet_cards(overridden, config.quiet_after_override, dt.datetime.now(dt.UTC))
+        if not quiet:
+            return cards
+        if metrics is not None:
+            metrics.observe_quiet(service.id, [c for c in cards if str(c.uuid) in quiet])
+        return [card for card in cards if str(card.uuid) not in quiet]
+
+    async def evaluate_call(request: Request, service: Service, client: TrustedClient | None,
+                            ticket: Ticket, started: float, deadline: float) -> Response:
+        body = await read_json(request, deadline)
+        parse_s = request.state.parse_s  # the worker's time too: learnt with the evaluation
         problem = _check_request(body, service)
         if problem:
             return operation_outcome(400, "invalid", problem)
@@ -225,14 +303,20 @@ def create_app(config: ServiceConfig | None = None,
         try:
             resolved = await asyncio.wait_for(
                 resolve(body, templates, fhir_client(), config.fetch_timeout_ms / 1000,
-                        refusal, metrics), timeout=deadline - time.perf_counter())
+                        refusal, metrics), timeout=max(deadline - time.perf_counter(), 0.0))
             for note in resolved.problems:
                 log.warning("prefetch incomplete, hookInstance=%s: %s", hook_instance, note,
                             extra={"fields": {"hookInstance": hook_instance,
                                               "prefetchProblem": note}})
             data = {**body, "prefetch": resolved.prefetch}
+            del body  # the parsed prefetch now lives in data alone
+
+            def learn(seconds: float) -> None:
+                admission.observe(ticket.size, seconds + parse_s)
+
             result = await engine.evaluate(data, lang=config.lang, knowledge=knowledge,
-                                           timeout_s=deadline - time.perf_counter())
+                                           deadline=deadline, expected_s=ticket.expected_s,
+                                           learn=learn)
         except Missing as exc:
             return operation_outcome(412, "not-found", str(exc))
         except TimeoutError:
@@ -245,9 +329,9 @@ def create_app(config: ServiceConfig | None = None,
             if metrics is not None:
                 metrics.evaluation_errors.labels(service.id).inc()
             return check_incomplete(request, service, hook_instance, "failure", started)
-        cards = result.cards
+        cards = await leave_out_quiet(result.cards, service, deadline)
         if service.hook in ORDER_HOOKS:  # at ordering, only what concerns the orders
-            drafts = _draft_references(body["context"])
+            drafts = _draft_references(data["context"])
             cards = [c for c in cards if drafts & set(result.evidence.get(str(c.uuid), ()))]
         request.state.cards = len(cards)
         if metrics is not None:
@@ -270,12 +354,17 @@ def create_app(config: ServiceConfig | None = None,
             problem = _check_feedback(item)
             if problem:
                 return operation_outcome(400, "invalid", f"feedback[{index}]: {problem}")
-        await asyncio.to_thread(store.record_feedback_items, service_id, items)
+        def record() -> None:
+            store.record_feedback_items(service_id, items)
+            store.record_overrides(service_id, items, reason_system)
+
+        await asyncio.to_thread(record)
         return Response(status_code=200)
 
     @app.get("/healthz", include_in_schema=False)
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "ruleset": knowledge.version, **counts}
+        return {"status": "ok", "ruleset": knowledge.version, **counts,
+                "admitted": admission.active, "max_queue": admission.limit}
 
     if metrics is not None:
         token = config.metrics_token.get_secret_value() if config.metrics_token else None
@@ -306,6 +395,7 @@ class _AccessLog:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        scope.setdefault("state", {})["arrived"] = started  # a hook call's deadline runs from here
         status = 500
 
         async def record(message: Message) -> None:

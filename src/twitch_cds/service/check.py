@@ -65,6 +65,10 @@ def check_config(path: str | Path | None = None) -> Verdict:
         faults.append("database_url: not a database URL (e.g. sqlite:///service.db, "
                       "postgresql://user@host/db)")
         database = "?"
+    offered = {r.code for r in default_knowledge().cards.override_reasons}
+    faults += [f"quiet_after_override.{code}: not an override reason the cards offer "
+               f"({', '.join(sorted(offered))})"
+               for code in sorted(set(config.quiet_after_override) - offered)]
     try:
         prefetch_templates(default_knowledge(), config.max_prefetch_url_length)
     except ValueError as exc:

@@ -8,6 +8,7 @@ default and meaning is in ``examples/service.yaml``.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from contextvars import ContextVar
 from pathlib import Path
@@ -22,6 +23,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
+
+from twitch_cds.service.admission import default_max_queue
 
 
 class ConfigFileError(ValueError):
@@ -95,8 +98,22 @@ class ServiceConfig(BaseSettings):
     local testing."""
     cors_origins: list[str] = Field(default_factory=list)
     time_budget_ms: int = Field(default=300, gt=0)
-    """Past this, answer one ``check-incomplete`` card (review the chart for red flags)
-    rather than keep the clinician waiting."""
+    """Each hook call's deadline, counted from its arrival: it covers waiting for the
+    engine, reading the body, the prefetch fallback and the evaluation. Past it, answer one
+    ``check-incomplete`` card (review the chart for red flags) rather than keep the
+    clinician waiting."""
+    max_queue: int | None = Field(default=None, ge=1)
+    """Hook calls a worker takes on at once (waiting or being evaluated). Beyond it, or
+    when those already taken on would use up the time budget, a call is answered at once
+    with the ``check-incomplete`` card (reason ``overload``) and its body is never read.
+    Default: ``time_budget_ms`` / 25 ms (a heavy chart's evaluation), at least 2."""
+    max_connections: int = Field(default=1000, ge=1)
+    """``twitch-cds serve``: open connections (and requests in progress) per worker before
+    uvicorn itself answers a bare 503 (its ``limit_concurrency``): a backstop for memory
+    against a connection flood, far above what ``max_queue`` admits."""
+    overload_log_interval_s: float = Field(default=10.0, gt=0)
+    """``check-incomplete`` answers (out of time, overload) are logged at most once per
+    interval: the first as it happens, the rest as one count."""
     fetch_timeout_ms: int = Field(default=250, gt=0)
     max_body_bytes: int = Field(default=5_000_000, gt=0)
     body_read_timeout_ms: int = Field(default=5000, gt=0)
@@ -104,6 +121,12 @@ class ServiceConfig(BaseSettings):
     header_read_timeout_s: float = Field(default=10.0, gt=0)
     """``twitch-cds serve``: a connection whose request line and headers are not complete
     within this is closed."""
+    quiet_after_override: dict[str, dt.timedelta] = Field(
+        default_factory=lambda: {"already-addressed": dt.timedelta(days=30)})
+    """Override reason code (the project's CodeSystem, offered in every card's
+    ``overrideReasons``) -> how long a card overridden with it is left out for that patient
+    (ISO 8601 durations: ``P30D``, ``PT12H``), unless its evidence changes. A reason not
+    listed quiets nothing; ``{}`` turns the feature off."""
     max_feedback_items: int = Field(default=100, gt=0)
     """Feedback items accepted in one request; more get 413."""
     openapi: bool = False
@@ -157,6 +180,11 @@ class ServiceConfig(BaseSettings):
             if path.suffix.lower() == ".json"
             else _YamlFile(settings_cls, yaml_file=path, yaml_file_encoding="utf-8"))
         return init_settings, env_settings, file
+
+    @property
+    def queue_limit(self) -> int:
+        """``max_queue``, or its default derived from the time budget."""
+        return self.max_queue or default_max_queue(self.time_budget_ms)
 
     @property
     def database(self) -> str:

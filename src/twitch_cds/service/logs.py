@@ -9,6 +9,7 @@ service's access line carries the path without the query string). An app built b
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
@@ -76,3 +77,37 @@ def ensure_handler() -> None:
 def has_control_characters(text: str) -> bool:
     """C0 and C1 control characters and the Unicode line and paragraph separators."""
     return any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or c in "\u2028\u2029" for c in text)
+
+
+class Tally:
+    """An event that can come by the thousand under load, logged at most once per interval:
+    the first one of a quiet period as it happens (with its details), the rest as one count
+    by reason when the interval ends. Lives on the event loop."""
+
+    def __init__(self, logger: logging.Logger, what: str, interval_s: float) -> None:
+        self.logger, self.what, self.interval_s = logger, what, interval_s
+        self._counts: dict[str, int] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, reason: str, message: str, *args: object,
+            fields: dict[str, Any] | None = None) -> None:
+        """Count one event; log ``message`` only if no line was written this interval."""
+        if self._timer is None:
+            self.logger.warning(message, *args, extra={"fields": fields or {}})
+            self._timer = asyncio.get_running_loop().call_later(self.interval_s, self.flush)
+            return
+        self._counts[reason] = self._counts.get(reason, 0) + 1
+
+    def flush(self) -> None:
+        """Log what was counted since the last line; a quiet interval ends the series."""
+        counts, self._counts = self._counts, {}
+        if not counts:
+            self._timer = None
+            return
+        total = sum(counts.values())
+        self.logger.warning(
+            "%s: %d more in the last %.0f s (%s)", self.what, total, self.interval_s,
+            ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items())),
+            extra={"fields": {"count": total, "byReason": counts,
+                              "interval_s": self.interval_s}})
+        self._timer = asyncio.get_running_loop().call_later(self.interval_s, self.flush)

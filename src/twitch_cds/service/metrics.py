@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable
 
 import httpx
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from twitch_cds.cds_hooks import Card
@@ -23,8 +23,8 @@ from twitch_cds.service.discovery import SERVICES_BY_ID
 from twitch_cds.service.multiprocess import DIRECTORY
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0, 10.0)
-"""Seconds; the default time budget (0.3 s) is a bucket edge."""
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 1.0, 2.5, 5.0, 10.0)
+"""Seconds; the default time budget (0.3 s) is a bucket edge, and so is the budget plus 100 ms."""
 _HOOK = re.compile(r"^/cds-services/([^/]+)(/feedback)?$")
 
 
@@ -66,8 +66,15 @@ class ServiceMetrics:
                              ["service", "kind", "indicator"], registry=r)
         self.checks_incomplete = Counter(
             "twitch_cds_checks_incomplete",
-            "check-incomplete cards: the time budget passed (time-budget) or evaluation failed",
+            "check-incomplete cards: the time budget passed (time-budget), the worker was "
+            "full and shed the call unread (overload) or evaluation failed (failure)",
             ["service", "reason"], registry=r)
+        self.admitted = Gauge("twitch_cds_admitted_requests",
+                              "Hook calls taken on and not yet answered (waiting or evaluating)",
+                              registry=r, multiprocess_mode="livesum")
+        self.cards_quiet = Counter("twitch_cds_cards_quiet",
+                                   "Cards left out: overridden as already addressed, still quiet",
+                                   ["service", "kind"], registry=r)
         self.evaluation_errors = Counter("twitch_cds_evaluation_errors",
                                          "Evaluations that failed in the engine",
                                          ["service"], registry=r)
@@ -89,6 +96,10 @@ class ServiceMetrics:
     def observe_cards(self, service: str, cards: Iterable[Card]) -> None:
         for card in cards:
             self.cards.labels(service, card.kind or "-", card.indicator).inc()
+
+    def observe_quiet(self, service: str, cards: Iterable[Card]) -> None:
+        for card in cards:
+            self.cards_quiet.labels(service, card.kind or "-").inc()
 
     def scrape(self) -> bytes:
         """The text exposition: every worker's values in multiprocess mode, else this one's."""

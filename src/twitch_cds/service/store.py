@@ -1,5 +1,6 @@
 """The service's durable state in a SQL database (SQLite by default, any SQLAlchemy URL):
-card feedback, and the JWT ids already seen (replay protection across workers)."""
+card feedback, the cards a clinician overrode (to keep them quiet, see ``quiet.py``), and
+the JWT ids already seen (replay protection across workers)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,18 @@ feedback = Table(
     Column("received_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("service_id", "card", "outcome", name="one_outcome_per_card"),
 )
+
+overrides = Table(
+    "card_overrides", metadata,
+    Column("card", String(100), primary_key=True),
+    Column("service_id", String(200), nullable=False),
+    Column("reason_system", String(300), nullable=False),
+    Column("reason_code", String(100), nullable=False),
+    Column("overridden_at", DateTime(timezone=True), nullable=False),
+)
+"""The latest override of each card with a coded reason (one row per card uuid). A card's
+uuid names the patient, the card kind, the rules and the records it cites, so a row stands
+for one patient and one body of evidence."""
 
 seen_tokens = Table(
     "seen_jwt_ids", metadata,
@@ -116,6 +129,43 @@ class Store:
             connection.execute(insert(feedback), new)
         return len(new)
 
+    def record_overrides(self, service_id: str, items: Sequence[dict[str, Any]],
+                         system: str) -> int:
+        """Remember, per card, its latest override with a reason coded in ``system`` (the
+        project's CodeSystem); returns how many were written. Blocking: off the loop."""
+        now = dt.datetime.now(dt.UTC)
+        latest: dict[str, dict[str, Any]] = {}
+        for item in items:
+            coding = (item.get("overrideReason") or {}).get("reason") or {}
+            if item.get("outcome") == "overridden" and coding.get("system") == system \
+                    and isinstance(coding.get("code"), str):
+                latest[item["card"]] = {"card": item["card"], "service_id": service_id,
+                                        "reason_system": system, "reason_code": coding["code"],
+                                        "overridden_at": now}
+        if not latest:
+            return 0
+        for attempt in range(3):  # another worker may write the same card meanwhile
+            try:
+                with self.engine.begin() as connection:
+                    connection.execute(delete(overrides).where(
+                        overrides.c.card.in_(list(latest))))
+                    connection.execute(insert(overrides), list(latest.values()))
+                return len(latest)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        return 0
+
+    def overrides_of(self, cards: Sequence[str]) -> dict[str, tuple[str, dt.datetime]]:
+        """Card uuid -> (reason code, when) for those of ``cards`` that were overridden."""
+        if not cards:
+            return {}
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(overrides.c.card, overrides.c.reason_code, overrides.c.overridden_at)
+                .where(overrides.c.card.in_(list(cards)[:500])))
+            return {card: (code, _aware(when)) for card, code, when in rows}
+
     def feedback_for(self, card: str) -> list[dict[str, Any]]:
         with self.engine.connect() as connection:
             rows = connection.execute(select(feedback).where(feedback.c.card == card))
@@ -148,6 +198,11 @@ def _feedback_row(service_id: str, item: dict[str, Any]) -> dict[str, Any]:
         "outcome_timestamp": item["outcomeTimestamp"],
         "received_at": dt.datetime.now(dt.UTC),
     }
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    """SQLite hands back naive datetimes: they were written in UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:

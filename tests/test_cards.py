@@ -23,6 +23,7 @@ from twitch_cds.card_builder import (
 from twitch_cds.cds_hooks import INDICATOR_ORDER, Card
 from twitch_cds.knowledge.bundle import Knowledge, default_knowledge
 from twitch_cds.knowledge.cardtexts import CardTexts
+from twitch_cds.knowledge.orders import Orders
 from twitch_cds.knowledge.rules import KnowledgeSource
 
 from .builders import (
@@ -136,7 +137,7 @@ def test_same_input_and_now_give_the_same_cards_and_uuids() -> None:
 def test_indonesian_cards_use_the_rulesets_texts() -> None:
     en = twitch_cds.evaluate(EVERYTHING, now=NOW, lang="en")
     id_ = twitch_cds.evaluate(EVERYTHING, now=NOW, lang="id")
-    assert id_.cards[0].summary.startswith("Kedutan kaki dengan tanda bahaya")
+    assert id_.cards[0].summary.startswith("Fasikulasi tungkai dengan tanda bahaya")
     assert all(a.summary != b.summary for a, b in zip(en.cards, id_.cards, strict=True))
     assert "Kalium 3,1 mmol/L" in next(c.detail or "" for c in id_.cards
                                 if c.kind == "electrolyte-depletion")
@@ -165,6 +166,16 @@ def test_every_summary_fits_with_every_combination_of_subjects(knowledge: Knowle
                     else:
                         assert labels[0] in summary or "{subjects}" not in kind.summary(lang)
                         shortened[name] = shortened.get(name, 0) + (not named)
+    orders = {"en": ("K, Na, Mg, Ca and creatinine", "sweat loss, on a diuretic"),
+              "id": ("K, Na, Mg, Ca, dan kreatinin",
+                     "kehilangan elektrolit lewat keringat, menggunakan diuretik")}
+    kind = knowledge.cards.kinds["electrolyte-depletion"]
+    for size in range(1, len(kind.subjects) + 1):  # the longest orders, with every subset
+        for chosen in itertools.combinations(kind.subjects, size):
+            for lang, (tests, reasons) in orders.items():
+                summary = summary_text(kind, list(chosen), lang, tests, reasons)
+                assert 0 < len(summary) < 140 and tests in summary, summary
+                assert kind.subjects["no-current-panel"](lang) not in summary, summary
     red = knowledge.cards.kinds["red-flag"]
     assert len(red.subjects) >= 6
     assert all(count == 0 for kind, count in shortened.items()
@@ -346,21 +357,28 @@ def test_indonesian_suggestions_are_indonesian_and_valid_fhir() -> None:
     red = result.cards[0]
     assert red.suggestions
     action = (red.suggestions[0].actions or [])[0]
-    assert action.description.startswith("Evaluasi klinis segera")
+    assert action.description.startswith("Evaluasi neurologis segera")
     assert action.resource and action.resource["code"]["text"] == action.description
     ServiceRequest.model_validate(action.resource)
     english = twitch_cds.evaluate(resources, now=NOW, lang="en").cards[0]
     assert (english.suggestions or [])[0].label != red.suggestions[0].label
 
 
-def test_a_suggestion_that_is_not_valid_fhir_is_refused_at_load(knowledge: Knowledge) -> None:
-    data = knowledge.cards.model_dump()
-    data["suggestions"]["clinical-evaluation"]["resources"][0]["status"] = {
-        "en": "draft", "id": "draft "}  # a FHIR code has no trailing space: English only
-    with pytest.raises(ValueError, match="status"):
-        CardTexts.model_validate(data)
-    data["suggestions"]["clinical-evaluation"]["resources"][0]["status"] = "draft"
-    assert CardTexts.model_validate(data).suggestions["clinical-evaluation"].resources_in("id")
+def test_a_suggestion_an_ehr_cannot_route_is_refused_at_load(knowledge: Knowledge) -> None:
+    orders = knowledge.orders.model_dump()
+    orders["procedures"]["neurology-referral"]["coding"]["system"] = (
+        "https://twitch-cds.github.io/fhir/CodeSystem/twitch-cds")
+    with pytest.raises(ValueError, match="not LOINC or SNOMED CT"):
+        Orders.model_validate(orders)
+    orders = knowledge.orders.model_dump()
+    orders["tests"]["potassium"]["text"] = {"en": "Serum potassium", "id": ""}
+    with pytest.raises(ValueError, match="id"):
+        Orders.model_validate(orders)
+    assert Orders.model_validate(knowledge.orders.model_dump()) == knowledge.orders
+    cards = knowledge.cards.model_dump()
+    cards["suggestions"]["neurology-referral"]["tests"] = ["potassium"]
+    with pytest.raises(ValueError, match="either a procedure or tests"):
+        CardTexts.model_validate(cards)
 
 
 def test_article_passages_and_markers_are_written_once() -> None:
@@ -394,7 +412,9 @@ def _card_texts(knowledge: Knowledge) -> list[tuple[str, str, str]]:
     for key, label in cards.labels.items():
         add(f"labels.{key}", label)
     for key, suggestion in cards.suggestions.items():
-        add(f"suggestions.{key}", suggestion.label)
+        for text in (suggestion.label, suggestion.text, suggestion.reason):
+            if text is not None:
+                add(f"suggestions.{key}", text)
     for compiled in knowledge.rules:
         message = compiled.rule.knowledge.message
         out += [(compiled.rule.id, "en", message.en), (compiled.rule.id, "id", message.id)]

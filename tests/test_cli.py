@@ -31,7 +31,16 @@ def test_evaluate_prints_cds_hooks_json(bundle_file: Path,
 def test_evaluate_text_in_indonesian(bundle_file: Path,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["evaluate", str(bundle_file), "--now", NOW, "--lang", "id"]) == 0
-    assert "[KRITIS] Kedutan kaki dengan tanda bahaya" in capsys.readouterr().out
+    assert "[KRITIS] Fasikulasi tungkai dengan tanda bahaya" in capsys.readouterr().out
+
+
+def test_the_cards_link_to_the_catalogue_given(bundle_file: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", str(bundle_file), "--now", NOW, "--format", "json",
+                 "--catalogue", "https://cds.example.org/catalogue"]) == 0
+    cards = json.loads(capsys.readouterr().out)["cards"]
+    assert all(c["source"]["url"].startswith("https://cds.example.org/catalogue/en/rules/")
+               for c in cards) and cards
 
 
 @pytest.fixture

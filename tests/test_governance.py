@@ -76,10 +76,10 @@ def _read(rule: RuleFile, knowledge: Knowledge) -> list[str]:
     return valuesets_read(rule, schema)
 
 
-def test_only_the_draft_order_rule_is_meant_for_order_hooks(knowledge: Knowledge) -> None:
+def test_only_the_draft_order_rules_are_meant_for_order_hooks(knowledge: Knowledge) -> None:
     order_rules = {c.rule.id for c in knowledge.rules
                    if {"order-select", "order-sign"} & set(c.rule.knowledge.evoke)}
-    assert order_rules == {"side-effect-draft-order"}
+    assert order_rules == {"side-effect-draft-order", "side-effect-draft-ordering-diuretic-labs"}
 
 
 def test_the_catalogue_shows_each_rule_review_state(capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,11 +11,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from twitch_cds.cds_hooks import INDICATOR_ORDER, Action, Card, Coding, Source, Suggestion
+from twitch_cds.cds_hooks import INDICATOR_ORDER, Action, Card, Coding, Link, Source, Suggestion
 from twitch_cds.engine import Conclusion
 from twitch_cds.facts import Evidence
 from twitch_cds.knowledge.bundle import Knowledge
-from twitch_cds.knowledge.cardtexts import CardKind, Lang
+from twitch_cds.knowledge.cardtexts import CardKind, Lang, SuggestionTexts
+from twitch_cds.knowledge.orders import LabTest, Panel, as_r5
 from twitch_cds.provenance import Provenance
 
 CARD_NAMESPACE = uuid.UUID("5b0c3f4e-6f1e-4c51-9d43-1f6b1c2a7e10")
@@ -84,13 +85,30 @@ _FORMATTERS: dict[Lang, _FactFormatter] = {"en": _FactFormatter("en"),
                                            "id": _FactFormatter("id")}
 
 
-def summary_text(texts: CardKind, subjects: list[str], lang: Lang) -> str:
-    """A card's summary listing its subjects (in cards.yaml order). When the list would not
-    fit in the 140 characters CDS Hooks allows, the last subjects are counted (``+2``)
-    instead of named; cards.yaml is written so that this never happens (a test enumerates
-    every combination)."""
+def join_words(items: list[str], word: str, lang: Lang) -> str:
+    """``a, b and c`` (Indonesian: ``a, b, dan c``, as PUEBI writes a list of three)."""
+    if len(items) < 2:
+        return "".join(items)
+    comma = "," if lang == "id" and len(items) > 2 else ""
+    return f"{', '.join(items[:-1])}{comma} {word} {items[-1]}"
+
+
+def summary_text(texts: CardKind, subjects: list[str], lang: Lang, orders: str = "",
+                 reasons: str = "") -> str:
+    """A card's summary listing its subjects (in cards.yaml order), and the tests it orders
+    when it orders any (``orders``, short names; ``reasons``, why they are due). When the list
+    would not fit in the 140 characters CDS Hooks allows, the last subjects are counted
+    (``+2``) instead of named; cards.yaml is written so that this never happens (a test
+    enumerates every combination)."""
+    if orders and texts.summary_orders is not None:
+        subjects = [s for s in subjects if s not in texts.order_subjects]
+        if not subjects and texts.summary_due is not None:
+            return texts.summary_due(lang).format(reasons=reasons, orders=orders)[
+                :SUMMARY_LIMIT]
+        template = texts.summary_orders(lang).replace("{orders}", orders)
+    else:
+        template = texts.summary(lang)
     labels = [_label(texts, s, lang) for s in subjects]
-    template = texts.summary(lang)
     for shown in range(len(labels), 0, -1):
         listed = ", ".join(labels[:shown])
         if shown < len(labels):
@@ -128,6 +146,23 @@ def _markers(numbers: Iterable[int]) -> str:
     return f"[{', '.join(parts)}]"
 
 
+@dataclass
+class _TestOrders:
+    """The tests a card asks for, pooled from every conclusion that wants one: each test
+    once, whatever the reasons."""
+
+    due: dict[str, None] = field(default_factory=dict)
+    """Tests with no current result (orders.yaml order is applied when listing)."""
+    also: dict[str, None] = field(default_factory=dict)
+    reasons: dict[str, None] = field(default_factory=dict)
+
+    def add(self, suggestion: SuggestionTexts, lang: Lang) -> None:
+        self.due.update(dict.fromkeys(suggestion.tests))
+        self.also.update(dict.fromkeys(suggestion.also))
+        if suggestion.reason is not None:
+            self.reasons[suggestion.reason(lang)] = None
+
+
 @dataclass(frozen=True)
 class BuiltCard:
     """A card and the references of the resources behind it."""
@@ -137,6 +172,11 @@ class BuiltCard:
 
 
 Lines = tuple[tuple[str, str, str | None], ...]
+_LINKS: dict[tuple[str, str, str], Link] = {}
+"""Rule links already made: (catalogue, language, rule id) -> link. Bounded by the rules,
+the two languages and the catalogue bases a process is given."""
+_POOLED = "\0tests-due"
+"""The key, among a card's messages, of the one bullet naming every test due."""
 """A fact's evidence lines: (reference, text in the card's language, date)."""
 
 
@@ -164,11 +204,19 @@ class CardBuilder:
     in the clinician's voice), each ending with markers (``[1, 2]``) into one numbered
     evidence list where every resource appears once with its line; then the article's
     sentences, each once; then the dates of the data. The rules behind the card are not in
-    the prose: they are in the card's ``extension`` and in the result's trace."""
+    the prose: they are in the card's ``extension``, its ``links`` (each rule's catalogue
+    page) and the result's trace. The tests a card wants, whatever the reasons, are one
+    bullet and one suggestion, ordered as labs order them (``rulesets/orders.yaml``)."""
 
-    def __init__(self, knowledge: Knowledge, lang: Lang):
+    def __init__(self, knowledge: Knowledge, lang: Lang, catalogue: str | None = None,
+                 fhir_version: str = "R4B"):
         self.k = knowledge
         self.lang: Lang = lang
+        self._r5 = fhir_version == "R5"
+        self._ordered: set[str] = set()
+        """Tests already ordered by a card of this build (cards built in kind order)."""
+        """Suggested resources in R5's shape when the chart came in R5."""
+        self._catalogue = (catalogue or knowledge.cards.source.catalogue).rstrip("/")
         self._kind_order = knowledge.card_kind_order
         self._rule_order = knowledge.rule_order
         system = knowledge.cards.source.topic_system
@@ -217,7 +265,10 @@ class CardBuilder:
             texts = self.k.cards.kinds[conclusion.card]
             key = (conclusion.card, conclusion.subject if texts.group == "subject" else "")
             groups.setdefault(key, _Group(conclusion.card, texts)).conclusions.append(conclusion)
-        cards = [self._card(g, evidence, provenance, patient) for g in groups.values()]
+        self._ordered = set()  # tests a card already orders: each is asked for once
+        kind_order = self._kind_order
+        cards = [self._card(g, evidence, provenance, patient)
+                 for g in sorted(groups.values(), key=lambda g: kind_order[g.kind])]
         cards.sort(key=lambda b: (INDICATOR_ORDER[b.card.indicator],
                                   self._kind_order[b.card.kind or ""], b.card.summary))
         return cards
@@ -226,26 +277,44 @@ class CardBuilder:
     def _card(self, group: _Group, evidence: Mapping[str, Evidence],
               provenance: Provenance, patient: str | None) -> BuiltCard:
         labels = self.k.cards.labels
+        lang = self.lang
         citations: dict[str, tuple[str, str]] = {}
         sources: dict[str, None] = {}  # general clinical knowledge: reference (date), each once
         beyond: set[str] = set()  # messages whose knowledge is not the article's
         rules: dict[str, str] = {}
         by_message: dict[str, dict[str, None]] = {}
+        tests = _TestOrders()
+        pooled = _POOLED  # the place of the one bullet naming the tests due
         for conclusion in group.conclusions:
             rule = self.k.rules_by_id[conclusion.rule_id].rule
-            subject = _label(group.texts, conclusion.subject, self.lang)
-            text = render_message(getattr(rule.knowledge.message, self.lang), self.lang,
-                                  conclusion.facts, subject)
-            by_message.setdefault(text, {}).update(dict.fromkeys(
-                provenance.inputs(str(f["id"]) for f in conclusion.facts.values())))
+            inputs = dict.fromkeys(
+                provenance.inputs(str(f["id"]) for f in conclusion.facts.values()))
+            suggestion = self.k.cards.suggestions.get(conclusion.suggest or "")
+            if suggestion is not None and (suggestion.tests or suggestion.also):
+                tests.add(suggestion, lang)
+            text: str | None = None
+            if suggestion is not None and suggestion.tests:
+                by_message.setdefault(pooled, {}).update(inputs)
+            else:
+                subject = _label(group.texts, conclusion.subject, lang)
+                text = render_message(getattr(rule.knowledge.message, lang), lang,
+                                      conclusion.facts, subject)
+                by_message.setdefault(text, {}).update(inputs)
             beyond_article = rule.library.knowledge_source
             if beyond_article is not None:  # never printed under the article's quotation
-                beyond.add(text)
+                if text is not None:
+                    beyond.add(text)
                 sources.setdefault(f"{beyond_article.reference} ({beyond_article.date})", None)
             elif (citation := rule.library.citation) is not None:
                 citations.setdefault(citation.text, (citation.section, citation.gloss))
             rules[rule.id] = rule.maintenance.version
-        mark = f" *({labels['beyond_article_mark'](self.lang)})*" if beyond else ""
+        wanted = [t for t in dict.fromkeys([*tests.due, *tests.also]) if t not in self._ordered]
+        self._ordered.update(wanted)
+        plan = self.k.orders.plan(wanted)
+        if pooled in by_message:
+            text = self._tests_due(tests, plan)
+            by_message = {(text if k == pooled else k): v for k, v in by_message.items()}
+        mark = f" *({labels['beyond_article_mark'](lang)})*" if beyond else ""
         lines: list[str] = []
         numbers: dict[str, int] = {}
         entries: dict[str, list[str]] = {}
@@ -273,29 +342,32 @@ class CardBuilder:
             marks = marked[fact_ids] = _markers(cited) if cited else ""
             lines.append(f"- {message} {marks}{note}" if marks else f"- {message}{note}")
         if numbers:
-            lines += ["", f"**{labels['evidence'](self.lang)}**", ""]
+            lines += ["", f"**{labels['evidence'](lang)}**", ""]
             lines += [f"{n}. `{ref}`: {'; '.join(entries[ref])}" for ref, n in numbers.items()]
         if citations:  # the lines without the mark come from the article
-            heading = labels["article_unmarked" if beyond else "article"](self.lang)
+            heading = labels["article_unmarked" if beyond else "article"](lang)
             lines += ["", f"**{heading}**", ""]
         for text in _distinct(citations):
             section, gloss = citations[text]
             lines.append(f"> {text}")
-            if self.lang == "en":
+            if lang == "en":
                 lines.append(f"> — *{gloss}*")
-            lines.append(f"> ({section})")
+            else:
+                lines += [f"> *{labels['correction'](lang)}: {c.reading}*"
+                          for c in self.k.cards.corrections if c.text in text]
+            lines.append(f"> ({self._section(section)})")
             lines.append("")
         if sources:
             if lines[-1]:
                 lines.append("")
-            lines += [f"**{labels['beyond_article'](self.lang)}**", ""]
+            lines += [f"**{labels['beyond_article'](lang)}**", ""]
             lines += [f"- {source}" for source in sources]
             lines.append("")
         if dates:
             oldest, newest = min(dates), max(dates)
-            span = oldest if oldest == newest else labels["data_range"](self.lang).format(
+            span = oldest if oldest == newest else labels["data_range"](lang).format(
                 oldest=oldest, newest=newest)
-            lines.append(f"**{labels['data_age'](self.lang)}**: {span}")
+            lines.append(f"**{labels['data_age'](lang)}**: {span}")
         while lines and not lines[-1]:
             lines.pop()
         references = list(numbers)
@@ -303,20 +375,27 @@ class CardBuilder:
         identity = "|".join([patient or "-", group.kind, ",".join(sorted(group.subjects())),
                              *versions, *sorted(references)])
         source = self.k.cards.source
-        suggestions = self._suggestions(group, patient, references)
+        suggestions = self._suggestions(group, patient, references, plan)
+        shorts = [self.k.orders.tests[t].short(lang) for t in self.k.orders.tests if t in wanted]
+        links = [self._link(rule_id)
+                 for rule_id in dict.fromkeys(c.rule_id for c in group.conclusions)]
         return BuiltCard(references, Card(
             uuid=card_uuid(identity),
-            summary=summary_text(group.texts, group.subjects(), self.lang),
+            summary=summary_text(group.texts, group.subjects(), lang,
+                                 orders=join_words(shorts, labels["and"](lang), lang),
+                                 reasons=", ".join(tests.reasons)),
             detail="\n".join(lines),
             indicator=group.texts.indicator,
             source=Source(
-                label=source.label(self.lang),
+                label=source.label(lang),
+                url=links[0].url,
                 topic=Coding(system=source.topic_system, code=group.kind,
-                             display=group.texts.display(self.lang)),
+                             display=group.texts.display(lang)),
             ),
             suggestions=suggestions or None,
             selectionBehavior="any" if suggestions else None,
             overrideReasons=list(self._override_reasons) or None,
+            links=links,
             extension={EXTENSION_KEY: {
                 "ruleset": self.k.version,
                 "rules": [{"id": rule_id, "version": rules[rule_id]}
@@ -324,33 +403,79 @@ class CardBuilder:
             }},
         ))
 
-    def _suggestions(self, group: _Group, patient: str | None,
-                     references: list[str]) -> list[Suggestion]:
-        if patient is None:
-            return []  # a ServiceRequest needs a subject
+    def _tests_due(self, tests: _TestOrders, plan: list[LabTest | Panel]) -> str:
+        """The one bullet for every test a card found due: which, why, and what to order."""
+        lang, labels, orders = self.lang, self.k.cards.labels, self.k.orders
+        due = [orders.tests[t].name(lang) for t in orders.tests if t in tests.due]
+        what = [o.name(lang) for o in plan] or due
+        return labels["tests_due"](lang).format(
+            tests=join_words(due, labels["or"](lang), lang), reasons="; ".join(tests.reasons),
+            orders=join_words(what, labels["and"](lang), lang))
+
+    def _link(self, rule_id: str) -> Link:
+        """A link to the rule's catalogue page, made once per rule and language (a frozen
+        model: every card may share it)."""
+        key = (self._catalogue, self.lang, rule_id)
+        link = _LINKS.get(key)
+        if link is None:
+            label = self.k.cards.source.link_label(self.lang).format(rule=rule_id)
+            link = _LINKS[key] = Link(label=label, url=self.rule_page(rule_id), type="absolute")
+        return link
+
+    def rule_page(self, rule_id: str) -> str:
+        """The rule's page in the rule catalogue, in the card's language."""
+        return f"{self._catalogue}/{self.lang}/rules/{rule_id}.html"
+
+    def _section(self, section: str) -> str:
+        """The cited section in the card's language; the article's own heading (machine
+        translated, "Cara Berkedut Kurang") is quoted as a citation only."""
+        known = self.k.cards.sections.get(section)
+        if known is None:
+            return f"“{section}”"
+        if not known.quoted:
+            return known.title(self.lang)
+        return self.k.cards.labels["section"](self.lang).format(
+            title=known.title(self.lang), source=section)
+
+    def _suggestions(self, group: _Group, patient: str | None, references: list[str],
+                     plan: list[LabTest | Panel]) -> list[Suggestion]:
+        """The card's procedures (a referral), then one suggestion ordering every test it
+        wants, panels first. Draft ServiceRequests need a subject: none without a patient."""
         wanted = dict.fromkeys([*group.texts.suggestions,
                                 *(c.suggest for c in group.conclusions if c.suggest)])
-        out: list[Suggestion] = []
-        if not wanted:
-            return out
+        if patient is None or not (wanted or plan):
+            return []
+        lang = self.lang
         reasons = [{"reference": r} for r in references
                    if " " not in r and not r.startswith("Patient/")]
+        def request(resource: dict[str, Any]) -> dict[str, Any]:
+            resource["subject"] = {"reference": patient}
+            if reasons:
+                resource["reasonReference"] = list(reasons)
+            return as_r5(resource) if self._r5 else resource
+
+        out: list[Suggestion] = []
         for key in wanted:
             texts = self.k.cards.suggestions[key]
-            actions = []
-            for template in texts.resources_in(self.lang):
-                resource = dict(template)
-                resource["subject"] = {"reference": patient}
-                if reasons:
-                    resource["reasonReference"] = list(reasons)
-                # our own text in the card's language; else the code system's display
-                what = (resource.get("code") or {}).get("text") or next(
-                    (c.get("display") for c in (resource.get("code") or {}).get("coding", [])
-                     if c.get("display")), texts.label(self.lang))
-                actions.append(Action(type="create", description=what, resource=resource))
+            if texts.procedure is None or texts.label is None:
+                continue  # tests: pooled below
+            procedure = self.k.orders.procedures[texts.procedure]
+            resource = request(procedure.service_request(lang, texts.text, texts.priority))
+            shown = texts.text or procedure.text
             out.append(Suggestion(
-                label=texts.label(self.lang),
-                uuid=card_uuid(f"{patient}|{group.kind}|{key}"),
-                actions=actions,
-            ))
+                label=texts.label(lang), uuid=card_uuid(f"{patient}|{group.kind}|{key}"),
+                actions=[Action(type="create", resource=resource,
+                                description=shown(lang) if shown else texts.label(lang))]))
+        if plan:
+            labels = self.k.cards.labels
+            names = join_words([o.name(lang) for o in plan], labels["and"](lang), lang)
+            codes = ",".join(o.coding.code for o in plan)
+            actions = []
+            for order in plan:
+                resource = request(order.service_request(lang))
+                what = order.text(lang) if order.text else order.name(lang)
+                actions.append(Action(type="create", resource=resource, description=what))
+            out.append(Suggestion(label=labels["order_label"](lang).format(orders=names),
+                                  uuid=card_uuid(f"{patient}|{group.kind}|tests|{codes}"),
+                                  actions=actions))
         return out

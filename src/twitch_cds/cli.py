@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--format", choices=("json", "text"), default="text",
                      help="text (the default): the cards for a reader; json: exactly the "
                           "CDS Hooks response on stdout, input issues on stderr")
+    run.add_argument("--catalogue", metavar="URL",
+                     help="base URL of the rule catalogue the cards link to")
     run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                      help="override a parameter from rulesets/parameters.yaml (repeatable)")
     rules = commands.add_parser("rules", help="print the rule catalogue")
@@ -281,7 +283,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _screen(args)
         data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
         result = evaluate(data, now=args.now, lang=args.lang,
-                          parameters=_parameters(args.param, args.lang))
+                          parameters=_parameters(args.param, args.lang),
+                          catalogue=args.catalogue)
     except (TwitchCdsError, ValueError, OSError) as exc:
         lang: Lang = getattr(args, "lang", "en")
         text = exc.in_lang(lang) if isinstance(exc, InputError) else str(exc)

@@ -64,6 +64,7 @@ def evaluate(
     parameters: Mapping[str, float] | None = None,
     fhir_version: FhirVersion | None = None,
     knowledge: Knowledge | None = None,
+    catalogue: str | None = None,
     suppress: Collection[str] = (),
 ) -> EvaluationResult:
     """Evaluate one patient's FHIR data against the article's rules.
@@ -71,6 +72,8 @@ def evaluate(
     ``data`` is a Bundle, a list of resources, one resource, JSON text or bytes,
     fhir.resources models, or a CDS Hooks request. ``now`` fixes the clock (default: the
     current time). ``parameters`` overrides thresholds from ``rulesets/parameters.yaml``.
+    ``catalogue`` is the base URL of the rule catalogue the cards link to (each rule's page
+    ``<catalogue>/<lang>/rules/<rule-id>.html``; default ``source.catalogue`` in cards.yaml).
     ``suppress``: uuids of cards to leave out — cards a clinician overrode as already
     addressed (CDS Hooks feedback); a card's uuid changes with the patient, the rules and
     the records it cites, so new evidence shows it again. Left-out uuids are in
@@ -95,7 +98,8 @@ def evaluate(
     session = engine_for(knowledge).run(grouped.facts, values)
     basis = {d["id"]: d["basis"] for d in session.derived}
     provenance = Provenance(grouped.members, basis, session.merged)
-    built = CardBuilder(knowledge, lang).build(
+    r5 = bool(validated) and all(v.version == "R5" for v in validated)
+    built = CardBuilder(knowledge, lang, catalogue, "R5" if r5 else "R4B").build(
         session.conclusions, normalised.evidence, provenance, normalised.patient
     )
     suppressed = [str(b.card.uuid) for b in built if str(b.card.uuid) in suppress]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -33,12 +33,22 @@ def codings(concept: Any) -> Iterator[tuple[str | None, str | None, str | None]]
             )
 
 
-def concept_text(concept: Any) -> str:
-    """The human words of a CodeableConcept: its text and every coding's display."""
+def concept_text(concept: Any,
+                 own: Mapping[tuple[str, str], tuple[str, str]] | None = None) -> str:
+    """The human words of a CodeableConcept: its text and every coding's display. ``own``
+    maps twitch-cds's own codes to (English display, display in the caller's language): an
+    Indonesian card does not say "Heavy sweating", even where the record's text repeats our
+    English display; other codings and texts keep the record's words."""
     if not isinstance(concept, dict):
         return ""
-    words = [concept["text"]] if isinstance(concept.get("text"), str) else []
-    words += [display for _, _, display in codings(concept) if display]
+    found = list(codings(concept))
+    ours = [own[key] for system, code, _ in found
+            if own and (key := (system or "", code or "")) in own]
+    text = concept.get("text")
+    words = [text] if isinstance(text, str) and all(text != e for e, _ in ours) else []
+    words += [local for _, local in ours]
+    words += [display for system, code, display in found
+              if display and not (own and (system or "", code or "") in own)]
     return " | ".join(dict.fromkeys(words))
 
 

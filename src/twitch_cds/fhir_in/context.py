@@ -66,6 +66,8 @@ class ReaderContext:
         self._patient_sex_and_age: tuple[Any, float | None] | None = None
         self._classified: dict[int, tuple[Any, dict[str, Match]]] = {}
         self._title_texts: dict[tuple[str, ...], str] = {}
+        self.own_words = knowledge.terminology.own_words(lang) if lang != "en" else None
+        """Our own codes' displays in the caller's language (None: as sent)."""
         measurements = knowledge.measurements
         self._analytes = {m.valueset: (name, m) for name, m in measurements.analytes.items()}
         self._intakes = {m.valueset: (name, m) for name, m in measurements.intakes.items()}

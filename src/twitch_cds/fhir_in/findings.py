@@ -130,7 +130,7 @@ class FindingReader(ReaderContext):
             until = max(when, self.now) if ongoing else when  # an open period: still going
             for concept in findings:
                 self._seen(concept, onset or when, until, v.raw.label)
-        text = concept_text(v.data.get("code")) or self._titles(findings)
+        text = concept_text(v.data.get("code"), self.own_words) or self._titles(findings)
         self._findings(v, "Observation", findings, severe, onset, when, text)
 
     def _duration(self, v: Validated, path: str, holder: Any) -> float | None:
@@ -305,7 +305,7 @@ class FindingReader(ReaderContext):
         if recorded and (onset is None or recorded < onset):
             onset = recorded  # present at least since it was recorded
         severe = self.k.concepts.severe in self._classify(v.data.get("severity"))
-        text = concept_text(v.data.get("code")) or self._titles(hits)
+        text = concept_text(v.data.get("code"), self.own_words) or self._titles(hits)
         if onset is not None:  # active: continuous from its onset until now
             for concept in hits:
                 self._seen(concept, onset, max(onset, self.now), v.raw.label, onset)

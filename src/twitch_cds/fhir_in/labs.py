@@ -245,7 +245,9 @@ class LabReader(ReaderContext):
         value = reading.value
         shown = f"{m.display(self.lang)} {reading.text}"
         if reading.factor != 1:
-            shown += f" (≈ {value:.0f} {m.unit})"
+            unit = f"unit_{m.unit}"  # "mg/hari" on an Indonesian card
+            known = unit in self.k.cards.evidence_words
+            shown += f" (≈ {value:.0f} {self.word(unit) if known else m.unit})"
         if when:
             shown += f", {date_text(when)}"
         fact = Intake(id=f"{v.raw.label}#{substance}", substance=substance, mg_per_day=value)

@@ -15,6 +15,7 @@ from twitch_cds.knowledge.cardtexts import CardTexts
 from twitch_cds.knowledge.concepts import Concepts
 from twitch_cds.knowledge.files import read_yaml, rulesets_dir
 from twitch_cds.knowledge.measurements import Measurements, ParamRef
+from twitch_cds.knowledge.orders import Orders
 from twitch_cds.knowledge.parameters import ParameterSet, load_parameters
 from twitch_cds.knowledge.reads import FactReads
 from twitch_cds.knowledge.rules import (
@@ -51,6 +52,7 @@ class Knowledge:
     concepts: Concepts
     cards: CardTexts
     rules: tuple[CompiledRule, ...]
+    orders: Orders
 
     @functools.cached_property
     def rules_by_id(self) -> dict[str, CompiledRule]:
@@ -185,6 +187,18 @@ def _check_conclusion(rule: RuleFile, cards: CardTexts) -> None:
         )
 
 
+def _check_suggestions(cards: CardTexts, orders: Orders) -> None:
+    """Every suggestion orders what orders.yaml defines (standard codes only)."""
+    for key, suggestion in cards.suggestions.items():
+        if suggestion.procedure is not None and suggestion.procedure not in orders.procedures:
+            raise RulesetError(f"cards.yaml: suggestions.{key}: procedure "
+                               f"{suggestion.procedure!r} is not in orders.yaml")
+        unknown = set(suggestion.tests) | set(suggestion.also)
+        if unknown - set(orders.tests):
+            raise RulesetError(f"cards.yaml: suggestions.{key}: tests "
+                               f"{sorted(unknown - set(orders.tests))} are not in orders.yaml")
+
+
 def load_knowledge(directory: Path | None = None) -> Knowledge:
     """Load and check every file in ``rulesets/``; errors name the file and the rule."""
     directory = directory or rulesets_dir()
@@ -214,6 +228,8 @@ def load_knowledge(directory: Path | None = None) -> Knowledge:
         for suggestion in texts.suggestions:
             if suggestion not in cards.suggestions:
                 raise RulesetError(f"cards.yaml: {kind}: unknown suggestion {suggestion!r}")
+    orders = _model(Orders, directory / "orders.yaml")
+    _check_suggestions(cards, orders)
     schema = Schema(
         fact_fields={name: fact_fields(name) for name in FACT_TYPES}
         | {"parameters": set(parameters.parameters) | {"type", "id"}},
@@ -225,7 +241,8 @@ def load_knowledge(directory: Path | None = None) -> Knowledge:
     )
     rules = _load_rules(directory / "rules", schema, cards)
     return Knowledge(
-        directory, terminology, parameters, measurements, trust, concepts, cards, rules
+        directory, terminology, parameters, measurements, trust, concepts, cards, rules,
+        orders=orders,
     )
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Lang = Literal["en", "id"]
 
@@ -21,8 +21,34 @@ class Text(BaseModel):
 class SourceTexts(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     label: Text
+    """What the knowledge is: rules derived from a lay patient article, and whom it cites."""
     topic_system: str
     article: Text
+    catalogue: str = Field(pattern=r"^https?://\S+[^/]$")
+    """The default base of the rule catalogue; a rule's page is
+    ``<base>/<lang>/rules/<rule-id>.html`` (``evaluate(catalogue=...)`` overrides it)."""
+    link_label: Text
+    """The label of a card's link to one of its rules' pages (``{rule}``: the rule id)."""
+
+
+class Section(BaseModel):
+    """An article heading shown in the card's language: the source's own (machine-translated)
+    title is quoted only as a citation, never printed as if it were ours."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    title: Text
+    quoted: bool = True
+    """False for a place that is not a heading of the article (the opening paragraph)."""
+
+
+class Correction(BaseModel):
+    """A known mistranslation in the Indonesian article: the corrected reading an Indonesian
+    card shows beside the verbatim quotation of ``text`` (a sentence of the article)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    text: str = Field(min_length=10)
+    reading: str = Field(min_length=10)
+    why: str = Field(min_length=5)
 
 
 class CardKind(BaseModel):
@@ -33,49 +59,44 @@ class CardKind(BaseModel):
     summary: Text
     subjects: dict[str, Text] = Field(min_length=1)
     suggestions: list[str] = Field(default_factory=list)
+    summary_orders: Text | None = None
+    """The summary when the card orders tests: ``{subjects}`` and ``{orders}`` (their short
+    names, "K, Na, Mg, Ca and creatinine")."""
+    summary_due: Text | None = None
+    """The summary when tests are all the card is about: ``{reasons}`` and ``{orders}``."""
+    order_subjects: list[str] = Field(default_factory=list)
+    """Subjects that only say tests are due: named by the orders, not in ``{subjects}``."""
 
 
 LANGS: tuple[Lang, ...] = ("en", "id")
 
 
-def localise(value: Any, lang: Lang) -> Any:
-    """A resource template in one language: every ``{en: ..., id: ...}`` text becomes the
-    string of ``lang``; everything else is copied as it is."""
-    if isinstance(value, dict):
-        if set(value) == set(LANGS) and all(isinstance(v, str) for v in value.values()):
-            return value[lang]
-        return {k: localise(v, lang) for k, v in value.items()}
-    if isinstance(value, list):
-        return [localise(v, lang) for v in value]
-    return value
-
-
 class SuggestionTexts(BaseModel):
-    """A suggested action: its label, and FHIR resources whose texts may be given in both
-    languages (``text: {en: ..., id: ...}``), so that an Indonesian card carries no English
-    text of ours. Each resource is validated with fhir.resources in both languages at load."""
+    """A suggested action, built from ``rulesets/orders.yaml``: a procedure (a referral)
+    with its label, or tests. Tests from every conclusion of a card are pooled into one
+    suggestion, ordered as labs order them (panels); ``tests`` are those the rule found with
+    no current result, ``also`` those ordered alongside (renal function with a diuretic's
+    electrolytes), ``reason`` why they are wanted."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    label: Text
-    resources: list[dict[str, Any]] = Field(min_length=1)
-    _by_lang: dict[str, list[dict[str, Any]]] = PrivateAttr(default_factory=dict)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    label: Text | None = None
+    procedure: str | None = None
+    priority: Literal["routine", "urgent", "asap", "stat"] | None = None
+    text: Text | None = None
+    """The procedure's ``code.text`` when the order's own text is not specific enough."""
+    tests: list[str] = Field(default_factory=list)
+    also: list[str] = Field(default_factory=list)
+    reason: Text | None = None
 
     @model_validator(mode="after")
-    def _valid_fhir(self) -> SuggestionTexts:
-        from fhir.resources.R4B import get_fhir_model_class
-
-        for lang in LANGS:
-            rendered = [localise(r, lang) for r in self.resources]
-            for resource in rendered:
-                model = get_fhir_model_class(str(resource.get("resourceType")))
-                # the subject is added per patient when the card is built
-                model.model_validate({**resource, "subject": {"reference": "Patient/x"}})
-            self._by_lang[lang] = rendered
+    def _one_kind(self) -> SuggestionTexts:
+        if (self.procedure is None) == (not (self.tests or self.also)):
+            raise ValueError("a suggestion is either a procedure or tests")
+        if self.procedure is not None and self.label is None:
+            raise ValueError("a procedure suggestion needs a label")
+        if (self.tests or self.also) and self.reason is None:
+            raise ValueError("a tests suggestion needs a reason")
         return self
-
-    def resources_in(self, lang: Lang) -> list[dict[str, Any]]:
-        """The resource templates with their texts in ``lang``."""
-        return self._by_lang[lang]
 
 
 class OverrideReason(BaseModel):
@@ -94,3 +115,6 @@ class CardTexts(BaseModel):
     evidence_words: dict[str, Text]
     status_words: dict[str, Text] = Field(default_factory=dict)
     """FHIR status codes of medication records, in words, for evidence lines."""
+    sections: dict[str, Section] = Field(default_factory=dict)
+    """Each article heading a rule cites (``citation.section``), in both languages."""
+    corrections: list[Correction] = Field(default_factory=list)

@@ -69,6 +69,12 @@ def run_scenario(
                     knowledge=knowledge)
 
 
+def _service_codings(resource: dict[str, Any]) -> list[dict[str, Any]]:
+    """A ServiceRequest's codings, R4 (``code.coding``) or R5 (``code.concept.coding``)."""
+    code = resource.get("code") or {}
+    return list((code.get("concept") or code).get("coding", []))
+
+
 def _card_problems(want: dict[str, Any], result: EvaluationResult) -> list[str]:
     kind = want["kind"]
     matching = [c for c in result.cards if c.kind == kind]
@@ -92,7 +98,7 @@ def _card_problems(want: dict[str, Any], result: EvaluationResult) -> list[str]:
     if "services" in want:  # exactly these codes are ServiceRequests on the card(s)
         got = sorted(str(coding.get("code")) for c in matching for s in c.suggestions or ()
                      for a in s.actions or () if a.resource
-                     for coding in (a.resource.get("code") or {}).get("coding", []))
+                     for coding in _service_codings(a.resource))
         if got != sorted(want["services"]):
             problems.append(f"{kind}: ServiceRequest codes {got}, "
                             f"expected {sorted(want['services'])}")

@@ -80,6 +80,10 @@ class Terminology:
     titles: dict[str, str] = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)
     """Each value set's canonical URL, by id: what rule files link to."""
+    displays: dict[str, dict[tuple[str, str], str]] = field(default_factory=dict)
+    """Our CodeSystem's displays per language (``designation`` for ``id``): evidence lines
+    show our own codes in the card's language."""
+    _own_words: dict[str, dict[tuple[str, str], tuple[str, str]]] = field(default_factory=dict)
     _exact: dict[tuple[str, str], list[str]] = field(default_factory=lambda: defaultdict(list))
     _prefix: dict[str, dict[str, list[str]]] = field(default_factory=lambda: defaultdict(dict))
     _names: dict[str, re.Pattern[str]] = field(default_factory=dict)
@@ -92,6 +96,29 @@ class Terminology:
     products: ProductTable = field(default_factory=lambda: ProductTable())
     _known_systems: frozenset[str] | None = None
     """RxNorm products and packs (rxnorm-products.json): names, and those of no class."""
+
+    def add_displays(self, codesystem: dict[str, Any]) -> None:
+        """Each concept's display (English) and its designations by language."""
+        system = codesystem["url"]
+        pending = list(codesystem.get("concept") or ())
+        while pending:
+            concept = pending.pop()
+            pending += concept.get("concept") or ()
+            key = (system, concept["code"])
+            self.displays.setdefault("en", {})[key] = concept["display"]
+            for designation in concept.get("designation") or ():
+                self.displays.setdefault(designation["language"], {})[key] = designation["value"]
+
+    def own_words(self, lang: str) -> dict[tuple[str, str], tuple[str, str]]:
+        """Our codes' (English display, display in ``lang``), for codes with a ``lang``
+        designation."""
+        found = self._own_words.get(lang)
+        if found is None:
+            english = self.displays.get("en", {})
+            found = self._own_words[lang] = {
+                key: (english[key], local)
+                for key, local in self.displays.get(lang, {}).items() if key in english}
+        return found
 
     def lookup(self, system: str | None, code: str | None) -> tuple[Match, ...]:
         """Value sets holding this coding, by exact code or by class prefix (remembered: a
@@ -267,4 +294,6 @@ def load_terminology(directory: Path) -> Terminology:
     products = directory / PRODUCTS_FILE
     if products.exists():  # after the value sets: a product never repeats their match
         terminology.add_products(load_products(products))
+    for path in sorted(directory.glob("codesystem-*.json")):
+        terminology.add_displays(json.loads(path.read_text(encoding="utf-8")))
     return terminology

@@ -273,7 +273,8 @@ def test_the_card_extension_names_its_rules_and_the_ruleset(knowledge: Knowledge
             assert set(ids) == {r for r in fired if concluding.get(r) == card.kind}
         assert Card.model_validate(data) == card
     red = result.cards[0].to_json()["extension"][EXTENSION_KEY]["rules"]
-    assert {"id": "red-flag-weakness", "version": versions["red-flag-weakness"]} in red
+    assert {"id": "red-flag-weakness", "version": versions["red-flag-weakness"],
+            "validation": "testing"} in red
 
 
 ENGLISH_MARKERS = re.compile(

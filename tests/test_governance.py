@@ -4,6 +4,7 @@ honestly that no clinician has reviewed them yet."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,8 +49,17 @@ def test_governance_slots_are_checked(tmp_path: Path, knowledge: Knowledge,
 
 
 def test_a_reviewed_rule_can_go_to_production(tmp_path: Path, knowledge: Knowledge) -> None:
-    promoted = load_knowledge(_changed(
-        tmp_path, knowledge, lambda r: _promote(r, "Dr A. Neurologist", "2026-12-01")))
+    import datetime as dt
+
+    from twitch_cds.knowledge.reviews import record_review
+
+    rulesets = tmp_path / "rulesets"
+    shutil.copytree(knowledge.directory, rulesets)
+    record_review(rulesets, "red-flag-weakness", reviewer="Dr A. Neurologist",
+                  role="Neurologist", decision="approved", date=dt.date(2026, 12, 7))
+    promoted = load_knowledge(changed_ruleset(
+        tmp_path / "promoted", rulesets, RULE,
+        lambda r: _promote(r, "Dr A. Neurologist", "2026-12-07")))
     rule = next(c.rule for c in promoted.rules if c.rule.id == "red-flag-weakness")
     assert rule.maintenance.validation == "production"
     assert rule.maintenance.specialist == "Dr A. Neurologist"

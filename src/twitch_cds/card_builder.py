@@ -17,6 +17,7 @@ from twitch_cds.facts import Evidence
 from twitch_cds.knowledge.bundle import Knowledge
 from twitch_cds.knowledge.cardtexts import CardKind, Lang, SuggestionTexts
 from twitch_cds.knowledge.orders import LabTest, Panel, as_r5
+from twitch_cds.knowledge.rules import Maintenance
 from twitch_cds.provenance import Provenance
 
 CARD_NAMESPACE = uuid.UUID("5b0c3f4e-6f1e-4c51-9d43-1f6b1c2a7e10")
@@ -144,6 +145,15 @@ def _markers(numbers: Iterable[int]) -> str:
     parts = [f"{r[0]}" if len(r) == 1 else f"{r[0]}–{r[-1]}" if len(r) > 2
              else f"{r[0]}, {r[1]}" for r in runs]
     return f"[{', '.join(parts)}]"
+
+
+def _rule_entry(rule_id: str, version: str, maintenance: Maintenance) -> dict[str, str]:
+    """A rule in the card's extension: id, version and its clinical review state (a
+    ``production`` rule has an approving review of its content; see knowledge/reviews.py)."""
+    entry = {"id": rule_id, "version": version, "validation": maintenance.validation}
+    if maintenance.validation == "production" and maintenance.reviewed is not None:
+        entry["reviewed"] = maintenance.reviewed.isoformat()
+    return entry
 
 
 @dataclass
@@ -282,6 +292,7 @@ class CardBuilder:
         sources: dict[str, None] = {}  # general clinical knowledge: reference (date), each once
         beyond: set[str] = set()  # messages whose knowledge is not the article's
         rules: dict[str, str] = {}
+        reviewed: dict[str, Maintenance] = {}  # the review slots of each rule behind the card
         by_message: dict[str, dict[str, None]] = {}
         tests = _TestOrders()
         pooled = _POOLED  # the place of the one bullet naming the tests due
@@ -308,6 +319,7 @@ class CardBuilder:
             elif (citation := rule.library.citation) is not None:
                 citations.setdefault(citation.text, (citation.section, citation.gloss))
             rules[rule.id] = rule.maintenance.version
+            reviewed[rule.id] = rule.maintenance
         wanted = [t for t in dict.fromkeys([*tests.due, *tests.also]) if t not in self._ordered]
         self._ordered.update(wanted)
         plan = self.k.orders.plan(wanted)
@@ -368,6 +380,9 @@ class CardBuilder:
             span = oldest if oldest == newest else labels["data_range"](lang).format(
                 oldest=oldest, newest=newest)
             lines.append(f"**{labels['data_age'](lang)}**: {span}")
+        in_production = all(m.validation == "production" for m in reviewed.values())
+        if not in_production:  # the clinician knows the advice has not been signed off
+            lines += ["", f"*{labels['unreviewed'](lang)}*"]
         while lines and not lines[-1]:
             lines.pop()
         references = list(numbers)
@@ -398,8 +413,9 @@ class CardBuilder:
             links=links,
             extension={EXTENSION_KEY: {
                 "ruleset": self.k.version,
-                "rules": [{"id": rule_id, "version": rules[rule_id]}
+                "rules": [_rule_entry(rule_id, rules[rule_id], reviewed[rule_id])
                           for rule_id in sorted(rules)],
+                "reviewed": in_production,
             }},
         ))
 

@@ -66,7 +66,8 @@ class Card(_Model):
     links: list[Link] | None = Field(default=None, min_length=1)
     extension: dict[str, Any] | None = Field(default=None, min_length=1)
     """CDS Hooks 2.0 extensions. twitch-cds puts the rules behind the card here
-    (``{"twitch-cds": {"ruleset": ..., "rules": [{"id": ..., "version": ...}]}}``), so that
+    (``{"twitch-cds": {"ruleset": ..., "rules": [{"id": ..., "version": ..., "validation":
+    ...}], "reviewed": ...}}``, ``reviewed`` when every rule is in production), so that
     the card's text carries no rule ids."""
 
     @field_validator("selectionBehavior")

@@ -98,7 +98,57 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--restart", action="store_true",
                        help="discard an unfinished run in --out instead of resuming it "
                             "(a run of other inputs or settings is never resumed)")
+    _workbench_commands(commands)
     return parser
+
+
+def _workbench_commands(commands: Any) -> None:
+    """The clinical review workbench: reviews, the catalogue website, the FHIR package."""
+    review = commands.add_parser(
+        "review", help="record a clinical review of a rule as it stands, or list review states")
+    review.add_argument("rule", nargs="?", help="the rule id (not with --status)")
+    review.add_argument("--reviewer", help="the reviewer's name, as they sign")
+    review.add_argument("--role", help="the reviewer's clinical role (and institution)")
+    review.add_argument("--decision", choices=("approved", "changes-requested"))
+    review.add_argument("--comment", default="", help="what to change, or notes")
+    review.add_argument("--date", help="the review date, YYYY-MM-DD (default: today, UTC)")
+    review.add_argument("--status", action="store_true",
+                        help="print each rule's review state and exit")
+    review.add_argument("--rulesets", type=Path, default=None,
+                        help="the rulesets/ directory (default: the one the package loads)")
+    site = commands.add_parser(
+        "catalogue", help="write the rule catalogue as a static website (English, Indonesian)")
+    site.add_argument("--out", required=True, type=Path, help="directory for the website")
+    site.add_argument("--scenarios", type=Path, default=None,
+                      help="scenario directory (default: tests/scenarios beside rulesets/)")
+    site.add_argument("--mutation-report", type=Path, default=None,
+                      help="a JSON report of `python -m twitch_cds.knowledge.mutate --json` "
+                           "(default: run the mutation tests now)")
+    site.add_argument("--no-mutation", action="store_true",
+                      help="leave the mutation results out (pages say they were not run)")
+    site.add_argument("--rulesets", type=Path, default=None,
+                      help="the rulesets/ directory (default: the one the package loads)")
+    export = commands.add_parser("export", help="export the knowledge in a standard form")
+    kinds = export.add_subparsers(dest="export_kind", required=True)
+    package = kinds.add_parser("fhir-package",
+                               help="an NPM-style FHIR package (CPG-on-FHIR resources): "
+                                    "fhir-package OUT [--fhir-version R4|R5]")
+    package.add_argument("out", type=Path, help="directory to write the package into")
+    package.add_argument("--fhir-version", choices=("R4", "R5"), default="R4",
+                         help="R4 (4.0.1) or R5 (5.0.0) resources")
+
+
+def _workbench(args: argparse.Namespace) -> int:
+    """Run ``review``, ``catalogue`` or ``export`` (front doors beside this one)."""
+    if args.command == "review":
+        return _review(args)
+    if args.command == "catalogue":
+        from twitch_cds.catalogue import catalogue_command
+
+        return catalogue_command(args)
+    from twitch_cds.export import export_command
+
+    return export_command(args)
 
 
 def _screen(args: argparse.Namespace) -> int:
@@ -272,6 +322,41 @@ def _review_state(entry: dict[str, Any], lang: Lang) -> str:
                 hooks=", ".join(entry["evoke"]))
 
 
+def _review(args: argparse.Namespace) -> int:
+    """``twitch-cds review``: record a review of a rule as it stands, or list the states."""
+    import datetime as dt
+
+    from twitch_cds.knowledge.files import rulesets_dir
+    from twitch_cds.knowledge.reviews import load_reviews, read_rule_files, record_review
+
+    rulesets = (args.rulesets or rulesets_dir()).resolve()
+    if args.status:  # read file by file: a rule the loader refuses (stale) is listed too
+        reviews = load_reviews(rulesets / "reviews")
+        lines = []
+        for rule in read_rule_files(rulesets / "rules"):
+            state = reviews.of(rule)
+            last = state.latest
+            lines.append(f"{rule.id} {rule.maintenance.version}  {state.state}  "
+                         f"{rule.maintenance.validation}"
+                         + (f"  (last review {last.date} by {last.reviewer}: {last.decision})"
+                            if last else ""))
+        return _print("\n".join(lines))
+    missing = [name for name in ("rule", "reviewer", "role", "decision")
+               if not getattr(args, name)]
+    if missing:
+        raise ValueError("twitch-cds review RULE needs " + ", ".join(
+            f"--{m}" if m != "rule" else "the rule id" for m in missing))
+    date = dt.date.fromisoformat(args.date) if args.date else None
+    path, review = record_review(rulesets, args.rule, reviewer=args.reviewer, role=args.role,
+                                 decision=args.decision, comments=args.comment, date=date)
+    print(f"recorded: {review.decision} review of {review.rule} {review.version} "
+          f"({review.hash[:19]}...) by {review.reviewer} in {path}")
+    if review.decision == "approved":
+        print(f"to put it in production, set in its maintenance: validation: production, "
+              f"specialist: \"{review.reviewer}, {review.role}\", reviewed: {review.date}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -281,6 +366,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "screen":
             return _screen(args)
+        if args.command in ("review", "catalogue", "export"):
+            return _workbench(args)
         data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
         result = evaluate(data, now=args.now, lang=args.lang,
                           parameters=_parameters(args.param, args.lang),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from twitch_cds.knowledge.measurements import Measurements, ParamRef
 from twitch_cds.knowledge.orders import Orders
 from twitch_cds.knowledge.parameters import ParameterSet, load_parameters
 from twitch_cds.knowledge.reads import FactReads
+from twitch_cds.knowledge.reviews import REVIEWS_DIR, Reviews, check_production, load_reviews
 from twitch_cds.knowledge.rules import (
     CONCEPT_FIELDS,
     RuleCheckError,
@@ -53,6 +54,8 @@ class Knowledge:
     cards: CardTexts
     rules: tuple[CompiledRule, ...]
     orders: Orders
+    reviews: Reviews = field(default_factory=Reviews)
+    """The clinical reviews in ``rulesets/reviews/`` (a production rule has a current one)."""
 
     @functools.cached_property
     def rules_by_id(self) -> dict[str, CompiledRule]:
@@ -100,7 +103,8 @@ def _check_measurements(measurements: Measurements, know: dict[str, Any], path: 
                 raise RulesetError(f"{path}: {name}: unknown parameter {ref!r}")
 
 
-def _load_rules(directory: Path, schema: Schema, cards: CardTexts) -> tuple[CompiledRule, ...]:
+def _load_rules(directory: Path, schema: Schema, cards: CardTexts,
+                reviews: Reviews | None = None) -> tuple[CompiledRule, ...]:
     paths = sorted(directory.rglob("*.yaml"))
     if not paths:
         raise RulesetError(f"{directory}: no rule files")
@@ -114,6 +118,10 @@ def _load_rules(directory: Path, schema: Schema, cards: CardTexts) -> tuple[Comp
         if rule.id in seen:
             raise RulesetError(f"{path}: rule {rule.id}: duplicate id (also in {seen[rule.id]})")
         seen[rule.id] = path
+        try:  # production only with an approving review of the rule as it stands
+            check_production(rule, reviews or Reviews())
+        except ValueError as exc:
+            raise RulesetError(f"{path}: rule {rule.id}: {exc}") from exc
         declare_derivation(rule, schema)
         parsed.append((path, rule))
     _check_negations(parsed)
@@ -239,10 +247,11 @@ def load_knowledge(directory: Path | None = None) -> Knowledge:
         concept_fields=CONCEPT_FIELDS,
         valueset_urls=terminology.urls,
     )
-    rules = _load_rules(directory / "rules", schema, cards)
+    reviews = load_reviews(directory / REVIEWS_DIR)
+    rules = _load_rules(directory / "rules", schema, cards, reviews)
     return Knowledge(
         directory, terminology, parameters, measurements, trust, concepts, cards, rules,
-        orders=orders,
+        orders=orders, reviews=reviews,
     )
 
 

@@ -238,6 +238,8 @@ def mutants_of(document: dict[str, Any], path: str, siblings: Siblings,
             params: dict[str, Any] | None = None) -> None:
         if operator == "swap-valueset":
             siblings.relink(doc)
+        if doc is not document:  # a mutant is not the reviewed rule: test it, do not refuse it
+            doc["maintenance"]["validation"] = "testing"
         found.append(Mutant(f"{rule_id}:{operator}:{location}", rule_id, operator, location,
                             path, doc, params))
 

@@ -24,6 +24,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import twitch_cds
@@ -56,6 +57,10 @@ class _OutOfTime(Exception):
 class _Rejected(Exception):
     def __init__(self, response: Response) -> None:
         self.response = response
+
+
+CATALOGUE_PATH = "/catalogue"
+"""Where the rule catalogue is served when ``catalogue_dir`` is set."""
 
 
 def create_app(config: ServiceConfig | None = None,
@@ -360,6 +365,10 @@ def create_app(config: ServiceConfig | None = None,
 
         await asyncio.to_thread(record)
         return Response(status_code=200)
+
+    if config.catalogue_dir is not None:  # the rule catalogue for reviewers, read-only
+        app.mount(CATALOGUE_PATH, StaticFiles(directory=config.catalogue_dir, html=True),
+                  name="catalogue")
 
     @app.get("/healthz", include_in_schema=False)
     async def health() -> dict[str, Any]:

@@ -155,6 +155,17 @@ class ServiceConfig(BaseSettings):
     rotation), so a flood of forged kids cannot hammer the EHR's key endpoint."""
     leeway_s: int = Field(default=30, ge=0)
     """Clock skew allowed for ``exp`` and ``iat``."""
+    catalogue_dir: Path | None = None
+    """Serve the rule catalogue that ``twitch-cds catalogue --out DIR`` wrote, read-only, at
+    ``/catalogue/`` (static files, GET and HEAD only, no token: it holds the knowledge, no
+    patient data). Off when unset."""
+
+    @model_validator(mode="after")
+    def _catalogue_is_built(self) -> ServiceConfig:
+        if self.catalogue_dir is not None and not (self.catalogue_dir / "index.html").is_file():
+            raise ValueError(f"catalogue_dir {self.catalogue_dir} holds no catalogue "
+                             "(no index.html): write one with twitch-cds catalogue --out DIR")
+        return self
 
     @model_validator(mode="after")
     def _audience_is_configured(self) -> ServiceConfig:

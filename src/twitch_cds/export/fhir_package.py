@@ -155,10 +155,12 @@ def plan_definition(compiled: CompiledRule, knowledge: Knowledge, state: RuleRev
             "language": RULE_LANGUAGE,
             "reference": relative,
         }}],
-        "documentation": [{"type": "citation", "display": rule.library.citation.section,
-                           "citation": f"{rule.library.citation.text} — "
-                                       f"{rule.library.citation.gloss}"}],
+        "documentation": [],
     }
+    citation = rule.library.citation
+    if citation is not None:  # a rule of general clinical knowledge may cite no sentence
+        action["documentation"].append({"type": "citation", "display": citation.section,
+                                        "citation": f"{citation.text} — {citation.gloss}"})
     source = rule.library.knowledge_source
     if source is not None:  # the rule follows this reference, not the article
         action["documentation"].insert(0, {

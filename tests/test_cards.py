@@ -305,7 +305,7 @@ def _is_reference(line: str) -> bool:
     (``library.knowledge_source``): a published title, quoted as published, like the
     article's own sentences."""
     return line.startswith("- ") and any(
-        line[2:].startswith(source.reference) for source in _knowledge_sources())
+        line[2:].strip("`").startswith(source.reference) for source in _knowledge_sources())
 
 
 def _knowledge_sources() -> list[KnowledgeSource]:

@@ -373,7 +373,7 @@ class CardBuilder:
             if lines[-1]:
                 lines.append("")
             lines += [f"**{labels['beyond_article'](lang)}**", ""]
-            lines += [f"- {source}" for source in sources]
+            lines += [f"- `{source}`" for source in sources]  # quoted as published
             lines.append("")
         if dates:
             oldest, newest = min(dates), max(dates)

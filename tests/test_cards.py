@@ -24,6 +24,7 @@ from twitch_cds.cds_hooks import INDICATOR_ORDER, Card
 from twitch_cds.knowledge.bundle import Knowledge, default_knowledge
 from twitch_cds.knowledge.cardtexts import CardTexts
 from twitch_cds.knowledge.orders import Orders
+from twitch_cds.knowledge.rules import KnowledgeSource
 
 from .builders import (
     ATC,
@@ -233,8 +234,9 @@ def test_each_resource_is_cited_once_per_card(lang: str) -> None:
             assert set(re.findall(r"`([A-Za-z]+/[^`]+)`", detail)) == set(cited)
             quotes = [line for line in detail.splitlines()
                       if line.startswith("> ") and not line.startswith(("> (", "> —"))]
-            beyond = any(f"**{label}**" in detail for label in KNOWLEDGE_SOURCE_LABELS)
-            assert quotes or beyond, detail  # the article, or the source of what is not
+            # a card whose every line is general clinical knowledge quotes no article
+            beyond = default_knowledge().cards.labels["beyond_article"](lang)  # type: ignore[arg-type]
+            assert quotes or f"**{beyond}**" in detail, detail
             assert len(quotes) == len(set(quotes)), detail
     assert cards > 20
 
@@ -281,10 +283,6 @@ ENGLISH_MARKERS = re.compile(
     re.IGNORECASE)
 
 
-KNOWLEDGE_SOURCE_LABELS = {default_knowledge().cards.labels["knowledge_source"](lang)
-                           for lang in ("en", "id")}
-
-
 def _our_texts(card: Card) -> list[str]:
     """Every text on a card that twitch-cds writes, without the record's own words: the
     evidence lines quote each record's display or name as sent, so only their part after the
@@ -298,17 +296,28 @@ def _our_texts(card: Card) -> list[str]:
         for action in suggestion.actions or []:
             texts.append(action.description)
             texts.append(str(((action.resource or {}).get("code") or {}).get("text", "")))
-    cited = False  # the references under "Not from the article": a source's own title
-    for line in (card.detail or "").splitlines():
-        if line.startswith("**"):
-            cited = line.strip("*") in KNOWLEDGE_SOURCE_LABELS
-        if not re.match(r"^\d+\. `", line) and not (cited and line.startswith("- ")):
-            texts.append(line)
+    texts += [line for line in (card.detail or "").splitlines()
+              if not re.match(r"^\d+\. `", line) and not _is_reference(line)]
     return texts
 
 
+def _is_reference(line: str) -> bool:
+    """A line naming a guideline or reference behind general clinical knowledge
+    (``library.knowledge_source``): a published title, quoted as published, like the
+    article's own sentences."""
+    return line.startswith("- ") and any(
+        line[2:].strip("`").startswith(source.reference) for source in _knowledge_sources())
+
+
+def _knowledge_sources() -> list[KnowledgeSource]:
+    return [c.rule.library.knowledge_source for c in default_knowledge().rules
+            if c.rule.library.knowledge_source is not None]
+
+
 def test_indonesian_cards_carry_no_english_of_ours(knowledge: Knowledge) -> None:
-    english_words = [w.en.split("{")[0].strip() for w in knowledge.cards.evidence_words.values()]
+    english_words = [word for w in knowledge.cards.evidence_words.values()  # "{sex}, age {age}":
+                     for part in re.split(r"\{[^}]*\}", w.en)      # "age"
+                     if (word := part.strip(" ,;:()"))]
     statuses = list(knowledge.cards.status_words.values())
     for result in _results("id"):
         for card in result.cards:

@@ -289,8 +289,8 @@ _OUR_TEXT = """() => {
 }"""
 
 SKIPPED = {"code", "pre", "svg", "script", "style", "title"}
-KNOWLEDGE_SOURCE_LABELS = ["Not from the article: general clinical knowledge",
-                           "Bukan dari artikel: pengetahuan klinis umum"]
+KNOWLEDGE_SOURCE_LABELS = ["Not from the article: general clinical knowledge, from",
+                           "Bukan dari artikel: pengetahuan klinis umum, dari"]
 """The heading of a card's references that are not from the article (cards.yaml)."""
 
 

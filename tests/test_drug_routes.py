@@ -32,7 +32,21 @@ def _steroid_rules(resource: dict[str, object]) -> set[str]:
      set()),
     (med_statement("m", [{"system": RXNORM, "code": "8638"}],
                    dosage=[{"text": "1 tablet diminum pagi hari"}]), {SYSTEMIC}),
-    (med_statement("m", [{"system": RXNORM, "code": "8640"}]), {UNKNOWN}),
+    # prednisone has no local-use form: systemic with no route on record; prednisolone has
+    # eye drops, so with no dose form its route stays unknown
+    (med_statement("m", [{"system": RXNORM, "code": "8640"}]), {SYSTEMIC}),
+    (med_statement("m", [{"system": RXNORM, "code": "8640"}], text="Prednison 5 mg"), {SYSTEMIC}),
+    (med_statement("m", text="deflazacort"), {SYSTEMIC}),
+    (med_statement("m", [{"system": RXNORM, "code": "8638"}]), {UNKNOWN}),
+    # the product's name or dose form says how it is taken, in Indonesian too
+    (med_statement("m", [{"system": RXNORM, "code": "6902"}], text="Metilprednisolon injeksi"),
+     {SYSTEMIC}),
+    (med_statement("m", [{"system": RXNORM, "code": "3264"}], text="Deksametason tablet 0,5 mg"),
+     {SYSTEMIC}),
+    (med_statement("m", [{"system": RXNORM, "code": "8638"}], text="prednisolone oral solution"),
+     {SYSTEMIC}),
+    (med_statement("m", [{"system": RXNORM, "code": "3264"}], text="dexamethasone ampul"),
+     {SYSTEMIC}),
     # ATC H02 is systemic by definition, even next to a local-use word
     (med_statement("m", [{"system": ATC, "code": "H02AB07"}], text="prednisone spray"),
      {SYSTEMIC}),
@@ -71,8 +85,34 @@ def test_a_systemic_and_an_unknown_route_corticosteroid_are_both_kept() -> None:
     # route_known tells two exposures apart: neither is merged into the other
     result = twitch_cds.evaluate([
         twitching(), med_statement("a", [{"system": ATC, "code": "H02AB06"}]),
-        med_statement("b", [{"system": RXNORM, "code": "8640"}])], now=NOW)
+        med_statement("b", [{"system": RXNORM, "code": "8638"}])], now=NOW)
     assert fired(result) >= {SYSTEMIC, UNKNOWN}
     card = next(c for c in result.cards if c.kind == "medication-side-effect")
     assert "MedicationStatement/a" in (card.detail or "")
     assert "MedicationStatement/b" in (card.detail or "")
+
+
+@pytest.mark.parametrize(("form", "expected"), [
+    ({"coding": [{"system": "http://standardterms.edqm.eu", "code": "10219000"}]}, {SYSTEMIC}),
+    ({"coding": [{"system": "http://snomed.info/sct", "code": "385219001"}]}, {SYSTEMIC}),
+    ({"text": "Larutan injeksi"}, {SYSTEMIC}),
+    ({"coding": [{"system": "http://standardterms.edqm.eu", "code": "99999999"}]}, {UNKNOWN}),
+])
+def test_a_coded_dose_form_says_systemic(form: dict[str, object], expected: set[str]) -> None:
+    medication = {"resourceType": "Medication", "id": "hc", "form": form,
+                  "code": {"coding": [{"system": RXNORM, "code": "5492"}]}}
+    statement = {"resourceType": "MedicationStatement", "id": "s", "status": "active",
+                 "medicationReference": {"reference": "Medication/hc"},
+                 "subject": {"reference": "Patient/p1"}}
+    result = twitch_cds.evaluate([twitching(), medication, statement], now=NOW)
+    assert fired(result) & {SYSTEMIC, UNKNOWN} == expected
+
+
+def test_an_unknown_systemic_value_set_is_refused(tmp_path: Path, knowledge: Knowledge) -> None:
+    copy = tmp_path / "rulesets"
+    shutil.copytree(knowledge.directory, copy)
+    trust = yaml.safe_load((copy / "trust.yaml").read_text())
+    trust["non_systemic"]["corticosteroid"]["systemic_valueset"] = "corticosteroid-oral"
+    (copy / "trust.yaml").write_text(yaml.safe_dump(trust))
+    with pytest.raises(RulesetError, match="corticosteroid-oral"):
+        load_knowledge(copy)

@@ -26,6 +26,10 @@ def _broken(tmp_path: Path, knowledge: Knowledge, change: Callable[[dict], None]
     (lambda r: r["knowledge"]["when"]["sign"].update(type="symptom"), "unknown fact type"),
     (lambda r: r["knowledge"]["when"]["sign"].update(concept="weakness"), "unknown value set"),
     (lambda r: r["library"].pop("citation"), "citation"),
+    (lambda r: r["library"].update(knowledge_source={"kind": "article", "reference": "x" * 20,
+                                                     "date": "2024"}), "knowledge_source.kind"),
+    (lambda r: r["library"].update(knowledge_source={
+        "kind": "general-clinical-knowledge", "reference": "A guideline, 2024"}), "date"),
     (lambda r: r["library"]["citation"].update(text=""), "citation.text"),
     (lambda r: r["maintenance"].update(id="red-flag-chronic"), "duplicate id"),
     (lambda r: r["knowledge"]["when"]["sign"].update(colour="red"), "no field 'colour'"),
@@ -69,7 +73,7 @@ def test_every_rule_cites_the_article_verbatim(knowledge: Knowledge) -> None:
     assert knowledge.rules, "no rules to check"
     for compiled in knowledge.rules:
         citation = compiled.rule.library.citation
-        if citation is None:  # general clinical knowledge: its own source, checked at load
+        if citation is None:  # general clinical knowledge, with its own source
             assert compiled.rule.library.knowledge_source is not None, compiled.rule.id
             continue
         for sentence in citation.text.split(". "):

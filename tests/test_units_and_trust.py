@@ -154,7 +154,7 @@ def test_medication_request_statuses() -> None:
     def request(status: str, **extra: Any) -> dict[str, Any]:
         return {"resourceType": "MedicationRequest", "id": "mr", "status": status,
                 "intent": "order", "subject": {"reference": "Patient/p1"},
-                "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": "8640"}]},
+                "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": "8638"}]},
                 **extra}
 
     def steroid(resource: dict[str, Any]) -> bool:

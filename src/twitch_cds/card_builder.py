@@ -295,7 +295,8 @@ class CardBuilder:
         labels = self.k.cards.labels
         lang = self.lang
         citations: dict[str, tuple[str, str]] = {}
-        sources: dict[str, None] = {}
+        sources: dict[str, None] = {}  # general clinical knowledge: reference (date), each once
+        beyond: set[str] = set()  # messages whose knowledge is not the article's
         rules: dict[str, str] = {}
         reviewed: dict[str, Maintenance] = {}  # the review slots of each rule behind the card
         by_message: dict[str, dict[str, None]] = {}
@@ -308,6 +309,7 @@ class CardBuilder:
             suggestion = self.k.cards.suggestions.get(conclusion.suggest or "")
             if suggestion is not None and (suggestion.tests or suggestion.also):
                 tests.add(suggestion, lang)
+            text: str | None = None
             if suggestion is not None and suggestion.tests:
                 by_message.setdefault(pooled, {}).update(inputs)
             else:
@@ -315,10 +317,13 @@ class CardBuilder:
                 text = render_message(getattr(rule.knowledge.message, lang), lang,
                                       conclusion.facts, subject)
                 by_message.setdefault(text, {}).update(inputs)
-            citation, beyond = rule.library.citation, rule.library.knowledge_source
-            if beyond is not None:  # general clinical knowledge: never under the article
-                sources.setdefault(reference_text(beyond.reference, beyond.date))
-            elif citation is not None:
+            beyond_article = rule.library.knowledge_source
+            if beyond_article is not None:  # never printed under the article's quotation
+                if text is not None:
+                    beyond.add(text)
+                sources.setdefault(
+                    reference_text(beyond_article.reference, beyond_article.date), None)
+            elif (citation := rule.library.citation) is not None:
                 citations.setdefault(citation.text, (citation.section, citation.gloss))
             rules[rule.id] = rule.maintenance.version
             reviewed[rule.id] = rule.maintenance
@@ -328,6 +333,7 @@ class CardBuilder:
         if pooled in by_message:
             text = self._tests_due(tests, plan)
             by_message = {(text if k == pooled else k): v for k, v in by_message.items()}
+        mark = f" *({labels['beyond_article_mark'](lang)})*" if beyond else ""
         lines: list[str] = []
         numbers: dict[str, int] = {}
         entries: dict[str, list[str]] = {}
@@ -336,8 +342,9 @@ class CardBuilder:
         for message, fact_id_set in by_message.items():
             fact_ids = tuple(fact_id_set)
             marks = marked.get(fact_ids)
+            note = mark if message in beyond else ""
             if marks is not None:  # numbered and listed already: only the markers again
-                lines.append(f"- {message} {marks}" if marks else f"- {message}")
+                lines.append(f"- {message} {marks}{note}" if marks else f"- {message}{note}")
                 continue
             cited: dict[int, None] = {}
             for fact_id in fact_ids:
@@ -352,12 +359,13 @@ class CardBuilder:
                     if date:
                         dates.add(date)
             marks = marked[fact_ids] = _markers(cited) if cited else ""
-            lines.append(f"- {message} {marks}" if marks else f"- {message}")
+            lines.append(f"- {message} {marks}{note}" if marks else f"- {message}{note}")
         if numbers:
             lines += ["", f"**{labels['evidence'](lang)}**", ""]
             lines += [f"{n}. `{ref}`: {'; '.join(entries[ref])}" for ref, n in numbers.items()]
-        if citations:
-            lines += ["", f"**{labels['article'](lang)}**", ""]
+        if citations:  # the lines without the mark come from the article
+            heading = labels["article_unmarked" if beyond else "article"](lang)
+            lines += ["", f"**{heading}**", ""]
         for text in _distinct(citations):
             section, gloss = citations[text]
             lines.append(f"> {text}")
@@ -368,11 +376,11 @@ class CardBuilder:
                           for c in self.k.cards.corrections if c.text in text]
             lines.append(f"> ({self._section(section)})")
             lines.append("")
-        if sources:  # the lines not from the article, and where they come from
-            while lines and not lines[-1]:
-                lines.pop()
-            lines += ["", f"**{labels['knowledge_source'](lang)}**", ""]
-            lines += [f"- {reference}" for reference in sources]
+        if sources:
+            if lines[-1]:
+                lines.append("")
+            lines += [f"**{labels['beyond_article'](lang)}**", ""]
+            lines += [f"- `{source}`" for source in sources]  # quoted as published
             lines.append("")
         if dates:
             oldest, newest = min(dates), max(dates)

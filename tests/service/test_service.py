@@ -20,7 +20,7 @@ import twitch_cds
 from twitch_cds.knowledge.bundle import default_knowledge
 from twitch_cds.service.app import create_app
 from twitch_cds.service.config import ServiceConfig, TrustedClient
-from twitch_cds.service.templates import observation_codes, prefetch_templates
+from twitch_cds.service.templates import observation_codes, prefetch_templates, token
 
 from ..cds_checks import check_response, mentions
 from .support import (
@@ -235,27 +235,32 @@ def test_a_fhir_server_with_a_url_limit_answers_every_search(service: str,
 def test_split_observation_keys_given_in_part_are_combined_with_fetched_ones(
         service: str, keys: dict[str, SigningKey], fhir: Any) -> None:
     patient = next(r for r in fhir.resources if r["resourceType"] == "Patient")
-    sweating = {"resourceType": "Observation", "id": "sweat-1", "status": "final",
-                "code": {"coding": [{"system": "https://twitch-cds.github.io/fhir/CodeSystem/"
-                                               "twitch-cds", "code": "heavy-sweating"}]},
-                "subject": {"reference": f"Patient/{patient['id']}"},
-                "effectiveDateTime": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                   time.gmtime(time.time() - 3600)),
-                "valueBoolean": True}
     templates = prefetch_templates(default_knowledge())
-    given = next(k for k, p in templates.items() if "heavy-sweating" in p.template)
-    assert given != "observations-1"  # the twitching Observation is in another part
+    # a low sodium (LOINC 2951-2) given in a part without the chart's twitching code
+    # (SNOMED CT 82470000): the twitching comes from a part that is fetched
+    system, code = "http://loinc.org", "2951-2"
+    given = next(key for key, p in templates.items() if key.startswith("observations-")
+                 and "82470000" not in p.template and token(system, code) in p.template)
+    sodium = {"resourceType": "Observation", "id": "na-1", "status": "final",
+              "code": {"coding": [{"system": system, "code": code}]},
+              "subject": {"reference": f"Patient/{patient['id']}"},
+              "effectiveDateTime": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                 time.gmtime(time.time() - 3600)),
+              "valueQuantity": {"value": 125, "unit": "mmol/L",
+                                "system": "http://unitsofmeasure.org", "code": "mmol/L"},
+              "referenceRange": [{"low": {"value": 135, "unit": "mmol/L"},
+                                  "high": {"value": 145, "unit": "mmol/L"}}]}
     before = len(fhir.requests)
     response = _post(service, keys, _margaret(fhir, **{given: {
-        "resourceType": "Bundle", "type": "searchset", "entry": [{"resource": sweating}]}}))
+        "resourceType": "Bundle", "type": "searchset", "entry": [{"resource": sodium}]}}))
     searches = [url for url in fhir.requests[before:] if "/Observation?" in url]
     assert response.status_code == 200
     cards = response.json()["cards"]
     electrolytes = next(c for c in cards if c["source"]["topic"]["code"]
                         == "electrolyte-depletion")
-    assert mentions(electrolytes["detail"], "Observation/sweat-1")  # from the key given
+    assert mentions(electrolytes["detail"], "Observation/na-1")  # from the key given
     assert mentions(json.dumps(cards), "Observation/tw-1122")  # from a key fetched
-    assert "heavy-sweating" not in ",".join(searches)  # the given part was not fetched
+    assert token(system, code) not in ",".join(searches)  # the given part was not fetched
     assert len(searches) == len([k for k in templates if k.startswith("observations-")]) - 1
 
 

@@ -130,7 +130,7 @@ class MedicationReader(ReaderContext):
         name = text.split(" | ")[0] if text else products.split(" | ")[0] if products else (
             classes[next(iter(classes))].matched)
         for drug_class, match in classes.items():
-            route = self._route_known(v, drug_class, concepts,
+            route = self._route_known(v, drug_class, [*concepts, *forms],
                                       f"{text} | {products} | {routes}", sig, route_codes)
             if route is None:
                 continue
@@ -175,7 +175,10 @@ class MedicationReader(ReaderContext):
 
         Only classes listed in rulesets/trust.yaml ``non_systemic`` are asked: every other
         class's value set holds drugs for systemic use only. An ATC code of the class itself
-        (H02) is systemic by definition; an ATC code in the local-use value set (D07, S01BA,
+        (H02) is systemic by definition, and so is an ingredient with no local-use form
+        (prednisone) or a dose form taken by mouth or injected (trust.yaml
+        ``systemic_valueset``, codes of the product, ingredient or Medication.form, or the
+        ingredient's name); an ATC code in the local-use value set (D07, S01BA,
         R03BA, ...) is not, whatever the text says; then a coded dosage route (SATUSEHAT's
         ATC/DDD route codes, SNOMED CT routes: trust.yaml); then words in the product text
         (the RxNorm product name too, for a code sent alone), its form or its route decide;
@@ -184,7 +187,8 @@ class MedicationReader(ReaderContext):
         aside never drops a possible cause.
         """
         rule = self.k.trust.non_systemic.get(drug_class)
-        if rule is None or _atc_in(self, concepts, drug_class):
+        if rule is None or _atc_in(self, concepts, drug_class) or _systemic_product(
+                self, concepts, text, rule.systemic_valueset):
             return "systemic"
         local = _atc_in(self, concepts, rule.valueset) if rule.valueset else None
         coded = route_codes or set()
@@ -257,3 +261,18 @@ def _words_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
         return re.compile(r"(?!)")  # matches nothing
     body = "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in words)
     return re.compile(rf"\b({body})s?\b", re.I)
+
+
+def _systemic_product(reader: ReaderContext, concepts: list[Any], text: str,
+                      valueset: str | None) -> bool:
+    """Whether a code of the product, its ingredient or its dose form, or the ingredient's
+    name, is in the value set of corticosteroids that are systemic whatever the record says
+    of the route (trust.yaml ``systemic_valueset``: prednisone has no local-use form; a
+    tablet is taken by mouth)."""
+    if valueset is None:
+        return False
+    terminology = reader.k.terminology
+    if any(m.valueset == valueset for concept in concepts
+           for system, code, _ in codings(concept) for m in terminology.lookup(system, code)):
+        return True
+    return bool(terminology.lookup_name(text, (valueset,)))

@@ -307,6 +307,8 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
                        value=preview(gender)), "value-not-used", "value-unreadable")
             gender = None
         fact = PatientFact(id=v.raw.label, age_years=age, sex=gender)
-        self.add(fact, Evidence(reference=v.raw.label, match="code",
-                                text=f"{gender or 'sex unknown'}, "
-                                     f"{'age ' + format(age, '.0f') if age else 'age unknown'}"))
+        sex = self.word(f"sex_{gender}" if gender in ("female", "male", "other") else
+                        "sex_unknown")
+        self.add(fact, Evidence(reference=v.raw.label, match="code", text=(
+            self.word("patient", sex=sex, age=str(int(age))) if age is not None
+            else self.word("patient_no_age", sex=sex))))

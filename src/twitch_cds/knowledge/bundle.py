@@ -229,7 +229,8 @@ def load_knowledge(directory: Path | None = None) -> Knowledge:
     missing = concepts.valuesets() - set(terminology.titles)
     if missing:
         raise RulesetError(f"concepts.yaml: unknown value sets {sorted(missing)}")
-    missing = {n.valueset for n in trust.non_systemic.values() if n.valueset} - set(
+    missing = {v for n in trust.non_systemic.values() for v in (n.valueset, n.systemic_valueset)
+               if v} - set(
         terminology.titles)
     if missing:
         raise RulesetError(f"trust.yaml: non_systemic: unknown value sets {sorted(missing)}")

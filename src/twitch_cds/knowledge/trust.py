@@ -48,6 +48,9 @@ class NonSystemic(_Frozen):
 
     valueset: str | None = None
     """A value set of product codes (ATC local-use groups) that mean not systemic."""
+    systemic_valueset: str | None = None
+    """A value set of codes that mean systemic whatever the route on record: ingredients
+    with no local-use forms (prednisone), dose forms taken by mouth or injected."""
     words: tuple[str, ...]
     """Words in the product text, form or route that mean not systemic."""
     systemic_words: tuple[str, ...] = ()

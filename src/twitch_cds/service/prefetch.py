@@ -76,6 +76,17 @@ def _satisfied(value: Any) -> bool:
     return isinstance(value, dict) and value.get("resourceType") not in (None, "OperationOutcome")
 
 
+async def _get(client: httpx.AsyncClient, url: httpx.URL, headers: dict[str, str],
+               timeout_s: float) -> httpx.Response:
+    """A GET, sent once more when the connection failed before any answer: a FHIR server
+    closes an idle kept-alive connection whenever it likes, and a reused one can be closed
+    under the request (a search is idempotent, and the deadline still bounds both tries)."""
+    try:
+        return await client.get(url, headers=headers, timeout=timeout_s)
+    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+        return await client.get(url, headers=headers, timeout=timeout_s)
+
+
 async def _fetch(client: httpx.AsyncClient, base: str, query: str, headers: dict[str, str],
                  timeout_s: float, problems: list[str], key: str,
                  metrics: ServiceMetrics | None) -> dict[str, Any]:
@@ -89,7 +100,7 @@ async def _fetch(client: httpx.AsyncClient, base: str, query: str, headers: dict
             break
         if metrics is not None:
             metrics.fhir_fetches.labels(key).inc()
-        response = await client.get(url, headers=headers, timeout=timeout_s)
+        response = await _get(client, url, headers, timeout_s)
         response.raise_for_status()
         page = response.json()
         if not isinstance(page, dict):

@@ -127,6 +127,22 @@ def test_one_plan_definition_per_rule(package: tuple[str, dict[str, Any]],
     assert red["priority"] == "urgent" and red["action"], "the urgent evaluation is suggested"
 
 
+def test_an_activity_that_orders_one_thing_carries_its_standard_code(
+        package: tuple[str, dict[str, Any]], knowledge: Knowledge) -> None:
+    """What an EHR routes: the LOINC or SNOMED CT code of orders.yaml, never a local one."""
+    _, files = package
+    activities = _resources(files, "ActivityDefinition")
+    by_id = {a["id"]: a for a in activities.values()}
+    assert by_id["neurology-referral"]["code"]["coding"] == [
+        knowledge.orders.procedures["neurology-referral"].coding.model_dump()]
+    assert by_id["critical-potassium"]["code"]["coding"][0]["code"] == "2823-3"
+    coded = [a for a in activities.values() if a["code"].get("coding")]
+    assert len(coded) >= len(activities) - 2, "most suggestions order one thing"
+    for activity in coded:
+        assert {c["system"] for c in activity["code"]["coding"]} <= {
+            "http://loinc.org", "http://snomed.info/sct"}, activity["id"]
+
+
 def test_the_library_names_every_artifact(package: tuple[str, dict[str, Any]],
                                           knowledge: Knowledge) -> None:
     _, files = package

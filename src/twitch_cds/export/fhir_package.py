@@ -97,7 +97,8 @@ def suggestion_title(suggestion: SuggestionTexts) -> str:
 
 def activity_definitions(knowledge: Knowledge) -> list[dict[str, Any]]:
     """One ActivityDefinition per suggestion of cards.yaml: the request its action creates
-    (a procedure such as a referral, or tests), described by text."""
+    (a procedure such as a referral, or tests): its standard code when it orders one thing,
+    and its text."""
     out = []
     for key, suggestion in knowledge.cards.suggestions.items():
         title = suggestion_title(suggestion)
@@ -107,12 +108,23 @@ def activity_definitions(knowledge: Knowledge) -> list[dict[str, Any]]:
             "url": f"{CANONICAL}/ActivityDefinition/{key}",
             "version": __version__, "name": _name(key), "title": title, "status": "draft",
             "publisher": "twitch-cds", "description": title, "kind": "ServiceRequest",
-            "code": {"text": text}, "intent": "proposal",
+            "code": {**_order_code(knowledge, suggestion), "text": text}, "intent": "proposal",
         }
         if suggestion.priority is not None:
             resource["priority"] = suggestion.priority
         out.append(resource)
     return out
+
+
+def _order_code(knowledge: Knowledge, suggestion: SuggestionTexts) -> dict[str, Any]:
+    """The standard code (LOINC or SNOMED CT, from orders.yaml) of what the suggestion orders,
+    when it orders one thing; pooled tests (several orders) are described by text alone."""
+    orders = knowledge.orders
+    if suggestion.procedure is not None:
+        chosen = [orders.procedures[suggestion.procedure]]
+    else:
+        chosen = list(orders.plan([*suggestion.tests, *suggestion.also]))
+    return {"coding": [chosen[0].coding.model_dump()]} if len(chosen) == 1 else {}
 
 
 def _name(identifier: str) -> str:

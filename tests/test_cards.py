@@ -204,7 +204,8 @@ def test_the_trace_names_rules_facts_and_derived_findings() -> None:
     estrogen = next(f for f in result.trace.fired if f.rule_id == "drug-exposure"
                     and f.facts["drug"].reference == "MedicationStatement/coc")
     assert estrogen.facts["drug"].match == "name"
-    assert firing.version == default_knowledge().rules_by_id["red-flag-weakness"].rule.maintenance.version
+    weakness = default_knowledge().rules_by_id["red-flag-weakness"].rule
+    assert firing.version == weakness.maintenance.version
 
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.json"))

@@ -46,7 +46,7 @@ def test_every_cramp_code_is_read_and_stands_for_nothing_else(
             [twitching(date="2026-11-23T08:00:00Z"), record, sweat,
              lab("na", "2951-2", 140, "mmol/L", low=135, high=145, date="2026-11-23T08:00:00Z")],
             now=NOW)
-        assert CRAMP_RULES <= fired(with_twitching), code
+        assert fired(with_twitching) >= CRAMP_RULES, code
         cards = {c.kind: c for c in with_twitching.cards}
         for kind in ("electrolyte-depletion", "self-care"):
             assert "Observation/c" in with_twitching.evidence[str(cards[kind].uuid)] or \

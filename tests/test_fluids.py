@@ -1,7 +1,7 @@
 """Fluids advice only where it is safe (issue 14): for any mix of the exceptions, coded in
-any of the standard systems the value sets hold, extra water or oral rehydration/electrolyte drinks are advised
-only with a current normal sodium and no exception; every exception says why on the card,
-and "drink to thirst" never stands beside a condition that limits fluids."""
+any of the standard systems the value sets hold, extra water or oral rehydration/electrolyte
+drinks are advised only with a current normal sodium and no exception; every exception says
+why on the card, and "drink to thirst" never stands beside a condition that limits fluids."""
 
 from __future__ import annotations
 

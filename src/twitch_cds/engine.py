@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -64,8 +65,21 @@ ACTION_TIME_LIMIT_S = 10.0
 GO_RULE = "twitch-cds-go"
 SINK_RULE = "twitch-cds-sink"
 _ruleset_names = itertools.count(1)
-_to_json = json.JSONEncoder(ensure_ascii=False).encode
+_encode = json.JSONEncoder(ensure_ascii=False).encode
 """``json.dumps(value, ensure_ascii=False)``, without making an encoder per call."""
+_STRING_OR_BARE_EXPONENT = re.compile(r'("(?:[^"\\]|\\.)*")|(?<![\d.])(-?\d+)(e[+-]\d+)')
+"""A JSON string (kept whole) or a number with an exponent and no point (``1e-05``)."""
+
+
+def _to_json(value: Any) -> str:
+    """``value`` as JSON that durable-rules' parser reads: it refuses a number with an exponent
+    but no decimal point (``1e-05``, ``1e+20``, as Python writes such floats; error 204), so
+    those get one (``1.0e-05``), and strings are left as they are."""
+    text = _encode(value)
+    if "e-" not in text and "e+" not in text:
+        return text
+    return _STRING_OR_BARE_EXPONENT.sub(
+        lambda m: m[1] or f"{m[2]}.0{m[3]}", text)
 
 
 class QuietHost(durable_engine.Host):  # type: ignore[misc]

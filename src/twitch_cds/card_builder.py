@@ -307,6 +307,9 @@ class CardBuilder:
             if group is None:
                 group = groups[(card, "")] = _Group(card, plans[card], kinds)
             group.conclusions.append(conclusion)
+        for group in groups.values():  # on a card, each kind's lines together, lead first
+            place = {kind: i for i, kind in enumerate(group.plan.kinds)}
+            group.conclusions.sort(key=lambda c: place[c.card])
         self._ordered = set()  # tests a card already orders: each is asked for once
         kind_order = self._kind_order
         cards = [self._card(g, evidence, provenance, patient)
@@ -449,6 +452,7 @@ class CardBuilder:
                 "rules": [_rule_entry(rule_id, rules[rule_id], reviewed[rule_id])
                           for rule_id in sorted(rules)],
                 "reviewed": in_production,
+                "kinds": sorted(group.present()),
             }},
         ))
 

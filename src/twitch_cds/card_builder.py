@@ -221,9 +221,10 @@ class _Group:
     def subjects(self) -> list[str]:
         """The lead kind's subjects in the order cards.yaml lists them, unknown ones last."""
         if self._subjects is None:
-            lead, texts = self.lead, self.texts
+            texts = self.texts
+            listed = texts.summary_subjects_of or self.lead
             order = {s: i for i, s in enumerate(texts.subjects)}
-            unique = dict.fromkeys(c.subject for c in self.conclusions if c.card == lead)
+            unique = dict.fromkeys(c.subject for c in self.conclusions if c.card == listed)
             self._subjects = sorted(unique, key=lambda s: (order.get(s, len(order)), s))
         return self._subjects
 
@@ -460,13 +461,20 @@ class CardBuilder:
         """The highest urgency among the rules behind the card (each rule's ``urgency``, the
         card plan's policy); a settling kind on the card (an evaluated, long-standing
         problem) makes warnings info, never a critical conclusion."""
-        rules = self.k.rules_by_id
-        urgencies = {rules[c.rule_id].rule.knowledge.urgency or "info" for c in group.conclusions}
-        settles = group.plan.settles
-        if settles is not None and any(c.card == settles for c in group.conclusions) \
-                and "critical" not in urgencies:
+        urgencies = self._urgencies(group)
+        if self._settled(group):
             return "info"
         return max(urgencies, key=URGENCY_RANK.__getitem__)
+
+    def _urgencies(self, group: _Group) -> set[str]:
+        rules = self.k.rules_by_id
+        return {rules[c.rule_id].rule.knowledge.urgency or "info" for c in group.conclusions}
+
+    def _settled(self, group: _Group) -> bool:
+        """Whether the card's settling kind is on it and nothing on it is critical."""
+        settles = group.plan.settles
+        return settles is not None and settles in group.present() \
+            and "critical" not in self._urgencies(group)
 
     def _tests_due(self, tests: _TestOrders, plan: list[LabTest | Panel]) -> str:
         """The one bullet for every test a card found due: which, why, and what to order."""
@@ -506,8 +514,11 @@ class CardBuilder:
                      plan: list[LabTest | Panel]) -> list[Suggestion]:
         """The card's procedures (a referral), then one suggestion ordering every test it
         wants, panels first. Draft ServiceRequests need a subject: none without a patient."""
-        wanted = dict.fromkeys([*(s for k in group.plan.kinds if k in group.present()
-                                   for s in group.kinds[k].suggestions),
+        # a settled card (an evaluated problem) suggests no urgent referral: it says when to
+        # refer again instead
+        kinds = [] if self._settled(group) else [
+            k for k in group.plan.kinds if k in group.present()]
+        wanted = dict.fromkeys([*(s for k in kinds for s in group.kinds[k].suggestions),
                                 *(c.suggest for c in group.conclusions if c.suggest)])
         if patient is None or not (wanted or plan):
             return []

@@ -68,6 +68,9 @@ class CardKind(BaseModel):
     names, "K, Na, Mg, Ca and creatinine")."""
     summary_due: Text | None = None
     """The summary when tests are all the card is about: ``{reasons}`` and ``{orders}``."""
+    summary_subjects_of: str | None = None
+    """When this kind leads its card, the kind whose subjects its summary lists (an evaluated
+    problem's summary names the red flags on the card); its labels are in ``subjects``."""
     order_subjects: list[str] = Field(default_factory=list)
     """Subjects that only say tests are due: named by the orders, not in ``{subjects}``."""
 

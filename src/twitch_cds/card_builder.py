@@ -454,6 +454,7 @@ class CardBuilder:
                           for rule_id in sorted(rules)],
                 "reviewed": in_production,
                 "kinds": sorted(group.present()),
+                "subjects": group.identity(),
             }},
         ))
 

@@ -3,7 +3,8 @@
 The article (``rulesets/rules/red-flags/``): twitching that is severe, chronic, outside
 exercise, or comes with weakness, loss of sensation or muscle wasting needs a doctor. A red
 flag is never dropped, and a clinician must see why: for each of the 63 non-empty
-combinations there must be exactly ONE red-flag card (critical with weakness or wasting), its summary must name every
+combinations there must be exactly ONE red-flag card (critical with weakness or wasting, a
+warning without: the card plan's indicator policy), its summary must name every
 flag of the combination (and no other), and its structured evidence (``result.evidence``)
 must cite every resource that carries a flag, by exact reference, and none of the unrelated
 resources around them.

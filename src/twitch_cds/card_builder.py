@@ -9,7 +9,7 @@ import string
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from twitch_cds.cds_hooks import INDICATOR_ORDER, Action, Card, Coding, Link, Source, Suggestion
 from twitch_cds.engine import Conclusion
@@ -19,6 +19,8 @@ from twitch_cds.knowledge.cardtexts import CardKind, CardPlan, Lang, SuggestionT
 from twitch_cds.knowledge.orders import LabTest, Panel, as_r5
 from twitch_cds.knowledge.rules import Maintenance
 from twitch_cds.provenance import Provenance
+
+Indicator = Literal["info", "warning", "critical"]
 
 CARD_NAMESPACE = uuid.UUID("5b0c3f4e-6f1e-4c51-9d43-1f6b1c2a7e10")
 """uuid5 namespace: a card's uuid derives from patient, rules, versions and evidence."""
@@ -458,7 +460,7 @@ class CardBuilder:
             }},
         ))
 
-    def _indicator(self, group: _Group) -> str:
+    def _indicator(self, group: _Group) -> Indicator:
         """The highest urgency among the rules behind the card (each rule's ``urgency``, the
         card plan's policy); a settling kind on the card (an evaluated, long-standing
         problem) makes warnings info, never a critical conclusion."""
@@ -467,7 +469,7 @@ class CardBuilder:
             return "info"
         return max(urgencies, key=URGENCY_RANK.__getitem__)
 
-    def _urgencies(self, group: _Group) -> set[str]:
+    def _urgencies(self, group: _Group) -> set[Indicator]:
         rules = self.k.rules_by_id
         return {rules[c.rule_id].rule.knowledge.urgency or "info" for c in group.conclusions}
 

@@ -71,8 +71,9 @@ def _cards(result: twitch_cds.EvaluationResult) -> list[tuple[str, str, str]]:
 def test_the_fields_read_come_from_the_rule_files(knowledge: Knowledge) -> None:
     reads = knowledge.reads
     assert reads.fields("finding", "twitching") == ("concept", "duration_days",
-                                                    "last_seen_days", "severe")
-    assert "source" in reads.fields("finding", "muscle-weakness")  # condition-muscle-weakness
+                                                    "last_seen_days", "onset_days", "severe")
+    # an evaluation after the episode began (problem-evaluated-after-onset)
+    assert "age_days" in reads.fields("finding", "neuromuscular-evaluation")
     assert "age_days" in reads.fields("finding", "exercise")  # recent exercise
     assert "age_days" not in reads.fields("finding", "twitching")
     assert set(reads.fields("lab", "potassium")) >= {"value", "range_low", "interpretation"}

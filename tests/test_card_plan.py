@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import twitch_cds
@@ -178,6 +178,7 @@ def charts(draw: st.DrawFn) -> tuple[list[dict[str, Any]], set[str], bool]:
     return resources, flags, r5
 
 
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(charts())
 def test_realistic_charts_keep_the_plan(chart: tuple[list[dict[str, Any]], set[str], bool]) -> None:
     resources, flags, r5 = chart

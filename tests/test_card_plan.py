@@ -175,7 +175,36 @@ def charts(draw: st.DrawFn) -> tuple[list[dict[str, Any]], set[str], bool]:
         flags.add("weakness")  # a weakness diagnosis is the weakness red flag too
     if any(r.get("id") == "chron" for r in resources):
         flags.add("chronic")
+    draft = draw(st.sampled_from([None, *sorted(DRUGS)]))
+    if draft is not None:  # an order-select/order-sign request with a draft order: only the
+        # rules meant for ordering run (evoke), so the red flags are patient-view's to show
+        resources = [_order_request(resources, draft, draw(st.sampled_from(
+            ["order-select", "order-sign"])))]
+        flags = set()
     return resources, flags, r5
+
+
+DRAFTS = {"diuretic": {"system": RXNORM, "code": "5487"},
+          "corticosteroid": {"system": ATC, "code": "H02AB07"},
+          "estrogen": {"system": ATC, "code": "G03AA07"}}
+
+
+def _order_request(resources: list[dict[str, Any]], drug: str, hook: str) -> dict[str, Any]:
+    """The chart as a CDS Hooks order request: a draft MedicationRequest for ``drug`` in
+    ``draftOrders``, the records as prefetch searchsets."""
+    def searchset(kind: str) -> dict[str, Any]:
+        return {"resourceType": "Bundle", "type": "searchset",
+                "entry": [{"resource": r} for r in resources if r["resourceType"] == kind]}
+    order = {"resourceType": "MedicationRequest", "id": f"draft-{drug}", "status": "draft",
+             "intent": "order", "medicationCodeableConcept": {"coding": [DRAFTS[drug]]},
+             "subject": {"reference": "Patient/p1"}}
+    return {"hook": hook, "hookInstance": "0b6e4b9e-2f0e-4a43-9c64-0f52b2a0a1ff",
+            "context": {"userId": "Practitioner/1", "patientId": "p1",
+                        "draftOrders": {"resourceType": "Bundle", "type": "collection",
+                                        "entry": [{"resource": order}]}},
+            "prefetch": {"patient": resources[0], "observations": searchset("Observation"),
+                         "conditions": searchset("Condition"),
+                         "medicationStatements": searchset("MedicationStatement")}}
 
 
 @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -183,4 +212,4 @@ def charts(draw: st.DrawFn) -> tuple[list[dict[str, Any]], set[str], bool]:
 def test_realistic_charts_keep_the_plan(chart: tuple[list[dict[str, Any]], set[str], bool]) -> None:
     resources, flags, r5 = chart
     result = twitch_cds.evaluate(resources, now=NOW, fhir_version="R5" if r5 else None)
-    check_plan(result, f"{[r.get('id') for r in resources]} R5={r5}", flags)
+    check_plan(result, f"{json.dumps(resources)[:600]} R5={r5}", flags)

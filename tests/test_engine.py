@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import twitch_cds
 from twitch_cds import engine as engine_module
@@ -193,3 +195,19 @@ def test_an_engine_that_cannot_be_imported_says_how_to_fix_it() -> None:
     assert "cannot be imported" in done.stderr
     assert ("-DPyEval_CallObject=PyObject_CallObject" in done.stderr
             and "--no-cache-dir --force-reinstall" in done.stderr)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(), _JSON, min_size=1, max_size=3))
+def test_action_messages_read_as_the_standard_library_reads_them(value: dict[str, Any]) -> None:
+    """The engine's action messages are read by pydantic-core's JSON parser (the faster one):
+    every value, floats to the last bit, NaN and infinities included, reads as ``json.loads``
+    reads it, and a text it refuses falls back to ``json.loads``."""
+    text = json.dumps(value, ensure_ascii=False)
+    assert repr(engine_module._message(text)) == repr(json.loads(text))

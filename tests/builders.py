@@ -72,8 +72,14 @@ def twitching(rid: str = "tw1", **extra: Any) -> dict[str, Any]:
     return obs(rid, SCT, "82470000", **extra)
 
 
+def parts(card: Any) -> list[str]:
+    """The conclusion kinds on a card (contract 3.0: its extension names them)."""
+    return list(((card.extension or {}).get("twitch-cds") or {}).get("kinds", []))
+
+
 def kinds(result: twitch_cds.EvaluationResult) -> list[str]:
-    return [card.kind or "" for card in result.cards]
+    """The conclusion kinds on the result's cards (red-flag, self-care, caffeine, ...)."""
+    return [kind for card in result.cards for kind in parts(card)]
 
 
 def fired(result: twitch_cds.EvaluationResult) -> set[str]:

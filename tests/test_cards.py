@@ -60,9 +60,8 @@ BENIGN = [EVERYTHING[0], twitching(),
           *(r for r in EVERYTHING[2:] if r.get("id") not in {"w", "n", "a", "als", "myo"})]
 """EVERYTHING without its red flags, known disease and myoclonus: reassurance is withheld
 beside them."""
-KINDS = {"red-flag", "electrolyte-depletion", "medication-side-effect", "associated-condition",
-         "muscle-fatigue", "post-exercise-irritability", "caffeine", "diet", "self-care",
-         "known-disease", "myoclonus"}
+KINDS = {"red-flag", "electrolytes", "medication", "conditions", "explanation"}
+"""The cards (contract 3.0): every card but the service's check-incomplete."""
 
 
 @pytest.mark.parametrize("lang", ["en", "id"])
@@ -102,25 +101,34 @@ def test_cards_come_critical_first_then_warning_then_info() -> None:
     assert result.cards[0].kind == "red-flag"
 
 
-def test_one_card_per_drug_class_and_per_condition() -> None:
+def _parts(card: Card) -> list[str]:
+    return list((card.extension or {})[EXTENSION_KEY]["kinds"])
+
+
+def test_one_card_for_every_drug_class_and_one_for_every_condition() -> None:
     result = twitch_cds.evaluate(EVERYTHING, now=NOW)
-    meds = [c for c in result.cards if c.kind == "medication-side-effect"]
-    assert len(meds) == 3
-    # fibromyalgia; the weakness is observed, not diagnosed, so it is a red flag only
-    assert len([c for c in result.cards if c.kind == "associated-condition"]) == 1
-    # ALS, already known, on its own card: what matters in a patient who has it
-    assert len([c for c in result.cards if c.kind == "known-disease"]) == 1
+    assert len(result.cards) == 4  # red flag, electrolytes, medication, conditions
+    meds = [c for c in result.cards if c.kind == "medication"]
+    assert len(meds) == 1 and meds[0].indicator == "warning"
+    assert all(word in (meds[0].detail or "") for word in ("diuretic", "corticosteroid",
+                                                            "estrogen"))
+    assert "diuretic, corticosteroid, estrogen-containing drug" in meds[0].summary
+    # fibromyalgia, ALS (known disease) and myoclonus on one card; myoclonus leads
+    conditions = [c for c in result.cards if c.kind == "conditions"]
+    assert len(conditions) == 1 and conditions[0].summary.startswith("Myoclonus on record")
+    assert _parts(conditions[0]) == ["associated-condition", "known-disease", "myoclonus"]
+    assert "Fibromyalgia" in (conditions[0].detail or "")
 
 
 def test_cards_name_their_evidence_with_values() -> None:
     result = twitch_cds.evaluate(EVERYTHING, now=NOW)
-    electrolytes = next(c for c in result.cards if c.kind == "electrolyte-depletion")
+    electrolytes = next(c for c in result.cards if c.kind == "electrolytes")
     assert "`Observation/k`: Potassium 3.1 mmol/L (lab range 3.5–5.1 mmol/L), 2026-11-18\n" in (
         electrolytes.detail or "")
     red = result.cards[0]
     for ref in ("Observation/tw1", "Observation/w", "Observation/n", "Observation/a"):
         assert f"`{ref}`" in (red.detail or "")
-    estrogen = next(c for c in result.cards if "estrogen" in c.summary)
+    estrogen = next(c for c in result.cards if c.kind == "medication")
     assert "recognised by its name" in (estrogen.detail or "")
     assert "Jika berkedut parah atau kronis" in (red.detail or "")
 
@@ -140,7 +148,7 @@ def test_indonesian_cards_use_the_rulesets_texts() -> None:
     assert id_.cards[0].summary.startswith("Fasikulasi tungkai dengan tanda bahaya")
     assert all(a.summary != b.summary for a, b in zip(en.cards, id_.cards, strict=True))
     assert "Kalium 3,1 mmol/L" in next(c.detail or "" for c in id_.cards
-                                if c.kind == "electrolyte-depletion")
+                                if c.kind == "electrolytes")
     with pytest.raises(ValueError, match="lang"):
         twitch_cds.evaluate(EVERYTHING, now=NOW, lang="fr")  # type: ignore[arg-type]
 
@@ -152,7 +160,10 @@ def test_every_summary_fits_with_every_combination_of_subjects(knowledge: Knowle
     shortened: dict[str, int] = {}
     for name, kind in knowledge.cards.kinds.items():
         subjects = list(kind.subjects)
-        sizes = len(subjects) if kind.group == "kind" else 1  # else one card per subject
+        if kind.summary_subjects_of is not None:  # it lists another kind's subjects
+            listed = knowledge.cards.kinds[kind.summary_subjects_of].subjects
+            subjects = [s for s in subjects if s in listed]
+        sizes = len(subjects)  # one card for every subject of a kind (contract 3.0)
         for size in range(1, sizes + 1):
             for chosen in itertools.combinations(subjects, size):
                 for lang in ("en", "id"):
@@ -161,7 +172,7 @@ def test_every_summary_fits_with_every_combination_of_subjects(knowledge: Knowle
                     labels = [kind.subjects[s](lang) for s in chosen]
                     named = "{subjects}" not in kind.summary(lang) or (
                         all(label in summary for label in labels) and "+" not in summary)
-                    if kind.indicator == "critical":
+                    if name == "red-flag":  # every flag named
                         assert named, summary
                     else:
                         assert labels[0] in summary or "{subjects}" not in kind.summary(lang)
@@ -178,8 +189,10 @@ def test_every_summary_fits_with_every_combination_of_subjects(knowledge: Knowle
                 assert kind.subjects["no-current-panel"](lang) not in summary, summary
     red = knowledge.cards.kinds["red-flag"]
     assert len(red.subjects) >= 6
+    # a list of conditions may end in +N (the card's detail names each); the rest never do
     assert all(count == 0 for kind, count in shortened.items()
-               if kind != "electrolyte-depletion"), shortened
+               if kind not in ("electrolyte-depletion", "associated-condition",
+                               "known-disease")), shortened
 
 
 def test_a_long_subject_list_is_shortened_to_fit() -> None:
@@ -245,7 +258,7 @@ def test_each_resource_is_cited_once_per_card(lang: str) -> None:
 def test_bullets_point_into_the_evidence_list() -> None:
     result = twitch_cds.evaluate(json.loads(EXAMPLES[1].read_text(encoding="utf-8")),
                                  now=EXAMPLE_NOW)
-    electrolytes = next(c for c in result.cards if c.kind == "electrolyte-depletion")
+    electrolytes = next(c for c in result.cards if c.kind == "electrolytes")
     detail = electrolytes.detail or ""
     assert detail.count("`Observation/tw-1123`") == 1
     listed = dict(re.findall(r"^(\d+)\. `([^`]+)`", detail, re.M))
@@ -269,10 +282,11 @@ def test_the_card_extension_names_its_rules_and_the_ruleset(knowledge: Knowledge
         assert ids == sorted(set(ids)) and ids
         for rule in extension["rules"]:
             assert rule["version"] == versions[rule["id"]]
-            assert rule["id"] in fired and concluding[rule["id"]] == card.kind
+            assert rule["id"] in fired and concluding[rule["id"]] in extension["kinds"]
             assert rule["id"] not in (card.detail or "")
-        if knowledge.cards.kinds[card.kind or ""].group == "kind":
-            assert set(ids) == {r for r in fired if concluding.get(r) == card.kind}
+        plan = knowledge.cards.cards[card.kind or ""]
+        assert set(extension["kinds"]) <= set(plan.kinds)
+        assert set(ids) == {r for r in fired if concluding.get(r) in plan.kinds}
         assert Card.model_validate(data) == card
     red = result.cards[0].to_json()["extension"][EXTENSION_KEY]["rules"]
     assert {"id": "red-flag-weakness", "version": versions["red-flag-weakness"],

@@ -48,6 +48,6 @@ def test_every_cramp_code_is_read_and_stands_for_nothing_else(
             now=NOW)
         assert fired(with_twitching) >= CRAMP_RULES, code
         cards = {c.kind: c for c in with_twitching.cards}
-        for kind in ("electrolyte-depletion", "self-care"):
+        for kind in ("electrolytes", "explanation"):  # sweat-loss and fluids lines
             assert "Observation/c" in with_twitching.evidence[str(cards[kind].uuid)] or \
                 "Condition/c" in with_twitching.evidence[str(cards[kind].uuid)], (code, kind)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import twitch_cds
 from twitch_cds.knowledge.bundle import default_knowledge
 
-from .builders import ICD, NOW, RXNORM, SCT, condition, lab, med_statement, twitching
+from .builders import ICD, NOW, RXNORM, SCT, condition, lab, med_statement, parts, twitching
 
 WHO = "http://hl7.org/fhir/sid/icd-10"
 ADVICE = "plus oral rehydration or other electrolyte drinks"
@@ -44,7 +44,7 @@ def _codes(valueset: str) -> list[tuple[str, str]]:
 
 def _self_care(resources: list[dict[str, Any]]) -> str:
     result = twitch_cds.evaluate(resources, now=NOW)
-    return next((c.detail or "" for c in result.cards if c.kind == "self-care"), "")
+    return next((c.detail or "" for c in result.cards if "self-care" in parts(c)), "")
 
 
 @st.composite

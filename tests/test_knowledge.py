@@ -34,7 +34,6 @@ def _broken(tmp_path: Path, knowledge: Knowledge, change: Callable[[dict], None]
     (lambda r: r["maintenance"].update(id="red-flag-chronic"), "duplicate id"),
     (lambda r: r["knowledge"]["when"]["sign"].update(colour="red"), "no field 'colour'"),
     (lambda r: r["knowledge"]["conclude"].update(card="alarm"), "unknown card kind"),
-    (lambda r: r["knowledge"].update(urgency="info"), "differs from the red-flag"),
     (lambda r: r["knowledge"]["message"].update(en="{nobody.value}"), "names no bound fact"),
     (lambda r: r["knowledge"]["when"]["sign"].update(duration_days={"ge": {"param": "x"}}),
      "unknown parameter"),
@@ -45,6 +44,17 @@ def test_bad_rules_are_refused_with_file_and_rule(tmp_path: Path, knowledge: Kno
     with pytest.raises(RulesetError, match=message) as error:
         load_knowledge(_broken(tmp_path, knowledge, change))
     assert "red-flag-weakness.yaml" in str(error.value)
+
+
+def test_a_rule_more_urgent_than_its_kind_allows_is_refused(tmp_path: Path,
+                                                            knowledge: Knowledge) -> None:
+    """A conclusion kind caps its rules' urgency (an estrogen line is info or a warning,
+    never critical): the card plan's indicator policy cannot be bypassed by one rule."""
+    copy = changed_ruleset(tmp_path, knowledge.directory,
+                           Path("rules/medications/side-effect-estrogen.yaml"),
+                           lambda r: r["knowledge"].update(urgency="critical"))
+    with pytest.raises(RulesetError, match="above the medication-side-effect kind"):
+        load_knowledge(copy)
 
 
 def test_unknown_value_set_in_concepts(tmp_path: Path, knowledge: Knowledge) -> None:

@@ -18,7 +18,7 @@ from twitch_cds.knowledge.bundle import Knowledge
 from twitch_cds.knowledge.orders import STANDARD_SYSTEMS, as_r5
 from twitch_cds.knowledge.scenarios import scenario_input
 
-from .builders import NOW, OURS, lab, med_statement, obs, twitching
+from .builders import NOW, OURS, lab, med_statement, obs, parts, twitching
 
 REPO = Path(__file__).resolve().parent.parent
 CHARTS = [*sorted((REPO / "examples").glob("*.json")),
@@ -72,7 +72,7 @@ def test_one_test_is_asked_for_once_whatever_the_reasons() -> None:
              obs("sweat", OURS, "heavy-sweating"),
              med_statement("hctz", [{"system": RXNORM, "code": "5487"}])]
     card = next(c for c in twitch_cds.evaluate(chart, now=NOW).cards
-                if c.kind == "electrolyte-depletion")
+                if "electrolyte-depletion" in parts(c))
     bullets = [line for line in (card.detail or "").splitlines() if "No current" in line]
     assert len(bullets) == 1 and "potassium, sodium, magnesium or calcium" in bullets[0]
     assert "sweat loss" in bullets[0] and "on a diuretic" in bullets[0]
@@ -94,7 +94,7 @@ def test_not_checked_recently_only_for_what_was_not() -> None:
              lab("k", "2823-3", 4.2, "mmol/L", low=3.5, high=5.1, date="2026-11-23T08:00:00Z"),
              lab("mg", "19123-9", 2.0, "mg/dL", low=1.7, high=2.2, date="2026-11-23T08:00:00Z")]
     card = next(c for c in twitch_cds.evaluate(chart, now=NOW).cards
-                if c.kind == "electrolyte-depletion")
+                if "electrolyte-depletion" in parts(c))
     assert "not checked recently" not in card.summary + (card.detail or "")
     assert "order Na and Ca" in card.summary
     assert "No current sodium or calcium result (sweat loss)" in (card.detail or "")
@@ -199,7 +199,7 @@ def test_an_r5_chart_gets_r5_service_requests() -> None:
                       "subject": {"reference": "Patient/p1"},
                       "effectiveDateTime": "2026-11-01"}}]}
     result = twitch_cds.evaluate(chart, now=NOW)
-    card = next(c for c in result.cards if c.kind == "electrolyte-depletion")
+    card = next(c for c in result.cards if "electrolyte-depletion" in parts(c))
     requests = _requests_of(card)
     assert requests and all("concept" in r["code"] and "reasonReference" not in r
                             and r["reason"] for r in requests)
@@ -220,9 +220,9 @@ def test_at_order_sign_each_test_is_ordered_on_one_card_only() -> None:
     result = twitch_cds.evaluate(request, now=scenario["now"])
     codes = [c["code"] for r in _requests(result) for c in r["code"]["coding"]]
     assert sorted(codes) == ["19123-9", "24321-2"]
-    ordering = next(c for c in result.cards if c.kind == "electrolyte-depletion")
+    ordering = next(c for c in result.cards if "electrolyte-depletion" in parts(c))
     assert len(_requests_of(ordering)) == 2
-    draft = next(c for c in result.cards if c.kind == "medication-side-effect"
+    draft = next(c for c in result.cards if "medication-side-effect" in parts(c)
                  and "Before starting the diuretic" in (c.detail or ""))
     assert not draft.suggestions
 

@@ -79,10 +79,12 @@ def _charts() -> list[Chart]:
     return charts
 
 
+DANGER_KINDS = frozenset({"red-flag", "red-flag-evaluated", "critical-lab"})
+"""The conclusion kinds of danger: a red flag (evaluated or not), a critical lab result."""
 RED_FLAG_RULES = frozenset(
     c.rule.id for c in default_knowledge().rules
-    if c.rule.knowledge.conclude is not None and c.rule.knowledge.urgency == "critical")
-"""Every rule that concludes a critical card: a red flag, or a critical lab result."""
+    if c.rule.knowledge.conclude is not None and c.rule.knowledge.conclude.card in DANGER_KINDS)
+"""Every rule that concludes a red flag or a critical lab result."""
 
 
 def _red_flag_rules(result: twitch_cds.EvaluationResult) -> frozenset[str]:
@@ -92,7 +94,8 @@ def _red_flag_rules(result: twitch_cds.EvaluationResult) -> frozenset[str]:
 
 
 def _is_red_flag(card: Card) -> bool:
-    return card.indicator == "critical" or card.kind == "red-flag"
+    parts = ((card.extension or {}).get("twitch-cds") or {}).get("kinds", [])
+    return card.kind == "red-flag" or bool(DANGER_KINDS & set(parts))
 
 
 def _resources(data: Any) -> Iterator[dict[str, Any]]:

@@ -1,9 +1,10 @@
-"""Every combination of the six red flags, each in every input shape: one critical card.
+"""Every combination of the six red flags, each in every input shape: one red-flag card.
 
 The article (``rulesets/rules/red-flags/``): twitching that is severe, chronic, outside
 exercise, or comes with weakness, loss of sensation or muscle wasting needs a doctor. A red
 flag is never dropped, and a clinician must see why: for each of the 63 non-empty
-combinations there must be exactly ONE critical red-flag card, its summary must name every
+combinations there must be exactly ONE red-flag card (critical with weakness or wasting, a
+warning without: the card plan's indicator policy), its summary must name every
 flag of the combination (and no other), and its structured evidence (``result.evidence``)
 must cite every resource that carries a flag, by exact reference, and none of the unrelated
 resources around them.
@@ -229,8 +230,13 @@ def _subject_texts(knowledge: Knowledge) -> dict[str, str]:
     return {flag: subjects[flag].en for flag in FLAGS}
 
 
+MOTOR_FLAGS = frozenset({"weakness", "wasting"})
+"""The red flags that make the red-flag card critical (README: Card plan)."""
+
+
 def check_red_flags(chart: Chart, combination: tuple[str, ...]) -> None:
-    """Exactly one critical red-flag card naming every flag, citing every carrier."""
+    """Exactly one red-flag card naming every flag, citing every carrier, critical with a
+    motor flag and a warning without."""
     result = twitch_cds.evaluate(chart.resources, now=NOW,
                                  fhir_version="R5" if chart.version == "R5" and not
                                  chart.unrelated else None)
@@ -238,7 +244,10 @@ def check_red_flags(chart: Chart, combination: tuple[str, ...]) -> None:
     context = f"{combination} {chart.version} carriers={chart.carriers}"
     assert len(red) == 1, f"{context}: {len(red)} red-flag cards"
     card = red[0]
-    assert card.indicator == "critical", context
+    # the card plan's indicator policy: a motor red flag (weakness, muscle wasting) makes the
+    # card critical; the others alone (severe, chronic, at rest, sensory loss) a warning
+    expected = "critical" if set(combination) & MOTOR_FLAGS else "warning"
+    assert card.indicator == expected, f"{context}: {card.indicator}"
     texts = _subject_texts(default_knowledge())
     for flag in FLAGS:
         named = texts[flag] in card.summary

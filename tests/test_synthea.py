@@ -107,7 +107,7 @@ def test_real_patient_on_hydrochlorothiazide_with_twitching_gets_the_diuretic_ca
     chart = _chart(HCTZ_PATIENT) + [twitching(patient=HCTZ_PATIENT, date="2025-09-10")]
     result = twitch_cds.evaluate(chart, now="2025-09-18T00:00:00Z")
     cited = {ref for refs in result.evidence.values() for ref in refs}
-    assert "medication-side-effect" in [c.kind for c in result.cards]
+    assert "medication" in [c.kind for c in result.cards]
     hctz = {f"MedicationRequest/{r['id']}" for r in chart
             if r["resourceType"] == "MedicationRequest" and r["status"] == "active"
             and r["medicationCodeableConcept"]["coding"][0]["code"] == "310798"}
@@ -124,7 +124,7 @@ def test_real_inhaled_budesonide_is_not_a_systemic_corticosteroid() -> None:
                                                     date="2025-09-10")]
     result = twitch_cds.evaluate(chart, now="2025-09-18T00:00:00Z")
     assert any(i.code == "not-systemic" for i in result.issues)
-    assert "medication-side-effect" not in [c.kind for c in result.cards]
+    assert "medication" not in [c.kind for c in result.cards]
 
 
 def test_screen_reads_the_real_export(tmp_path: Path) -> None:

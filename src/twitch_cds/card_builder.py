@@ -9,16 +9,18 @@ import string
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from twitch_cds.cds_hooks import INDICATOR_ORDER, Action, Card, Coding, Link, Source, Suggestion
 from twitch_cds.engine import Conclusion
 from twitch_cds.facts import Evidence
-from twitch_cds.knowledge.bundle import Knowledge
-from twitch_cds.knowledge.cardtexts import CardKind, Lang, SuggestionTexts
+from twitch_cds.knowledge.bundle import URGENCY_RANK, Knowledge
+from twitch_cds.knowledge.cardtexts import CardKind, CardPlan, Lang, SuggestionTexts
 from twitch_cds.knowledge.orders import LabTest, Panel, as_r5
 from twitch_cds.knowledge.rules import Maintenance
 from twitch_cds.provenance import Provenance
+
+Indicator = Literal["info", "warning", "critical"]
 
 CARD_NAMESPACE = uuid.UUID("5b0c3f4e-6f1e-4c51-9d43-1f6b1c2a7e10")
 """uuid5 namespace: a card's uuid derives from patient, rules, versions and evidence."""
@@ -198,19 +200,43 @@ _POOLED = "\0tests-due"
 
 @dataclass
 class _Group:
+    """The conclusions on one card (``rulesets/cards.yaml``, ``cards``): every conclusion
+    kind the card gathers; the first of them present (in the card's order) leads."""
+
     kind: str
-    texts: CardKind
+    """The card (``source.topic.code``)."""
+    plan: CardPlan
+    kinds: Mapping[str, CardKind]
     conclusions: list[Conclusion] = field(default_factory=list)
     _subjects: list[str] | None = field(default=None, init=False, repr=False)
 
+    @property
+    def lead(self) -> str:
+        """The conclusion kind whose summary the card shows."""
+        present = {c.card for c in self.conclusions}
+        return next(k for k in self.plan.kinds if k in present)
+
+    @property
+    def texts(self) -> CardKind:
+        return self.kinds[self.lead]
+
     def subjects(self) -> list[str]:
-        """Subjects in the order cards.yaml lists them, unknown ones last (all conclusions
-        are in by the time this is asked)."""
+        """The lead kind's subjects in the order cards.yaml lists them, unknown ones last."""
         if self._subjects is None:
-            order = {s: i for i, s in enumerate(self.texts.subjects)}
-            unique = dict.fromkeys(c.subject for c in self.conclusions)
+            texts = self.texts
+            listed = texts.summary_subjects_of or self.lead
+            order = {s: i for i, s in enumerate(texts.subjects)}
+            unique = dict.fromkeys(c.subject for c in self.conclusions if c.card == listed)
             self._subjects = sorted(unique, key=lambda s: (order.get(s, len(order)), s))
         return self._subjects
+
+    def present(self) -> set[str]:
+        """The conclusion kinds on the card."""
+        return {c.card for c in self.conclusions}
+
+    def identity(self) -> list[str]:
+        """Every kind and subject on the card (part of its uuid)."""
+        return sorted({f"{c.card}:{c.subject}" for c in self.conclusions})
 
 
 class CardBuilder:
@@ -277,10 +303,16 @@ class CardBuilder:
         def position(c: Conclusion) -> tuple[int, list[str]]:
             return order[c.rule_id], sorted(str(f.get("id")) for f in c.facts.values())
 
+        kinds, plans = self.k.cards.kinds, self.k.cards.cards
         for conclusion in sorted(conclusions, key=position):
-            texts = self.k.cards.kinds[conclusion.card]
-            key = (conclusion.card, conclusion.subject if texts.group == "subject" else "")
-            groups.setdefault(key, _Group(conclusion.card, texts)).conclusions.append(conclusion)
+            card = kinds[conclusion.card].card
+            group = groups.get((card, ""))
+            if group is None:
+                group = groups[(card, "")] = _Group(card, plans[card], kinds)
+            group.conclusions.append(conclusion)
+        for group in groups.values():  # on a card, each kind's lines together, lead first
+            place = {kind: i for i, kind in enumerate(group.plan.kinds)}
+            group.conclusions.sort(key=lambda c: place[c.card])
         self._ordered = set()  # tests a card already orders: each is asked for once
         kind_order = self._kind_order
         cards = [self._card(g, evidence, provenance, patient)
@@ -313,7 +345,7 @@ class CardBuilder:
             if suggestion is not None and suggestion.tests:
                 by_message.setdefault(pooled, {}).update(inputs)
             else:
-                subject = _label(group.texts, conclusion.subject, lang)
+                subject = _label(group.kinds[conclusion.card], conclusion.subject, lang)
                 text = render_message(getattr(rule.knowledge.message, lang), lang,
                                       conclusion.facts, subject)
                 by_message.setdefault(text, {}).update(inputs)
@@ -394,7 +426,7 @@ class CardBuilder:
             lines.pop()
         references = list(numbers)
         versions = sorted(f"{rule_id} {version}" for rule_id, version in rules.items())
-        identity = "|".join([patient or "-", group.kind, ",".join(sorted(group.subjects())),
+        identity = "|".join([patient or "-", group.kind, ",".join(group.identity()),
                              *versions, *sorted(references)])
         source = self.k.cards.source
         suggestions = self._suggestions(group, patient, references, plan)
@@ -407,12 +439,12 @@ class CardBuilder:
                                  orders=join_words(shorts, labels["and"](lang), lang),
                                  reasons=", ".join(tests.reasons)),
             detail="\n".join(lines),
-            indicator=group.texts.indicator,
+            indicator=self._indicator(group),
             source=Source(
                 label=source.label(lang),
                 url=links[0].url,
                 topic=Coding(system=source.topic_system, code=group.kind,
-                             display=group.texts.display(lang)),
+                             display=group.plan.display(lang)),
             ),
             suggestions=suggestions or None,
             selectionBehavior="any" if suggestions else None,
@@ -423,8 +455,29 @@ class CardBuilder:
                 "rules": [_rule_entry(rule_id, rules[rule_id], reviewed[rule_id])
                           for rule_id in sorted(rules)],
                 "reviewed": in_production,
+                "kinds": sorted(group.present()),
+                "subjects": group.identity(),
             }},
         ))
+
+    def _indicator(self, group: _Group) -> Indicator:
+        """The highest urgency among the rules behind the card (each rule's ``urgency``, the
+        card plan's policy); a settling kind on the card (an evaluated, long-standing
+        problem) makes warnings info, never a critical conclusion."""
+        urgencies = self._urgencies(group)
+        if self._settled(group):
+            return "info"
+        return max(urgencies, key=URGENCY_RANK.__getitem__)
+
+    def _urgencies(self, group: _Group) -> set[Indicator]:
+        rules = self.k.rules_by_id
+        return {rules[c.rule_id].rule.knowledge.urgency or "info" for c in group.conclusions}
+
+    def _settled(self, group: _Group) -> bool:
+        """Whether the card's settling kind is on it and nothing on it is critical."""
+        settles = group.plan.settles
+        return settles is not None and settles in group.present() \
+            and "critical" not in self._urgencies(group)
 
     def _tests_due(self, tests: _TestOrders, plan: list[LabTest | Panel]) -> str:
         """The one bullet for every test a card found due: which, why, and what to order."""
@@ -465,7 +518,11 @@ class CardBuilder:
                      plan: list[LabTest | Panel]) -> list[Suggestion]:
         """The card's procedures (a referral), then one suggestion ordering every test it
         wants, panels first. Draft ServiceRequests need a subject: none without a patient."""
-        wanted = dict.fromkeys([*group.texts.suggestions,
+        # a settled card (an evaluated problem) suggests no urgent referral: it says when to
+        # refer again instead
+        kinds = [] if self._settled(group) else [
+            k for k in group.plan.kinds if k in group.present()]
+        wanted = dict.fromkeys([*(s for k in kinds for s in group.kinds[k].suggestions),
                                 *(c.suggest for c in group.conclusions if c.suggest)])
         if patient is None or not (wanted or plan):
             return []

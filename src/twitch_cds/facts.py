@@ -98,6 +98,9 @@ class Finding(Fact):
     for an active Condition). None for an undated record."""
     age_days: float | None = None
     """Days since this record was made (effective or recorded date), when dated."""
+    onset_days: float | None = None
+    """Days since the finding's current episode began (its first record's onset): a record
+    dated fewer days ago came after the episode began (an evaluation of the twitching)."""
     last_seen_days: float | None = None
     """Days since the finding was last recorded: the end of its current episode (0 for an
     active Condition, continuous until now). The same for every record of the episode, so

@@ -129,8 +129,8 @@ def test_requests_cards_and_401s_are_counted(service: str, key: SigningKey) -> N
     assert moved("twitch_cds_requests_total", **hook, status="401") == 3
     assert moved("twitch_cds_request_duration_seconds_count", **hook) == 5
     assert moved("twitch_cds_request_duration_seconds_sum", **hook) > 0
-    for kind, indicator in (("electrolyte-depletion", "warning"),
-                            ("medication-side-effect", "warning"), ("self-care", "info")):
+    for kind, indicator in (("electrolytes", "warning"),
+                            ("medication", "warning"), ("explanation", "info")):
         assert moved("twitch_cds_cards_total", service=PATIENT_VIEW, kind=kind,
                      indicator=indicator) == 2
     assert moved("twitch_cds_unauthorized_total", reason="missing") == 1

@@ -104,13 +104,13 @@ def test_cards_offer_the_reasons_with_already_addressed_among_them() -> None:
 
 def _addressed_card_stays_out_until_its_evidence_changes(base: str) -> None:
     first = _cards(base)
-    assert {"medication-side-effect", "electrolyte-depletion"} <= set(first)
-    drug_card = first["medication-side-effect"]["uuid"]
+    assert {"medication", "electrolytes"} <= set(first)
+    drug_card = first["medication"]["uuid"]
     _override(base, drug_card, "already-addressed")
     for _ in range(6):  # fresh connections: both workers answer some of these
         again = _cards(base)
-        assert "medication-side-effect" not in again, "overridden as already addressed"
-        assert again["electrolyte-depletion"] == first["electrolyte-depletion"]
+        assert "medication" not in again, "overridden as already addressed"
+        assert again["electrolytes"] == first["electrolytes"]
     # new evidence: a second diuretic on record gives the card a new uuid, shown at once
     changed = _request()
     statements = changed["prefetch"]["medicationStatements"]["entry"]
@@ -121,9 +121,9 @@ def _addressed_card_stays_out_until_its_evidence_changes(base: str) -> None:
         "display": "furosemide"}], "text": "furosemide"}
     statements.append(added)
     fresh = _cards(base, changed)
-    assert "medication-side-effect" in fresh
-    assert fresh["medication-side-effect"]["uuid"] != drug_card
-    assert "furosemide-new" in fresh["medication-side-effect"]["detail"]
+    assert "medication" in fresh
+    assert fresh["medication"]["uuid"] != drug_card
+    assert "furosemide-new" in fresh["medication"]["detail"]
 
 
 def test_a_two_worker_service_reads_its_feedback_back(config: Path) -> None:
@@ -140,23 +140,23 @@ def test_a_two_worker_service_reads_its_feedback_back(config: Path) -> None:
     process = _start(config, port)
     try:
         first = _cards(base)
-        _override(base, first["self-care"]["uuid"], "not-clinically-relevant")  # 3 s
-        _override(base, first["electrolyte-depletion"]["uuid"], "already-addressed")
-        _override(base, first["medication-side-effect"]["uuid"], "data-out-of-date")
+        _override(base, first["explanation"]["uuid"], "not-clinically-relevant")  # 3 s
+        _override(base, first["electrolytes"]["uuid"], "already-addressed")
+        _override(base, first["medication"]["uuid"], "data-out-of-date")
         quiet_from = time.monotonic()
         shown = _cards(base)
-        assert "medication-side-effect" in shown, "a reason with no period quiets nothing"
-        assert "self-care" not in shown and "electrolyte-depletion" not in shown
+        assert "medication" in shown, "a reason with no period quiets nothing"
+        assert "explanation" not in shown and "electrolytes" not in shown
     finally:
         _stop(process)
     process = _start(config, port)  # a new process, the same database
     try:
         restarted = _cards(base)
-        assert "electrolyte-depletion" not in restarted, "stored durably"
+        assert "electrolytes" not in restarted, "stored durably"
         time.sleep(max(0.0, 3.2 - (time.monotonic() - quiet_from)))
         later = _cards(base)
-        assert "self-care" in later, "its period (3 s) is over"
-        assert "electrolyte-depletion" not in later, "30 days are not"
+        assert "explanation" in later, "its period (3 s) is over"
+        assert "electrolytes" not in later, "30 days are not"
     finally:
         _stop(process)
 

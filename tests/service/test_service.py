@@ -120,8 +120,8 @@ def test_discovery(service: str, keys: dict[str, SigningKey]) -> None:
         assert set(described) == set(prefetch)
         assert described["observations-1"] == {"required": True, "partOf": "observations",
                                                "cards": described["conditions"]["cards"]}
-        assert described["medicationRequests"]["cards"] == ["medication-side-effect",
-                                                            "critical-lab"]
+        assert described["medicationRequests"]["cards"] == ["medication",
+                                                            "electrolytes"]
         assert described["medicationStatements"]["required"] is False
 
 
@@ -162,7 +162,7 @@ def test_patient_view_with_full_prefetch(service: str, keys: dict[str, SigningKe
     response = _post(service, keys, request)
     assert response.status_code == 200
     check_response(response.json())
-    assert _kinds(response) == ["electrolyte-depletion", "medication-side-effect", "self-care"]
+    assert _kinds(response) == ["electrolytes", "medication", "explanation"]
     assert mentions(response.json()["cards"][0]["detail"], "Observation/na-1122")
     assert len(fhir.requests) == before  # nothing fetched
 
@@ -186,9 +186,9 @@ def test_patient_view_fetches_what_the_client_left_out(service: str, keys: dict[
     assert response.status_code == 200
     check_response(response.json())
     kinds = _kinds(response)
-    assert "medication-side-effect" in kinds and "electrolyte-depletion" in kinds
+    assert "medication" in kinds and "electrolytes" in kinds
     detail = next(c["detail"] for c in response.json()["cards"]
-                  if c["source"]["topic"]["code"] == "medication-side-effect")
+                  if c["source"]["topic"]["code"] == "medication")
     assert mentions(detail, "MedicationStatement/furosemide")
     assert mentions(detail, "MedicationRequest/hctz")
     assert "Data used" in detail
@@ -225,8 +225,8 @@ def test_a_fhir_server_with_a_url_limit_answers_every_search(service: str,
     finally:
         fhir.max_url_length = None
     assert response.status_code == 200
-    assert set(_kinds(response)) == {"electrolyte-depletion", "medication-side-effect",
-                                     "self-care"}
+    assert set(_kinds(response)) == {"electrolytes", "medication",
+                                     "explanation"}
     assert mentions(json.dumps(response.json()), "Observation/tw-1122")
     assert len([url for url in searches if "/Observation?" in url]) >= 2
     assert all(len(httpx.URL(url).raw_path) <= 2000 for url in searches)
@@ -257,7 +257,7 @@ def test_split_observation_keys_given_in_part_are_combined_with_fetched_ones(
     assert response.status_code == 200
     cards = response.json()["cards"]
     electrolytes = next(c for c in cards if c["source"]["topic"]["code"]
-                        == "electrolyte-depletion")
+                        == "electrolytes")
     assert mentions(electrolytes["detail"], "Observation/na-1")  # from the key given
     assert mentions(json.dumps(cards), "Observation/tw-1122")  # from a key fetched
     assert token(system, code) not in ",".join(searches)  # the given part was not fetched
@@ -317,7 +317,7 @@ def test_order_sign_warns_about_a_draft_diuretic(service: str, keys: dict[str, S
     assert len(cards) == 1, "at ordering, only the cards about the orders"
     assert mentions(cards[0]["detail"], "MedicationRequest/draft-pred")
     assert cards[0]["indicator"] == "warning"
-    assert cards[0]["source"]["topic"]["code"] == "medication-side-effect"
+    assert cards[0]["source"]["topic"]["code"] == "medication"
 
 
 def _open_app(tmp_path: Path, **options: Any) -> Any:
@@ -373,7 +373,7 @@ def test_the_event_loop_answers_while_an_evaluation_runs(
         answer = slow.result()
     assert health.status_code == 200 and discovery.status_code == 200
     assert waited < 0.5, f"/healthz and discovery waited {waited:.2f} s for the engine"
-    assert answer.status_code == 200 and _kinds(answer)[0] == "electrolyte-depletion"
+    assert answer.status_code == 200 and _kinds(answer)[0] == "electrolytes"
 
 
 def test_a_slow_evaluation_answers_the_check_incomplete_card(

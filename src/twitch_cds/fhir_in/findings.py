@@ -203,6 +203,7 @@ class FindingReader(ReaderContext):
             start, end, first, chain = found
             fact.duration_days = max(0.0, days_between(start, end))  # the reader's own fact
             fact.last_seen_days = max(0.0, days_between(end, self.now))
+            fact.onset_days = max(0.0, days_between(start, self.now))
             also: list[Evidence] = []
             if first != evidence.reference:  # the record that dates the episode is evidence
                 also.append(Evidence(reference=first, match="code", date=date_text(start),

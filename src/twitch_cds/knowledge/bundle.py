@@ -70,8 +70,8 @@ class Knowledge:
 
     @functools.cached_property
     def card_kind_order(self) -> dict[str, int]:
-        """Each card kind's place in cards.yaml (cards of one indicator come in this order)."""
-        return {kind: i for i, kind in enumerate(self.cards.kinds)}
+        """Each card's place in cards.yaml (cards of one indicator come in this order)."""
+        return {card: i for i, card in enumerate(self.cards.cards)}
 
     @functools.cached_property
     def reads(self) -> FactReads:
@@ -181,6 +181,10 @@ def _check_negations(parsed: list[tuple[Path, RuleFile]]) -> None:
                     "the negation could not see it")
 
 
+URGENCY_RANK = {"info": 0, "warning": 1, "critical": 2}
+"""How urgent each indicator is (a card takes the highest of its rules)."""
+
+
 def _check_conclusion(rule: RuleFile, cards: CardTexts, analytes: Iterable[str]) -> None:
     conclude = rule.knowledge.conclude
     if conclude is None:
@@ -196,9 +200,9 @@ def _check_conclusion(rule: RuleFile, cards: CardTexts, analytes: Iterable[str])
     for key in keys:
         if "{" in key or key not in cards.suggestions:
             raise RuleCheckError(f"suggestion {key!r} is not in cards.yaml")
-    if rule.knowledge.urgency != kind.indicator:
+    if URGENCY_RANK[rule.knowledge.urgency or "info"] > URGENCY_RANK[kind.indicator]:
         raise RuleCheckError(
-            f"urgency {rule.knowledge.urgency} differs from the {conclude.card} card's "
+            f"urgency {rule.knowledge.urgency} is above the {conclude.card} kind's highest "
             f"indicator {kind.indicator}"
         )
 

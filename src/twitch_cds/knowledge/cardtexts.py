@@ -53,9 +53,13 @@ class Correction(BaseModel):
 
 
 class CardKind(BaseModel):
+    """A conclusion kind (what a rule's ``conclude.card`` names): its subjects' labels and
+    its summaries; ``card`` names the card (``cards``) it goes on."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+    card: str
     indicator: Literal["info", "warning", "critical"]
-    group: Literal["kind", "subject"]
+    """The highest urgency a rule of this kind may conclude with (the loader checks)."""
     display: Text
     summary: Text
     subjects: dict[str, Text] = Field(min_length=1)
@@ -65,11 +69,31 @@ class CardKind(BaseModel):
     names, "K, Na, Mg, Ca and creatinine")."""
     summary_due: Text | None = None
     """The summary when tests are all the card is about: ``{reasons}`` and ``{orders}``."""
+    summary_subjects_of: str | None = None
+    """When this kind leads its card, the kind whose subjects its summary lists (an evaluated
+    problem's summary names the red flags on the card); its labels are in ``subjects``."""
     order_subjects: list[str] = Field(default_factory=list)
     """Subjects that only say tests are due: named by the orders, not in ``{subjects}``."""
 
 
 LANGS: tuple[Lang, ...] = ("en", "id")
+
+
+class CardPlan(BaseModel):
+    """A card the clinician sees (``source.topic.code``): the conclusion kinds it gathers,
+    in the order that picks the one whose summary leads, and the kind that settles it (an
+    evaluated, long-standing problem: warnings become info, critical conclusions stay)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    display: Text
+    kinds: list[str] = Field(min_length=1)
+    settles: str | None = None
+
+    @model_validator(mode="after")
+    def _settles_one_of_its_kinds(self) -> CardPlan:
+        if self.settles is not None and self.settles not in self.kinds:
+            raise ValueError(f"settles {self.settles!r} is not one of the card's kinds")
+        return self
 
 
 class SuggestionTexts(BaseModel):
@@ -110,6 +134,7 @@ class CardTexts(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     source: SourceTexts
     labels: dict[str, Text]
+    cards: dict[str, CardPlan]
     kinds: dict[str, CardKind]
     suggestions: dict[str, SuggestionTexts] = Field(default_factory=dict)
     override_reasons: list[OverrideReason] = Field(default_factory=list)
@@ -119,3 +144,16 @@ class CardTexts(BaseModel):
     sections: dict[str, Section] = Field(default_factory=dict)
     """Each article heading a rule cites (``citation.section``), in both languages."""
     corrections: list[Correction] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _every_kind_on_its_card(self) -> CardTexts:
+        """Each conclusion kind goes on exactly the card that lists it."""
+        for name, kind in self.kinds.items():
+            plan = self.cards.get(kind.card)
+            if plan is None or name not in plan.kinds:
+                raise ValueError(f"kinds.{name}: card {kind.card!r} does not list it")
+        for card, plan in self.cards.items():
+            for name in plan.kinds:
+                if name not in self.kinds or self.kinds[name].card != card:
+                    raise ValueError(f"cards.{card}: kind {name!r} is not on this card")
+        return self

@@ -16,13 +16,16 @@ Scenario schema (every key but ``now`` and ``input``/``input_file`` is optional)
     expect:
       exact: true            # the card kinds are exactly those listed (default true)
       cards:
-        - kind: red-flag
+        - kind: red-flag     # the card (source.topic.code)
+          parts: [red-flag]  # the conclusion kinds on it (the card's extension); exactly
+          parts_exact: true  # these unless parts_exact is false
           count: 1           # that many cards of this kind
           indicator: critical
           references: [Observation/k]   # this kind's cards cite at least these resources
           references_exact: false       # true: ... and nothing else
           summary_has: [chronic]        # words every listed one must be in some summary
-      absent: [caffeine]     # card kinds that must not appear
+      absent: [explanation]  # cards that must not appear
+      absent_parts: [caffeine]  # conclusion kinds that must be on no card
       issues: [{resource: Observation/x, path: ..., action: ...}]
     fires: [rule-id, ...]    # rules that must fire
     quiet: [rule-id, ...]    # rules that must not fire
@@ -102,6 +105,13 @@ def _card_problems(want: dict[str, Any], result: EvaluationResult) -> list[str]:
         if got != sorted(want["services"]):
             problems.append(f"{kind}: ServiceRequest codes {got}, "
                             f"expected {sorted(want['services'])}")
+    if "parts" in want:  # the conclusion kinds on the card(s): what the rules concluded
+        got_parts = {k for c in matching
+                     for k in ((c.extension or {}).get("twitch-cds") or {}).get("kinds", [])}
+        problems += [f"{kind} card lacks a {part} conclusion" for part in want["parts"]
+                     if part not in got_parts]
+        if want.get("parts_exact", True) and got_parts - set(want["parts"]):
+            problems.append(f"{kind} card also has {sorted(got_parts - set(want['parts']))}")
     if "indicator" in want and any(c.indicator != want["indicator"] for c in matching):
         problems.append(f"{kind} indicator is not {want['indicator']}")
     if "count" in want and len(matching) != want["count"]:
@@ -121,6 +131,10 @@ def check_result(scenario: dict[str, Any], result: EvaluationResult) -> list[str
         problems += _card_problems(want, result)
     problems += [f"unexpected {kind} card" for kind in expected.get("absent", [])
                  if kind in got_kinds]
+    parts = {k for c in result.cards
+             for k in ((c.extension or {}).get("twitch-cds") or {}).get("kinds", [])}
+    problems += [f"unexpected {part} conclusion" for part in expected.get("absent_parts", [])
+                 if part in parts]
     for issue in expected.get("issues", []):
         if not any(i.resource == issue["resource"] and issue.get("path", i.path) == i.path
                    and issue.get("action", i.action) == i.action for i in result.issues):

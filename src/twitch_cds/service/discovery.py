@@ -64,7 +64,7 @@ def discovery(knowledge: Knowledge, templates: dict[str, Prefetch]) -> dict[str,
                 "Send a JWT (ES384 or RS384) from a registered issuer. Prefetch "
                 f"{', '.join(required)} (or give fhirServer and fhirAuthorization so the "
                 "service can fetch each key left out); every card needs the observations "
-                "and conditions (a current twitching finding), medication-side-effect cards "
+                "and conditions (a current twitching finding), medication cards "
                 f"need medicationRequests; {' and '.join(optional)} are used when available. "
                 "The observations-N keys are parts of one search, split to keep each URL "
                 "short. FHIR R4, R4B or R5."),

@@ -88,24 +88,29 @@ def prefetch_templates(knowledge: Knowledge, max_url_length: int = 2000) -> dict
     """What the rules read, as FHIR searches for ``{{context.patientId}}``, each within
     ``max_url_length`` characters (counted with a 64-character patient id)."""
     # every card needs a current twitching finding, from an Observation or a Condition
-    every = tuple(kind for kind in knowledge.cards.kinds if kind not in SERVICE_ONLY_CARDS)
+    every = tuple(card for card in knowledge.cards.cards if card not in SERVICE_ONLY_CARDS)
+
+    def cards(*kinds: str) -> tuple[str, ...]:
+        """The cards (contract 3.0) that carry these conclusion kinds."""
+        return tuple(dict.fromkeys(knowledge.cards.kinds[kind].card for kind in kinds))
+
     tokens = [token(system, code) for system, code in observation_codes(knowledge)]
     observations = split_search(f"Observation?patient={PATIENT}&code=", tokens, max_url_length)
     templates = {
         # gender and birthDate: the lab range for the patient's sex, an onset given as an age
         "patient": Prefetch(f"Patient/{PATIENT}", required=False,
-                            cards=("red-flag", "electrolyte-depletion", "critical-lab",
-                                   "electrolyte-high")),
+                            cards=cards("red-flag", "electrolyte-depletion", "critical-lab",
+                                        "electrolyte-high")),
         **{f"{OBSERVATIONS}-{n}": Prefetch(search, required=True, cards=every,
                                            group=OBSERVATIONS)
            for n, search in enumerate(observations, start=1)},
         "conditions": Prefetch(f"Condition?patient={PATIENT}", required=True, cards=every),
         # a drug on record is named on the critical-lab card as a possible cause
         "medicationRequests": Prefetch(f"MedicationRequest?patient={PATIENT}", required=True,
-                                       cards=("medication-side-effect", "critical-lab")),
+                                       cards=cards("medication-side-effect", "critical-lab")),
         "medicationStatements": Prefetch(f"MedicationStatement?patient={PATIENT}",
                                          required=False,
-                                         cards=("medication-side-effect", "critical-lab")),
+                                         cards=cards("medication-side-effect", "critical-lab")),
     }
     for key, prefetch in templates.items():
         if expanded_length(prefetch.template) > max_url_length:

@@ -17,6 +17,7 @@ from twitch_cds.card_builder import (
     _distinct,
     _markers,
     localise_number_text,
+    parts_summary,
     render_message,
     summary_text,
 )
@@ -151,6 +152,28 @@ def test_indonesian_cards_use_the_rulesets_texts() -> None:
                                 if c.kind == "electrolytes")
     with pytest.raises(ValueError, match="lang"):
         twitch_cds.evaluate(EVERYTHING, now=NOW, lang="fr")  # type: ignore[arg-type]
+
+
+def test_a_card_of_several_causes_names_each_with_its_action(knowledge: Knowledge) -> None:
+    """Every combination of a card's parts (the benign causes), in both languages: one
+    distinct cause leaves the lead kind's summary; two or more give the card's own summary,
+    under 140 characters, naming every cause and every action."""
+    and_ = knowledge.cards.labels["and"]
+    checked = 0
+    for plan in knowledge.cards.cards.values():
+        for size in range(len(plan.parts) + 1):
+            for chosen in itertools.combinations(plan.parts, size):
+                for lang in ("en", "id"):
+                    summary = parts_summary(plan, set(chosen), lang, and_)
+                    causes = {plan.parts[k].cause(lang) for k in chosen}
+                    if len(causes) < 2:
+                        assert summary is None
+                        continue
+                    checked += 1
+                    assert summary is not None and len(summary) < 140, summary
+                    assert all(plan.parts[k].cause(lang) in summary
+                               and plan.parts[k].action(lang) in summary for k in chosen)
+    assert checked > 0
 
 
 def test_every_summary_fits_with_every_combination_of_subjects(knowledge: Knowledge) -> None:

@@ -15,7 +15,7 @@ from twitch_cds.cds_hooks import INDICATOR_ORDER, Action, Card, Coding, Link, So
 from twitch_cds.engine import Conclusion
 from twitch_cds.facts import Evidence
 from twitch_cds.knowledge.bundle import URGENCY_RANK, Knowledge
-from twitch_cds.knowledge.cardtexts import CardKind, CardPlan, Lang, SuggestionTexts
+from twitch_cds.knowledge.cardtexts import CardKind, CardPlan, Lang, SuggestionTexts, Text
 from twitch_cds.knowledge.orders import LabTest, Panel, as_r5
 from twitch_cds.knowledge.rules import Maintenance
 from twitch_cds.provenance import Provenance
@@ -94,6 +94,19 @@ def join_words(items: list[str], word: str, lang: Lang) -> str:
         return "".join(items)
     comma = "," if lang == "id" and len(items) > 2 else ""
     return f"{', '.join(items[:-1])}{comma} {word} {items[-1]}"
+
+
+def parts_summary(plan: CardPlan, present: set[str], lang: Lang, and_: Text) -> str | None:
+    """A card gathering distinct ideas (several benign causes) names them all, with what each
+    calls for ("Likely benign (caffeine, diet): advise less caffeine and a balanced diet"),
+    when two or more are on it; None otherwise (the lead kind's summary stands)."""
+    if plan.summary is None:
+        return None
+    causes, actions = plan.part_labels(present, lang)
+    if len(causes) < 2:
+        return None
+    return plan.summary(lang).format(causes=", ".join(causes),
+                                     actions=join_words(actions, and_(lang), lang))
 
 
 def summary_text(texts: CardKind, subjects: list[str], lang: Lang, orders: str = "",
@@ -435,9 +448,8 @@ class CardBuilder:
                  for rule_id in dict.fromkeys(c.rule_id for c in group.conclusions)]
         return BuiltCard(references, Card(
             uuid=card_uuid(identity),
-            summary=summary_text(group.texts, group.subjects(), lang,
-                                 orders=join_words(shorts, labels["and"](lang), lang),
-                                 reasons=", ".join(tests.reasons)),
+            summary=self._summary(group, lang, join_words(shorts, labels["and"](lang), lang),
+                                  ", ".join(tests.reasons)),
             detail="\n".join(lines),
             indicator=self._indicator(group),
             source=Source(
@@ -459,6 +471,12 @@ class CardBuilder:
                 "subjects": group.identity(),
             }},
         ))
+
+    def _summary(self, group: _Group, lang: Lang, orders: str, reasons: str) -> str:
+        """The lead kind's summary, or the card's own when it holds two or more parts."""
+        return (parts_summary(group.plan, group.present(), lang, self.k.cards.labels["and"])
+                or summary_text(group.texts, group.subjects(), lang, orders=orders,
+                                reasons=reasons))
 
     def _indicator(self, group: _Group) -> Indicator:
         """The highest urgency among the rules behind the card (each rule's ``urgency``, the

@@ -79,6 +79,15 @@ class CardKind(BaseModel):
 LANGS: tuple[Lang, ...] = ("en", "id")
 
 
+class CardPart(BaseModel):
+    """One idea on a card that gathers several (a benign cause): how the card's own summary
+    names it and the action it calls for."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    cause: Text
+    action: Text
+
+
 class CardPlan(BaseModel):
     """A card the clinician sees (``source.topic.code``): the conclusion kinds it gathers,
     in the order that picks the one whose summary leads, and the kind that settles it (an
@@ -88,12 +97,30 @@ class CardPlan(BaseModel):
     display: Text
     kinds: list[str] = Field(min_length=1)
     settles: str | None = None
+    parts: dict[str, CardPart] = Field(default_factory=dict)
+    """Kinds that are distinct ideas (two kinds may share a part): when two or more parts are
+    on the card, ``summary`` names them all instead of the lead kind's summary."""
+    summary: Text | None = None
+    """``{causes}`` and ``{actions}``: the parts on the card and what each calls for."""
 
     @model_validator(mode="after")
     def _settles_one_of_its_kinds(self) -> CardPlan:
         if self.settles is not None and self.settles not in self.kinds:
             raise ValueError(f"settles {self.settles!r} is not one of the card's kinds")
+        if any(kind not in self.kinds for kind in self.parts):
+            raise ValueError("a part must be one of the card's kinds")
+        if bool(self.parts) != (self.summary is not None):
+            raise ValueError("parts and summary go together")
         return self
+
+    def part_labels(self, present: set[str], lang: Lang) -> tuple[list[str], list[str]]:
+        """The distinct parts among ``present`` kinds, in the card's order: their causes and
+        actions in ``lang`` (a part two kinds share counts once)."""
+        causes: dict[str, str] = {}
+        for kind, part in self.parts.items():
+            if kind in present:
+                causes.setdefault(part.cause(lang), part.action(lang))
+        return list(causes), list(causes.values())
 
 
 class SuggestionTexts(BaseModel):

@@ -307,6 +307,9 @@ def main() -> None:
                              "chart at 1x, 2x and 5x the sustainable rate of 1 and 2 workers")
     parser.add_argument("--heavy-only", action="store_true",
                         help="with --overload: the heavy chart only")
+    parser.add_argument("--evaluate-in", choices=("process", "thread"), default="process",
+                        help="with --overload: where each worker evaluates (thread: the "
+                             "design before the evaluation process, as a baseline)")
     parser.add_argument("--fhir-stand-in", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.fhir_stand_in:
@@ -318,7 +321,7 @@ def main() -> None:
         overload(seconds=args.seconds if args.seconds != 20.0 else 10.0, alg=args.alg,
                  workers_list=(1, 2) if args.workers == 2 else (args.workers,),
                  charts_list=("heavy chart", "1,000 resources") if not args.heavy_only
-                 else ("heavy chart",))
+                 else ("heavy chart",), evaluate_in=args.evaluate_in)
         return
 
     folder = Path(tempfile.mkdtemp(prefix="twitch-cds-bench-"))

@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import multiprocessing
+import os
 import pickle
 import queue
 import signal
@@ -42,6 +43,11 @@ log = logging.getLogger("twitch_cds.service")
 START_TIMEOUT_S = 120.0
 """Longest wait for a new evaluation process to import, compile the ruleset and warm up."""
 _READY = b"ready"
+NICENESS = 5
+"""The evaluation process runs at this lower CPU priority (``os.nice``): when the cores are
+contended, the HTTP process (shedding, answering deadlines, writing answers) gets them
+first and the evaluations wait, which the deadline already covers. On an idle core it
+makes no difference."""
 
 
 class EngineFailed(RuntimeError):
@@ -56,6 +62,8 @@ def serve_evaluations(connection: Connection, lang: Lang, validation_cache_entri
     from twitch_cds.service.warmup import warm_up
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which stops us
+    with contextlib.suppress(OSError):
+        os.nice(NICENESS)
     knowledge = default_knowledge()
     twitch_cds.configure_validation_cache(validation_cache_entries)
     warm_up(knowledge, lang)

@@ -192,7 +192,8 @@ class Client:
 
             async def loop() -> None:
                 while time.perf_counter() - start < seconds:
-                    await one(next(stock))
+                    token = next(stock, None)
+                    await one(token if token is not None else self.tokens(1)[0])
 
             await asyncio.gather(*(loop() for _ in range(concurrency)))
         else:

@@ -151,9 +151,13 @@ class EngineProcess:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Evaluated] = loop.create_future()
         budget = deadline - time.perf_counter()
-        self._jobs.put(_Job(payload, deadline, budget, expected_s, learn, loop, future))
+        job = _Job(payload, deadline, budget, expected_s, learn, loop, future)
         del payload
-        return await asyncio.wait_for(future, timeout=max(budget, 0.0))
+        self._jobs.put(job)
+        try:
+            return await asyncio.wait_for(future, timeout=max(budget, 0.0))
+        finally:  # answered: a job still queued (a restart under way) holds no body
+            job.payload = b""
 
     def shutdown(self) -> None:
         """Stop the driver and the evaluation process (graceful shutdown of the worker)."""

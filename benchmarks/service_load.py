@@ -305,6 +305,8 @@ def main() -> None:
     parser.add_argument("--overload", action="store_true",
                         help="the overload profile instead: the heavy and a 1,000-resource "
                              "chart at 1x, 2x and 5x the sustainable rate of 1 and 2 workers")
+    parser.add_argument("--overload-workers", default="1,2",
+                        help="with --overload: the worker counts to run, e.g. 2 or 1,2")
     parser.add_argument("--heavy-only", action="store_true",
                         help="with --overload: the heavy chart only")
     parser.add_argument("--evaluate-in", choices=("process", "thread"), default="process",
@@ -319,7 +321,7 @@ def main() -> None:
         from service_overload import overload
 
         overload(seconds=args.seconds if args.seconds != 20.0 else 10.0, alg=args.alg,
-                 workers_list=(1, 2) if args.workers == 2 else (args.workers,),
+                 workers_list=tuple(int(n) for n in args.overload_workers.split(",")),
                  charts_list=("heavy chart", "1,000 resources") if not args.heavy_only
                  else ("heavy chart",), evaluate_in=args.evaluate_in)
         return

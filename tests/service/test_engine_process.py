@@ -209,3 +209,20 @@ def test_a_burst_is_answered_whole_with_the_red_flag_or_the_check_incomplete_car
     assert answered == calls and within == calls, (within, answered)
     assert after["admitted"] == 0 and after["engine_restarts"] == 0
     assert recovered == "red-flag"
+
+
+def test_the_cards_that_cross_from_the_evaluation_process_are_the_library_s_answer() -> None:
+    """What the evaluation process sends back (pickled) gives the same response body, card
+    for card, as ``evaluate()`` in the caller's process, evidence included."""
+    import pickle
+
+    import twitch_cds
+    from twitch_cds.service.evaluated import cards_json, evaluated
+
+    result = twitch_cds.evaluate(_request())
+    crossed = pickle.loads(pickle.dumps(evaluated(result, 0.01)))
+    assert cards_json(crossed.cards) == result.cds_hooks_json()
+    assert [card.kind for card in crossed.cards] == [card.kind for card in result.cards]
+    assert "red-flag" in [card.kind for card in crossed.cards]
+    assert {card.uuid: list(card.evidence) for card in crossed.cards} == {
+        str(card.uuid): result.evidence.get(str(card.uuid), []) for card in result.cards}

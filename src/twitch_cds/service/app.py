@@ -322,7 +322,9 @@ def create_app(config: ServiceConfig | None = None,
     async def evaluate_call(request: Request, service: Service, client: TrustedClient | None,
                             ticket: Ticket, started: float, deadline: float) -> Response:
         body = await read_json(request, deadline)
-        parse_s = request.state.parse_s  # the worker's time too: learnt with the evaluation
+        # with the engine in a thread, parsing the body holds the same GIL: learnt with the
+        # evaluation; the evaluation process parses the bytes again itself (in its seconds)
+        parse_s = request.state.parse_s if config.evaluate_in == "thread" else 0.0
         problem = _check_request(body, service)
         if problem:
             return operation_outcome(400, "invalid", problem)

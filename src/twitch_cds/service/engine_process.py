@@ -27,6 +27,7 @@ import os
 import pickle
 import queue
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -59,9 +60,13 @@ def serve_evaluations(connection: Connection, lang: Lang, validation_cache_entri
     until the HTTP process closes the pipe."""
     import twitch_cds
     from twitch_cds.knowledge.bundle import default_knowledge
+    from twitch_cds.service.logs import JsonFormatter
     from twitch_cds.service.warmup import warm_up
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the server, which stops us
+    handler = logging.StreamHandler(sys.stderr)  # a new interpreter: the worker's JSON lines
+    handler.setFormatter(JsonFormatter())
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     with contextlib.suppress(OSError):
         os.nice(NICENESS)
     knowledge = default_knowledge()
@@ -237,9 +242,14 @@ class EngineProcess:
         if connection is None:
             job.settle(exception=EngineFailed("no evaluation process"))
             return
+        payload = job.payload
+        if not payload:  # answered at its deadline a moment ago
+            job.settle(exception=NotStarted())
+            return
         begun = time.perf_counter()
         try:
-            connection.send_bytes(job.payload)
+            connection.send_bytes(payload)
+            del payload
             if not connection.poll(max(job.deadline + self.kill_after_s - begun, 0.0)):
                 if job.learn is not None:  # it costs at least this much: admit fewer
                     job.learn(time.perf_counter() - begun)

@@ -204,7 +204,8 @@ def test_the_trace_names_rules_facts_and_derived_findings() -> None:
     estrogen = next(f for f in result.trace.fired if f.rule_id == "drug-exposure"
                     and f.facts["drug"].reference == "MedicationStatement/coc")
     assert estrogen.facts["drug"].match == "name"
-    assert firing.version == "1.1.0"
+    weakness = default_knowledge().rules_by_id["red-flag-weakness"].rule
+    assert firing.version == weakness.maintenance.version
 
 
 EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.json"))
@@ -291,6 +292,7 @@ def _our_texts(card: Card) -> list[str]:
     if card.source.topic and card.source.topic.display:
         texts.append(card.source.topic.display)
     texts += [r.display or "" for r in card.overrideReasons or []]
+    texts += [link.label for link in card.links or []]  # the rules' titles
     for suggestion in card.suggestions or []:
         texts.append(suggestion.label)
         for action in suggestion.actions or []:

@@ -1,7 +1,7 @@
 """Fluids advice only where it is safe (issue 14): for any mix of the exceptions, coded in
-any of the standard systems the value sets hold, extra water or sports drinks are advised
-only with a current normal sodium and no exception; every exception says why on the card,
-and "drink to thirst" never stands beside a condition that limits fluids."""
+any of the standard systems the value sets hold, extra water or oral rehydration/electrolyte
+drinks are advised only with a current normal sodium and no exception; every exception says
+why on the card, and "drink to thirst" never stands beside a condition that limits fluids."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from twitch_cds.knowledge.bundle import default_knowledge
 from .builders import ICD, NOW, RXNORM, SCT, condition, lab, med_statement, twitching
 
 WHO = "http://hl7.org/fhir/sid/icd-10"
-ADVICE = "plus sports drinks or other drinks with electrolytes"
+ADVICE = "plus oral rehydration or other electrolyte drinks"
 SUGAR_FREE = "sugar-free electrolyte drinks"
 THIRST = "drink to thirst"
 

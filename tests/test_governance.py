@@ -16,6 +16,7 @@ from twitch_cds.knowledge.bundle import Knowledge
 from twitch_cds.knowledge.rules import CONCEPT_FIELDS, RuleFile, Schema, valuesets_read
 
 from .builders import changed_ruleset
+from .test_cards import ENGLISH_MARKERS
 
 RULE = Path("rules") / "red-flags" / "red-flag-weakness.yaml"
 
@@ -71,6 +72,16 @@ def test_no_rule_pretends_to_a_review_it_has_not_had(knowledge: Knowledge) -> No
         assert (maintenance.specialist == "") == (maintenance.reviewed is None), compiled.rule.id
         if maintenance.validation == "production":
             assert maintenance.specialist and maintenance.reviewed, compiled.rule.id
+
+
+def test_every_rule_has_a_title_in_both_languages(knowledge: Knowledge) -> None:
+    """The Indonesian card's rule links and catalogue pages name a rule by its Indonesian
+    title (``library.title_id``), never by its English id or title."""
+    for compiled in knowledge.rules:
+        library = compiled.rule.library
+        assert library.title_id and library.title_id != library.title, compiled.rule.id
+        assert library.name("id") == library.title_id and library.name("en") == library.title
+        assert not ENGLISH_MARKERS.search(library.title_id), library.title_id
 
 
 def test_every_rule_links_the_value_sets_it_reads(knowledge: Knowledge) -> None:

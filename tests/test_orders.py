@@ -123,7 +123,8 @@ def test_the_red_flag_card_refers_to_neurology_with_snomed_ct() -> None:
 
 
 @pytest.mark.parametrize("lang", ["en", "id"])
-def test_the_source_says_what_the_knowledge_is_and_links_each_rule(lang: str) -> None:
+def test_the_source_says_what_the_knowledge_is_and_links_each_rule(
+        lang: str, knowledge: Knowledge) -> None:
     chart = [{"resourceType": "Patient", "id": "p1"}, twitching(),
              obs("sweat", OURS, "heavy-sweating")]
     result = twitch_cds.evaluate(chart, now=NOW, lang=lang)  # type: ignore[arg-type]
@@ -136,6 +137,12 @@ def test_the_source_says_what_the_knowledge_is_and_links_each_rule(lang: str) ->
         assert sorted(urls) == sorted(
             f"https://twitch-cds.github.io/catalogue/{lang}/rules/{r}.html" for r in rules)
         assert card.source.url in urls
+        # each link is labelled with the rule's title in the card's language, not its id
+        prefix = "Rule in the catalogue: " if lang == "en" else "Aturan di katalog: "
+        for link in card.links or ():
+            rule = knowledge.rules_by_id[str(link.url).rsplit("/", 1)[1][:-len(".html")]].rule
+            assert link.label == prefix + rule.library.name(lang)
+            assert rule.id not in link.label
     other = twitch_cds.evaluate(chart, now=NOW, lang=lang,  # type: ignore[arg-type]
                                 catalogue="https://cds.example.org/rules-catalogue/")
     assert all(str(c.source.url).startswith(f"https://cds.example.org/rules-catalogue/{lang}/"

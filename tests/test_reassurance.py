@@ -22,7 +22,7 @@ from twitch_cds.knowledge.bundle import Knowledge
 from twitch_cds.knowledge.scenarios import load_scenario, scenario_input
 from twitch_cds.knowledge.terminology import ICD10WHO, ICD11MMS
 
-from .builders import ICD, LOINC, NOW, OURS, SCT, UCUM, condition, fired, obs, twitching
+from .builders import ICD, LOINC, NOW, OURS, SCT, UCUM, condition, fired, lab, obs, twitching
 
 WITHHELD = {"type": "derived", "name": "reassurance-withheld"}
 REASSURING = {"self-care", "muscle-fatigue", "post-exercise-irritability"}
@@ -255,3 +255,23 @@ def test_the_known_disease_rules_say_their_knowledge_is_not_the_article(
                                            ("en", "id")):
         text = getattr(rules[rule_id].knowledge.message, lang)
         assert "may be a symptom" not in text and "dapat menjadi gejala" not in text
+
+
+ELECTROLYTES = [("2823-3", "mmol/L", 3.5, 5.1), ("2951-2", "mmol/L", 135, 145),
+                ("19123-9", "mg/dL", 1.7, 2.2), ("17861-6", "mg/dL", 8.5, 10.2)]
+"""Potassium, sodium, magnesium, total calcium: LOINC, unit, the lab's range."""
+
+
+@pytest.mark.parametrize(("code", "unit", "low", "high"), ELECTROLYTES)
+@pytest.mark.parametrize("lang", ["en", "id"])
+def test_the_article_s_reassurance_never_stands_beside_an_abnormal_electrolyte(
+        code: str, unit: str, low: float, high: float, lang: str) -> None:
+    """"Usually not a sign of a serious disease" is said with a result in range, never beside
+    one just below or above it (not critical: the other self-care lines may stay)."""
+    words = {"en": "usually not a sign of a serious", "id": "umumnya tidak menandakan"}[lang]
+    for value, said in [(low, True), (high, True), (low * 0.97, False), (high * 1.03, False)]:
+        chart = [twitching(), lab("x", code, value, unit, low=low, high=high)]
+        result = twitch_cds.evaluate(chart, now=NOW, lang=lang)  # type: ignore[arg-type]
+        assert ("self-care-reassurance" in fired(result)) is said, (code, value)
+        assert any(words in (c.detail or "") for c in result.cards) is said, (code, value)
+        assert not said or "critical-lab" not in [c.kind for c in result.cards]

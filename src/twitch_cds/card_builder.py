@@ -441,7 +441,8 @@ class CardBuilder:
         key = (self._catalogue, self.lang, rule_id)
         link = _LINKS.get(key)
         if link is None:
-            label = self.k.cards.source.link_label(self.lang).format(rule=rule_id)
+            title = self.k.rules_by_id[rule_id].rule.library.name(self.lang)
+            label = self.k.cards.source.link_label(self.lang).format(rule=rule_id, title=title)
             link = _LINKS[key] = Link(label=label, url=self.rule_page(rule_id), type="absolute")
         return link
 

@@ -101,11 +101,11 @@ class _Page:
         return self.site.knowledge.cards.kinds[kind].display(self.lang)
 
     def rule_name(self, view: RuleView) -> str:
-        """A rule's name in this language: its title in English; in Indonesian its card
-        line (the rule files' titles are English only)."""
+        """A rule's name in this language: its title (``title_id`` in Indonesian; a rule
+        without one is named by its Indonesian card line)."""
         rule = view.compiled.rule
-        if self.lang == "en":
-            return rule.library.title
+        if self.lang == "en" or rule.library.title_id:
+            return rule.library.name(self.lang)
         return _PLACEHOLDER.sub("…", rule.knowledge.message.id)
 
     def message(self, view: RuleView) -> Markup:

@@ -28,7 +28,8 @@ class SourceTexts(BaseModel):
     """The default base of the rule catalogue; a rule's page is
     ``<base>/<lang>/rules/<rule-id>.html`` (``evaluate(catalogue=...)`` overrides it)."""
     link_label: Text
-    """The label of a card's link to one of its rules' pages (``{rule}``: the rule id)."""
+    """The label of a card's link to one of its rules' pages (``{title}``: the rule's title in
+    the card's language; ``{rule}``: its id)."""
 
 
 class Section(BaseModel):

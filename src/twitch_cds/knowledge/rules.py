@@ -96,6 +96,10 @@ class Link(_Strict):
 
 class Library(_Strict):
     title: str = Field(min_length=5)
+    """The rule's name in English (the catalogue's heading, the English card's rule link)."""
+    title_id: str | None = Field(default=None, min_length=5)
+    """The rule's name in Indonesian: the Indonesian card's rule link and catalogue page (every
+    rule file has one: tests/test_governance.py)."""
     purpose: str = Field(min_length=5)
     explanation: str = Field(min_length=5)
     citation: Citation | None = None
@@ -105,6 +109,10 @@ class Library(_Strict):
     keywords: list[str] = Field(min_length=1)
     links: list[Link] = Field(default_factory=list)
     """Where a reviewer reads more: the value sets the rule reads (checked at load)."""
+
+    def name(self, lang: str) -> str:
+        """The rule's title in the card's language (English when no Indonesian one is given)."""
+        return self.title_id if lang == "id" and self.title_id else self.title
 
     @model_validator(mode="after")
     def _has_a_source(self) -> Library:

@@ -6,8 +6,9 @@ Each measurement runs in its own process, pinned to one core, alternating base a
 (so load from other jobs falls on both alike). In a process, every sample times the parse
 floor (fhir.resources R4B validation of the chart, alone) and then ``evaluate()`` of the same
 chart, cold (no validation cache): the ratio is taken sample by sample, and the median of a
-process's samples is its figure. Charts: ``benchmarks/charts.py`` (all relevant at 20, 100
-and 300 resources; mostly irrelevant at 500).
+process's samples is its figure. Charts: ``benchmarks/charts.py`` (all relevant at 20, 100,
+300 and 1,000 resources; mostly irrelevant at 500). The load averages before and after are
+printed: on a shared machine they say how much the figures can be trusted.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 CASES = (("relevant", 20, 300), ("relevant", 100, 80), ("relevant", 300, 30),
-         ("irrelevant", 500, 30))
+         ("relevant", 1000, 10), ("irrelevant", 500, 30))
 
 
 def measure() -> None:
@@ -66,6 +67,7 @@ def main() -> None:
         return
     trees = {"base": args.base.resolve(), "this": HERE.parent}
     runs: dict[str, list[dict[str, float]]] = {"base": [], "this": []}
+    print("load average before: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     for _ in range(args.alternations):
         for name, tree in trees.items():
             env = {**os.environ, "PYTHONPATH": str(tree / "src")}
@@ -73,6 +75,7 @@ def main() -> None:
                                   str(args.base)], cwd=tree, env=env, check=True,
                                  capture_output=True, text=True).stdout.split()
             runs[name].append({k: float(v) for k, v in (pair.split("=") for pair in out)})
+    print("load average after: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(f"{'chart':16} {'base x floor':>24} {'this x floor':>24}")
     for kind, size, _ in CASES:
         key = f"{kind}-{size}"

@@ -11,7 +11,9 @@ resources, which must return cards.
 
 Baseline: the parse floor, validating every resource of the same chart with fhir.resources
 R4B alone (what any FHIR-reading CDS pays before reasoning at all). Floor and evaluate are
-interleaved in rounds; the ratio is taken per round and reported as median [min-max].
+interleaved sample by sample (each sample: the floor, then the call), so load from other jobs
+falls on both alike; the ratio is taken per sample, its median per round, and reported as
+median [min-max] over the rounds.
 "Cold" runs with the validation cache off (every chart as if never seen); "warm" has it on
 and calls with the same chart again (patient-view firing again on an open chart). The process
 is pinned to one core, as the targets are per core.
@@ -38,18 +40,6 @@ import charts  # noqa: E402
 import twitch_cds  # noqa: E402
 
 
-def timed(fn: Callable[[], object], runs: int, p99: list[float] | None = None) -> float:
-    """Median seconds of ``runs`` calls (and their 99th percentile appended to ``p99``)."""
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    if p99 is not None:
-        p99.append(sorted(samples)[max(0, int(len(samples) * 0.99) - 1)])
-    return statistics.median(samples)
-
-
 def floor_of(resources: list[dict[str, Any]]) -> Callable[[], None]:
     def parse_floor() -> None:
         for resource in resources:
@@ -66,6 +56,20 @@ def spread(values: list[float]) -> str:
     return f"{statistics.median(values):5.2f} [{min(values):.2f}-{max(values):.2f}]"
 
 
+def paired(floor_fn: Callable[[], None], call: Callable[[], None],
+           runs: int) -> tuple[list[float], list[float]]:
+    """``runs`` samples, each the floor and then the call: their seconds, in two lists."""
+    floors, calls = [], []
+    for _ in range(runs):
+        start = time.perf_counter()
+        floor_fn()
+        middle = time.perf_counter()
+        call()
+        floors.append(middle - start)
+        calls.append(time.perf_counter() - middle)
+    return floors, calls
+
+
 def run_case(label: str, resources: list[dict[str, Any]], runs: int, rounds: int) -> None:
     bundle = charts.bundle(resources)
     result = twitch_cds.evaluate(bundle, now=charts.NOW)
@@ -78,20 +82,27 @@ def run_case(label: str, resources: list[dict[str, Any]], runs: int, rounds: int
     colds: list[float] = []
     warms: list[float] = []
     cold_p99: list[float] = []
+    cold_ratio: list[float] = []
+    warm_ratio: list[float] = []
     for _ in range(rounds):
         gc.collect()
         for _ in range(min(20, runs)):  # warm up the interpreter, not the cache
             floor_fn()
             call()
-        floors.append(timed(floor_fn, runs))
         twitch_cds.configure_validation_cache(0)  # cold: no cache at all, not even its key
-        colds.append(timed(call, runs, cold_p99))
+        floor_s, cold_s = paired(floor_fn, call, runs)
         twitch_cds.configure_validation_cache(50_000)
         call()
-        warms.append(timed(call, runs))
+        warm_floor_s, warm_s = paired(floor_fn, call, runs)
+        floors.append(statistics.median(floor_s + warm_floor_s))
+        colds.append(statistics.median(cold_s))
+        warms.append(statistics.median(warm_s))
+        cold_p99.append(sorted(cold_s)[max(0, int(len(cold_s) * 0.99) - 1)])
+        # sample by sample: load from other jobs falls on the floor and the call alike
+        cold_ratio.append(statistics.median(c / f for c, f in zip(cold_s, floor_s, strict=True)))
+        warm_ratio.append(statistics.median(w / f for w, f in zip(warm_s, warm_floor_s,
+                                                                   strict=True)))
     floor = statistics.median(floors)
-    cold_ratio = [c / f for c, f in zip(colds, floors, strict=True)]
-    warm_ratio = [w / f for w, f in zip(warms, floors, strict=True)]
     kinds = sorted({c.kind or "" for c in result.cards})
     print(f"{label:30} {len(resources):6} {len(result.trace.fired):7} {result.trace.asserted:8} "
           f"{floor * 1000:9.2f} {statistics.median(colds) * 1000:9.2f} "
@@ -111,7 +122,8 @@ def main() -> None:
     rounds = args.rounds or (1 if args.quick else 3)
     scale = 0.1 if args.quick else 1.0
     print(f"twitch-cds {twitch_cds.__version__}, Python {platform.python_version()}, "
-          f"{platform.machine()}, one core, {rounds} round(s)")
+          f"{platform.machine()}, one core, {rounds} round(s), load average "
+          + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(f"{'case':30} {'size':>6} {'firings':>7} {'asserted':>8} {'floor ms':>9} "
           f"{'cold ms':>9} {'cold p99':>9} {'cold x floor':>19} {'warm ms':>9} "
           f"{'warm x floor':>19}  cards")

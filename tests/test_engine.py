@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import twitch_cds
 from twitch_cds import engine as engine_module
@@ -193,3 +196,44 @@ def test_an_engine_that_cannot_be_imported_says_how_to_fix_it() -> None:
     assert "cannot be imported" in done.stderr
     assert ("-DPyEval_CallObject=PyObject_CallObject" in done.stderr
             and "--no-cache-dir --force-reinstall" in done.stderr)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(), _JSON, min_size=1, max_size=3))
+def test_action_messages_read_as_the_standard_library_reads_them(value: dict[str, Any]) -> None:
+    """The engine's action messages are read by pydantic-core's JSON parser (the faster one):
+    every value, floats to the last bit, NaN and infinities included, reads as ``json.loads``
+    reads it, and a text it refuses falls back to ``json.loads``."""
+    text = json.dumps(value, ensure_ascii=False)
+    assert repr(engine_module._message(text)) == repr(json.loads(text))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(), _JSON, min_size=1, max_size=3),
+       st.sampled_from([1e-05, 1e+20, -3e-07, 2e+16]))
+def test_facts_are_written_as_the_rule_engine_reads_them(value: dict[str, Any],
+                                                         bare: float) -> None:
+    """durable-rules' parser refuses a number with an exponent and no point (``1e-05``, as
+    Python writes some floats): the engine's JSON gives it a point and reads back the same
+    values, strings (which may spell such a number) untouched."""
+    value = {**value, "bare-exponent": bare, "text": f"{bare!r}"}
+    text = engine_module._to_json(value)
+    assert repr(json.loads(text)) == repr(value)
+    outside_strings = re.sub(r'"(?:[^"\\]|\\.)*"', '""', text)
+    assert not re.search(r"(?<![\d.])-?\d+e[+-]", outside_strings)
+
+
+@pytest.mark.parametrize("bare", [1e-05, 1e+20])
+def test_the_engine_accepts_a_float_python_writes_without_a_point(knowledge: Knowledge,
+                                                                 bare: float) -> None:
+    """A fact holding such a float reaches the rules instead of failing the call (the
+    engine's error 204)."""
+    facts = [{"id": "f", "type": "finding", "concept": "twitching", "source": "Observation",
+              "severe": False, "age_days": bare}]
+    assert RuleEngine(knowledge).run(facts, knowledge.parameters.resolve()).conclusions

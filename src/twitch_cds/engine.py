@@ -30,11 +30,14 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from pydantic_core import from_json
 
 from twitch_cds.aggregate import distinguished
 from twitch_cds.errors import EngineError
@@ -62,6 +65,21 @@ ACTION_TIME_LIMIT_S = 10.0
 GO_RULE = "twitch-cds-go"
 SINK_RULE = "twitch-cds-sink"
 _ruleset_names = itertools.count(1)
+_encode = json.JSONEncoder(ensure_ascii=False).encode
+"""``json.dumps(value, ensure_ascii=False)``, without making an encoder per call."""
+_STRING_OR_BARE_EXPONENT = re.compile(r'("(?:[^"\\]|\\.)*")|(?<![\d.])(-?\d+)(e[+-]\d+)')
+"""A JSON string (kept whole) or a number with an exponent and no point (``1e-05``)."""
+
+
+def _to_json(value: Any) -> str:
+    """``value`` as JSON that durable-rules' parser reads: it refuses a number with an exponent
+    but no decimal point (``1e-05``, ``1e+20``, as Python writes such floats; error 204), so
+    those get one (``1.0e-05``), and strings are left as they are."""
+    text = _encode(value)
+    if "e-" not in text and "e+" not in text:
+        return text
+    return _STRING_OR_BARE_EXPONENT.sub(
+        lambda m: m[1] or f"{m[2]}.0{m[3]}", text)
 
 
 class QuietHost(durable_engine.Host):  # type: ignore[misc]
@@ -139,29 +157,33 @@ class RuleEngine:
         self._handle: int = self._host.get_ruleset(self.name)._handle
 
     def _action(self, compiled: CompiledRule) -> Action:
+        """The rule's action, with everything that does not depend on the facts it fires on
+        (its id, what it derives, its conclusion's parts) worked out once, at load."""
         rule = compiled.rule
-        knowledge = rule.knowledge
+        rule_id = rule.id
+        derive = rule.knowledge.derive
+        conclude = rule.knowledge.conclude
         binds = tuple(b for b in compiled.binds if b not in ("params", "go"))
         all_binds = compiled.binds
+        card = conclude.card if conclude is not None else ""
+        subject_bind, dot, subject_field = (conclude.subject.partition(".")
+                                            if conclude is not None else ("", "", ""))
+        suggest_template = conclude.suggest if conclude is not None else None
+        per_fact_suggest = suggest_template is not None and "{" in suggest_template
 
         def run(matched: dict[str, Any], session: SessionResult) -> None:
             facts = {bind: matched[bind] for bind in all_binds}
             fact_ids = {bind: str(facts[bind]["id"]) for bind in binds}
-            session.firings.append(Firing(rule.id, fact_ids))
-            if knowledge.derive is not None:  # a rule may derive and conclude both
-                self._derive(rule.id, knowledge.derive, facts, fact_ids, session)
-            if knowledge.conclude is not None:
-                subject = knowledge.conclude.subject
-                bind, dot, subject_field = subject.partition(".")
-                if dot:
-                    subject = str(facts[bind][subject_field])
-                suggest = knowledge.conclude.suggest
-                if suggest is not None and "{" in suggest:  # one suggestion per analyte
+            session.firings.append(Firing(rule_id, fact_ids))
+            if derive is not None:  # a rule may derive and conclude both
+                self._derive(rule_id, derive, facts, fact_ids, session)
+            if conclude is not None:
+                subject = str(facts[subject_bind][subject_field]) if dot else subject_bind
+                suggest = suggest_template
+                if per_fact_suggest and suggest_template:  # one suggestion per analyte
                     suggest = SUGGEST_PLACEHOLDER.sub(
-                        lambda m: str(facts[m[1]].get(m[2])), suggest)
-                session.conclusions.append(
-                    Conclusion(rule.id, knowledge.conclude.card, subject, suggest, facts)
-                )
+                        lambda m: str(facts[m[1]].get(m[2])), suggest_template)
+                session.conclusions.append(Conclusion(rule_id, card, subject, suggest, facts))
 
         return run
 
@@ -219,14 +241,14 @@ class RuleEngine:
     # -- the lean driver over durable-rules' C calls -----------------------------------------
     def _assert_batch(self, batch: list[dict[str, Any]], session: SessionResult) -> None:
         state = self._checked(durable_rules_engine.assert_facts(
-            self._handle, json.dumps(batch, ensure_ascii=False)), batch)
+            self._handle, _to_json(batch)), batch)
         if state is not None:
             self._drive(state, session)
 
     def _assert_one(self, fact: dict[str, Any]) -> None:
         """A derived fact, asserted from inside an action: its firings queue behind it."""
         self._checked(durable_rules_engine.assert_fact(
-            self._handle, json.dumps(fact, ensure_ascii=False)), fact)
+            self._handle, _to_json(fact)), fact)
 
     def _checked(self, result: Any, sent: Any) -> int | None:
         """The state handle of an assert, or None when no action is pending; raises when the
@@ -243,7 +265,7 @@ class RuleEngine:
         started = durable_rules_engine.start_action_for_state(self._handle, state)
         if not started:
             return
-        message: dict[str, Any] = json.loads(started[1])
+        message: dict[str, Any] = _message(started[1])
         while True:
             ((rule_id, matched),) = message.items()
             try:
@@ -258,12 +280,23 @@ class RuleEngine:
             following = durable_rules_engine.complete_and_start_action(self._handle, state)
             if not following:
                 return
-            message = json.loads(following)
+            message = _message(following)
 
     def _end_safely(self, sid: str, session: SessionResult) -> None:
         """Make sure an action ran in the session, so deleting it cannot crash (pitfall 2)."""
         with contextlib.suppress(Exception):  # the original error is already propagating
             self._assert_batch([{"sid": sid, "id": "go", "type": "go"}], session)
+
+
+def _message(text: str) -> dict[str, Any]:
+    """An action's message from the engine (its JSON text): read by pydantic-core's parser,
+    about twice as fast as the standard library's on these messages (the same values: the
+    same text, read to the same floats); anything it refuses, the standard library reads."""
+    try:
+        message: dict[str, Any] = from_json(text)
+    except ValueError:
+        message = json.loads(text)
+    return message
 
 
 def _nothing(matched: dict[str, Any], session: SessionResult) -> None:

@@ -305,8 +305,13 @@ def main() -> None:
     parser.add_argument("--overload", action="store_true",
                         help="the overload profile instead: the heavy and a 1,000-resource "
                              "chart at 1x, 2x and 5x the sustainable rate of 1 and 2 workers")
+    parser.add_argument("--overload-workers", default="1,2",
+                        help="with --overload: the worker counts to run, e.g. 2 or 1,2")
     parser.add_argument("--heavy-only", action="store_true",
                         help="with --overload: the heavy chart only")
+    parser.add_argument("--evaluate-in", choices=("process", "thread"), default="process",
+                        help="where each worker evaluates (thread: the design before the "
+                             "evaluation process, as a baseline)")
     parser.add_argument("--fhir-stand-in", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.fhir_stand_in:
@@ -316,9 +321,9 @@ def main() -> None:
         from service_overload import overload
 
         overload(seconds=args.seconds if args.seconds != 20.0 else 10.0, alg=args.alg,
-                 workers_list=(1, 2) if args.workers == 2 else (args.workers,),
+                 workers_list=tuple(int(n) for n in args.overload_workers.split(",")),
                  charts_list=("heavy chart", "1,000 resources") if not args.heavy_only
-                 else ("heavy chart",))
+                 else ("heavy chart",), evaluate_in=args.evaluate_in)
         return
 
     folder = Path(tempfile.mkdtemp(prefix="twitch-cds-bench-"))
@@ -337,7 +342,8 @@ def main() -> None:
         "clients": [{"issuer": ISSUER, "jwks_file": str(folder / "jwks.json")}],
         "database_url": f"sqlite:///{folder / 'service.db'}",  # default budget and timeouts
         "public_base_url": f"http://127.0.0.1:{service_port}",
-        "allow_insecure_fhir_server": True}))  # the stand-in FHIR server is plain http
+        "allow_insecure_fhir_server": True,  # the stand-in FHIR server is plain http
+        "evaluate_in": args.evaluate_in}))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     processes = [
         subprocess.Popen([sys.executable, __file__, "--fhir-stand-in", str(fhir_port)],
@@ -361,8 +367,9 @@ def main() -> None:
                     "context": {"userId": "Practitioner/1", "patientId": patient["id"]},
                     "prefetch": {"patient": patient}}
         asyncio.run(load(url, key, "bench", full, 50, 2))  # warm up every worker
-        print(f"service: {args.workers} worker(s); open-loop load for {args.seconds:.0f} s per "
-              f"scenario, an {args.alg} JWT per request")
+        print(f"service: {args.workers} worker(s), evaluate_in {args.evaluate_in}; open-loop "
+              f"load for {args.seconds:.0f} s per scenario, an {args.alg} JWT per request; "
+              f"load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
         heavy = heavy_request()
         baselines = {}
         for label, data, runs in (("full prefetch", full, 1000),

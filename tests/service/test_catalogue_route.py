@@ -27,7 +27,7 @@ def site(knowledge: Knowledge, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 def _app(tmp_path: Path, **options: object) -> object:
-    return create_app(ServiceConfig(allow_unauthenticated=True,
+    return create_app(ServiceConfig(evaluate_in="thread", allow_unauthenticated=True,
                                     database_url=f"sqlite:///{tmp_path / 's.db'}",
                                     **options))  # type: ignore[arg-type]
 
@@ -53,4 +53,4 @@ def test_the_catalogue_is_off_unless_turned_on(tmp_path: Path) -> None:
 
 def test_a_directory_without_a_catalogue_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="holds no catalogue"):
-        ServiceConfig(allow_unauthenticated=True, catalogue_dir=tmp_path)
+        ServiceConfig(evaluate_in="thread", allow_unauthenticated=True, catalogue_dir=tmp_path)

@@ -70,7 +70,7 @@ def service(tmp_path_factory: pytest.TempPathFactory, key: SigningKey) -> Iterat
     (folder / "jwks.json").write_text(json.dumps(jwks(key)))
 
     def app(url: str) -> Any:
-        return create_app(ServiceConfig(
+        return create_app(ServiceConfig(evaluate_in="thread",
             clients=[TrustedClient(issuer=ISSUER, jwks_file=folder / "jwks.json")],
             public_base_url=url, allow_insecure_fhir_server=True,
             database_url=f"sqlite:///{folder / 's.db'}", time_budget_ms=3000,
@@ -192,7 +192,7 @@ def test_time_budget_overruns_and_evaluation_errors_are_counted(
         raise RuntimeError("engine failed")
 
     monkeypatch.setattr(twitch_cds, "evaluate", flaky)
-    app = create_app(ServiceConfig(allow_unauthenticated=True, metrics=True,
+    app = create_app(ServiceConfig(evaluate_in="thread", allow_unauthenticated=True, metrics=True,
                                    database_url=f"sqlite:///{tmp_path / 's.db'}",
                                    time_budget_ms=150))
     with LiveServer(app) as server:
@@ -214,7 +214,7 @@ def test_time_budget_overruns_and_evaluation_errors_are_counted(
 
 
 def test_metrics_are_off_unless_configured(tmp_path: Path) -> None:
-    app = create_app(ServiceConfig(allow_unauthenticated=True,
+    app = create_app(ServiceConfig(evaluate_in="thread", allow_unauthenticated=True,
                                    database_url=f"sqlite:///{tmp_path / 's.db'}"))
     with LiveServer(app) as server:
         assert httpx.get(f"{server.url}/metrics").status_code == 404
@@ -273,7 +273,7 @@ def test_the_start_log_names_the_package_and_ruleset_versions(
     from twitch_cds.knowledge.bundle import default_knowledge
 
     caplog.set_level(logging.INFO, logger="twitch_cds")
-    create_app(ServiceConfig(allow_unauthenticated=True,
+    create_app(ServiceConfig(evaluate_in="thread", allow_unauthenticated=True,
                              database_url=f"sqlite:///{tmp_path / 's.db'}"))
     started = [r for r in caplog.records if r.getMessage().startswith("twitch-cds ")]
     assert [r.getMessage() for r in started] == [

@@ -49,7 +49,7 @@ def _slow_evaluate(monkeypatch: pytest.MonkeyPatch, seconds: float) -> list[floa
 
 
 def _app(tmp_path: Path, **options: Any) -> Any:
-    return create_app(ServiceConfig(allow_unauthenticated=True, metrics=True,
+    return create_app(ServiceConfig(evaluate_in="thread", allow_unauthenticated=True, metrics=True,
                                     database_url=f"sqlite:///{tmp_path / 's.db'}", **options))
 
 

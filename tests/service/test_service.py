@@ -60,7 +60,7 @@ def service(tmp_path_factory: pytest.TempPathFactory, keys: dict[str, SigningKey
     jwks_file.write_text(json.dumps(jwks(keys["es"], keys["rs"])))
 
     def app(url: str) -> Any:
-        return create_app(ServiceConfig(
+        return create_app(ServiceConfig(evaluate_in="thread",
             clients=[TrustedClient(issuer=ISSUER, jwks_file=jwks_file),
                      TrustedClient(issuer=ROTATING_ISSUER, jwks_url=f"{fhir.base}/jwks",
                                    tenants=["hospital-a"])],
@@ -322,7 +322,8 @@ def test_order_sign_warns_about_a_draft_diuretic(service: str, keys: dict[str, S
 
 def _open_app(tmp_path: Path, **options: Any) -> Any:
     """An app without authentication (these tests are about the clock, not the caller)."""
-    return create_app(ServiceConfig(allow_unauthenticated=True, allow_insecure_fhir_server=True,
+    return create_app(ServiceConfig(evaluate_in="thread", allow_unauthenticated=True,
+                                    allow_insecure_fhir_server=True,
                                     database_url=f"sqlite:///{tmp_path / 's.db'}", **options))
 
 
@@ -681,7 +682,7 @@ def test_fhir_server_must_be_https_and_on_the_clients_list(tmp_path: Path,
                            fhir_servers=["https://fhir.example.org"])
 
     def app(url: str, insecure: bool) -> Any:
-        return create_app(ServiceConfig(
+        return create_app(ServiceConfig(evaluate_in="thread",
             clients=[listed], public_base_url=url, allow_insecure_fhir_server=insecure,
             database_url=f"sqlite:///{tmp_path / f's{insecure}.db'}"))
 
@@ -819,7 +820,7 @@ def test_a_slow_jwks_fetch_does_not_block_the_event_loop(tmp_path: Path,
     with LiveServer(slow_keys) as ehr, ThreadPoolExecutor(1) as pool:
         config = {"clients": [TrustedClient(issuer=ISSUER, jwks_url=f"{ehr.url}/jwks")],
                   "database_url": f"sqlite:///{tmp_path / 's.db'}"}
-        with LiveServer.build(lambda url: create_app(ServiceConfig(
+        with LiveServer.build(lambda url: create_app(ServiceConfig(evaluate_in="thread",
                 public_base_url=url, **config))) as server:
             url = f"{server.url}/cds-services"
             call = pool.submit(httpx.get, url, headers=_headers(keys, url), timeout=10)

@@ -11,7 +11,8 @@ moving average per body size (powers of two of the ``Content-Length``), since a 
 grows with its size.
 
 Everything here runs on the worker's event loop except ``observe``, which the engine thread
-calls after each evaluation (a float stored in a dict: no lock needed under the GIL).
+(or the evaluation process's driver thread, with the cost measured in that process) calls
+after each evaluation (a float stored in a dict: no lock needed under the GIL).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class Admission:
         self.pending_s = max(0.0, self.pending_s - ticket.expected_s)
 
     def observe(self, size: int | None, seconds: float) -> None:
-        """Learn from one evaluation (called from the engine thread)."""
+        """Learn from one evaluation (called from the engine or driver thread)."""
         key = size_class(size)
         before = self._costs.get(key)
         self._costs[key] = seconds if before is None else (

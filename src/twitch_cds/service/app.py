@@ -1,7 +1,8 @@
 """The CDS Hooks HTTP surface (FastAPI): discovery, the three hooks, feedback.
 
-Each worker process evaluates in its one engine thread (``engine_thread.py``), so the event
-loop keeps answering while a chart is evaluated; JWT verification (a JWKS fetch, the jti
+Each worker process evaluates in a child process of its own (``engine_process.py``; or, with
+``evaluate_in: thread``, in one engine thread), so the event loop keeps accepting, shedding
+and answering deadlines while a chart is evaluated; JWT verification (a JWKS fetch, the jti
 write) and feedback writes run in the default thread pool. Scale with worker processes.
 """
 
@@ -14,6 +15,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -28,7 +30,6 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import twitch_cds
-from twitch_cds.cds_hooks import Card
 from twitch_cds.errors import InputError
 from twitch_cds.knowledge.bundle import Knowledge, default_knowledge
 from twitch_cds.service import logs, schemas
@@ -36,7 +37,9 @@ from twitch_cds.service.admission import Admission, Ticket
 from twitch_cds.service.auth import AuthError, JwtVerifier
 from twitch_cds.service.config import ServiceConfig, TrustedClient, load_config
 from twitch_cds.service.discovery import SERVICES_BY_ID, Service, discovery
+from twitch_cds.service.engine_process import EngineFailed, EngineProcess
 from twitch_cds.service.engine_thread import EngineThread
+from twitch_cds.service.evaluated import AnsweredCard, cards_json
 from twitch_cds.service.incomplete import Reason, check_incomplete_card
 from twitch_cds.service.metrics import CONTENT_TYPE, ServiceMetrics
 from twitch_cds.service.outcome import operation_outcome
@@ -67,6 +70,9 @@ def create_app(config: ServiceConfig | None = None,
                knowledge: Knowledge | None = None) -> FastAPI:
     """The ASGI app. ``config`` defaults to ``$TWITCH_CDS_CONFIG`` and the environment."""
     config = config or load_config()
+    if knowledge is not None and config.evaluate_in == "process":
+        raise ValueError("knowledge of one's own is evaluated in the worker: set "
+                         "evaluate_in: thread (the evaluation process loads the packaged one)")
     knowledge = knowledge or default_knowledge()
     twitch_cds.configure_validation_cache(config.validation_cache_entries)
     logs.ensure_handler()
@@ -76,14 +82,29 @@ def create_app(config: ServiceConfig | None = None,
     store = Store(config.database)
     log.info("database: %s", store.location)
     verifier = JwtVerifier(config, store)
-    engine = EngineThread()
     trusted = {client.issuer: client for client in config.clients}
     templates = prefetch_templates(knowledge, config.max_prefetch_url_length)
     discovered = discovery(knowledge, templates)
     clients: list[httpx.AsyncClient] = []
+    # the overrides read of an answer ready to leave never queues behind the JWT checks of
+    # calls still arriving (they use the default pool): its own thread
+    quiet_reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="twitch-cds-quiet")
     counts = {"checks_incomplete": 0}
     metrics = ServiceMetrics() if config.metrics else None
     admission = Admission(config.queue_limit, config.time_budget_ms / 1000)
+
+    def engine_restarted() -> None:
+        if metrics is not None:
+            metrics.engine_restarts.inc()
+
+    engine: EngineProcess | EngineThread
+    if config.evaluate_in == "process":
+        engine = EngineProcess(lang=config.lang,
+                               validation_cache_entries=config.validation_cache_entries,
+                               kill_after_s=config.evaluation_kill_after_ms / 1000,
+                               on_restart=engine_restarted)
+    else:
+        engine = EngineThread(lang=config.lang, knowledge=knowledge)
     reason_system = knowledge.cards.source.topic_system
     undeclared = set(config.quiet_after_override) - {
         r.code for r in knowledge.cards.override_reasons}
@@ -101,11 +122,12 @@ def create_app(config: ServiceConfig | None = None,
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # the first evaluation compiles the ruleset: done before the worker takes calls
-        await engine.warm_up(knowledge, config.lang)
+        await engine.warm_up()
         yield
         for client in clients:
             await client.aclose()
         engine.shutdown()
+        quiet_reader.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="twitch-cds", version=twitch_cds.__version__, lifespan=lifespan,
                   openapi_url="/openapi.json" if config.openapi else None,
@@ -146,7 +168,8 @@ def create_app(config: ServiceConfig | None = None,
 
     async def read_json(request: Request, deadline: float | None = None) -> Any:
         """The JSON body, read within ``body_read_timeout_ms`` and, for a hook call, by its
-        deadline (a ``time.perf_counter()`` instant); 408 when it has not all arrived."""
+        deadline (a ``time.perf_counter()`` instant); 408 when it has not all arrived. The
+        bytes as received stay in ``request.state.raw`` (sent as they are to the engine)."""
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > config.max_body_bytes:
             raise _Rejected(operation_outcome(
@@ -179,8 +202,10 @@ def create_app(config: ServiceConfig | None = None,
             log.info("client disconnected before sending its whole body")
             raise _Rejected(Response(status_code=400)) from exc
         parsing = time.perf_counter()
+        request.state.raw = bytes(body)
+        del body
         try:
-            return json.loads(body)
+            return json.loads(request.state.raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise _Rejected(operation_outcome(
                 400, "structure", f"body is not JSON: {exc}")) from exc
@@ -270,16 +295,18 @@ def create_app(config: ServiceConfig | None = None,
             if metrics is not None:
                 metrics.admitted.dec()
 
-    async def leave_out_quiet(cards: list[Card], service: Service,
-                              deadline: float) -> list[Card]:
+    async def leave_out_quiet(cards: list[AnsweredCard], service: Service,
+                              deadline: float) -> list[AnsweredCard]:
         """The cards less those overridden as already addressed and still quiet. If the
         database does not answer by the deadline every card is shown: showing a card again
         is safe, hiding one wrongly is not."""
         if not cards or not config.quiet_after_override:
             return cards
-        uuids = [str(card.uuid) for card in cards]
+        uuids = [card.uuid for card in cards]
         try:
-            overridden = await asyncio.wait_for(asyncio.to_thread(store.overrides_of, uuids),
+            reading = asyncio.get_running_loop().run_in_executor(
+                quiet_reader, store.overrides_of, uuids)
+            overridden = await asyncio.wait_for(reading,
                                                 timeout=max(deadline - time.perf_counter(),
                                                             0.05))
         except Exception as exc:  # a database error must not cost the answer
@@ -289,13 +316,15 @@ def create_app(config: ServiceConfig | None = None,
         if not quiet:
             return cards
         if metrics is not None:
-            metrics.observe_quiet(service.id, [c for c in cards if str(c.uuid) in quiet])
-        return [card for card in cards if str(card.uuid) not in quiet]
+            metrics.observe_quiet(service.id, [c for c in cards if c.uuid in quiet])
+        return [card for card in cards if card.uuid not in quiet]
 
     async def evaluate_call(request: Request, service: Service, client: TrustedClient | None,
                             ticket: Ticket, started: float, deadline: float) -> Response:
         body = await read_json(request, deadline)
-        parse_s = request.state.parse_s  # the worker's time too: learnt with the evaluation
+        # with the engine in a thread, parsing the body holds the same GIL: learnt with the
+        # evaluation; the evaluation process parses the bytes again itself (in its seconds)
+        parse_s = request.state.parse_s if config.evaluate_in == "thread" else 0.0
         problem = _check_request(body, service)
         if problem:
             return operation_outcome(400, "invalid", problem)
@@ -313,15 +342,20 @@ def create_app(config: ServiceConfig | None = None,
                 log.warning("prefetch incomplete, hookInstance=%s: %s", hook_instance, note,
                             extra={"fields": {"hookInstance": hook_instance,
                                               "prefetchProblem": note}})
+            # the bytes as received go to the engine when nothing was fetched or left out
+            given = body.get("prefetch")
+            raw = request.state.raw if isinstance(given, dict) and (
+                given.keys() == resolved.prefetch.keys()) else None
+            del request.state.raw
             data = {**body, "prefetch": resolved.prefetch}
-            del body  # the parsed prefetch now lives in data alone
+            del body, given  # the parsed prefetch now lives in data alone
 
             def learn(seconds: float) -> None:
                 admission.observe(ticket.size, seconds + parse_s)
 
-            result = await engine.evaluate(data, lang=config.lang, knowledge=knowledge,
-                                           deadline=deadline, expected_s=ticket.expected_s,
-                                           learn=learn)
+            result = await engine.evaluate(data, raw, deadline=deadline,
+                                           expected_s=ticket.expected_s, learn=learn)
+            del raw
         except Missing as exc:
             return operation_outcome(412, "not-found", str(exc))
         except TimeoutError:
@@ -329,7 +363,8 @@ def create_app(config: ServiceConfig | None = None,
         except InputError as exc:
             return operation_outcome(400, "invalid", str(exc))
         except Exception as exc:  # the engine failed: still never a silent "no cards"
-            log.error("evaluation failed (%s), hookInstance=%s", type(exc).__name__,
+            log.error("evaluation failed (%s), hookInstance=%s",
+                      str(exc) if isinstance(exc, EngineFailed) else type(exc).__name__,
                       hook_instance)
             if metrics is not None:
                 metrics.evaluation_errors.labels(service.id).inc()
@@ -337,11 +372,11 @@ def create_app(config: ServiceConfig | None = None,
         cards = await leave_out_quiet(result.cards, service, deadline)
         if service.hook in ORDER_HOOKS:  # at ordering, only what concerns the orders
             drafts = _draft_references(data["context"])
-            cards = [c for c in cards if drafts & set(result.evidence.get(str(c.uuid), ()))]
+            cards = [c for c in cards if drafts & set(c.evidence)]
         request.state.cards = len(cards)
         if metrics is not None:
             metrics.observe_cards(service.id, cards)
-        return Response(result.cds_hooks_json(cards), media_type="application/json")
+        return Response(cards_json(cards), media_type="application/json")
 
     @app.post("/cds-services/{service_id}/feedback",
               openapi_extra=schemas.body(schemas.Feedback))
@@ -373,7 +408,9 @@ def create_app(config: ServiceConfig | None = None,
     @app.get("/healthz", include_in_schema=False)
     async def health() -> dict[str, Any]:
         return {"status": "ok", "ruleset": knowledge.version, **counts,
-                "admitted": admission.active, "max_queue": admission.limit}
+                "admitted": admission.active, "max_queue": admission.limit,
+                "engine": config.evaluate_in, "engine_pid": engine.pid,
+                "engine_restarts": engine.restarts}
 
     if metrics is not None:
         token = config.metrics_token.get_secret_value() if config.metrics_token else None

@@ -111,6 +111,17 @@ class ServiceConfig(BaseSettings):
     """``twitch-cds serve``: open connections (and requests in progress) per worker before
     uvicorn itself answers a bare 503 (its ``limit_concurrency``): a backstop for memory
     against a connection flood, far above what ``max_queue`` admits."""
+    evaluate_in: Literal["process", "thread"] = "process"
+    """Where each worker evaluates charts. ``process``: in one child process of its own, so
+    the engine never holds the GIL of the process that reads requests, sheds calls and
+    answers deadlines (each worker then counts two processes). ``thread``: in one thread of
+    the worker (no child process; the event loop waits for the GIL under load): for an app
+    given knowledge of its own, and for tests."""
+    evaluation_kill_after_ms: int = Field(default=2000, gt=0)
+    """``evaluate_in: process``: an evaluation still running this long after its call's
+    deadline (the call was answered ``check-incomplete`` at the deadline) has its process
+    killed and a new one started, so a stuck chart cannot hold a worker. Calls meanwhile
+    are answered ``check-incomplete`` at their deadlines."""
     overload_log_interval_s: float = Field(default=10.0, gt=0)
     """``check-incomplete`` answers (out of time, overload) are logged at most once per
     interval: the first as it happens, the rest as one count."""

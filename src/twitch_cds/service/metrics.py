@@ -20,6 +20,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from twitch_cds.cds_hooks import Card
 from twitch_cds.service.discovery import SERVICES_BY_ID
+from twitch_cds.service.evaluated import AnsweredCard
 from twitch_cds.service.multiprocess import DIRECTORY
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -72,6 +73,10 @@ class ServiceMetrics:
         self.admitted = Gauge("twitch_cds_admitted_requests",
                               "Hook calls taken on and not yet answered (waiting or evaluating)",
                               registry=r, multiprocess_mode="livesum")
+        self.engine_restarts = Counter(
+            "twitch_cds_engine_restarts",
+            "Evaluation processes killed (still running evaluation_kill_after_ms past a "
+            "deadline) or ended, and started again", registry=r)
         self.cards_quiet = Counter("twitch_cds_cards_quiet",
                                    "Cards left out: overridden as already addressed, still quiet",
                                    ["service", "kind"], registry=r)
@@ -93,11 +98,12 @@ class ServiceMetrics:
         self.requests.labels(route, service, str(status)).inc()
         self.latency.labels(route, service).observe(seconds)
 
-    def observe_cards(self, service: str, cards: Iterable[Card]) -> None:
+    def observe_cards(self, service: str, cards: Iterable[Card | AnsweredCard]) -> None:
         for card in cards:
             self.cards.labels(service, card.kind or "-", card.indicator).inc()
 
-    def observe_quiet(self, service: str, cards: Iterable[Card]) -> None:
+    def observe_quiet(self, service: str,
+                      cards: Iterable[Card | AnsweredCard]) -> None:
         for card in cards:
             self.cards_quiet.labels(service, card.kind or "-").inc()
 

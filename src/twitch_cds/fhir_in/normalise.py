@@ -66,6 +66,7 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
         handlers: dict[str, Callable[[Validated], None]] = {
             "Observation": self._observation,
             "Condition": self._condition,
+            "Procedure": self._procedure,
             "MedicationStatement": self._medication_statement,
             "MedicationRequest": self._medication_request,
             "MedicationDispense": self._medication_dispense,
@@ -194,7 +195,8 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
     def relevant(self, data: dict[str, Any]) -> bool:
         """Whether a resource can matter to the rules, judged cheaply before validation.
 
-        Observations and Conditions matter when their code is in a value set; medications
+        Observations and Conditions matter when their code is in a value set, Procedures
+        when it is in one a Procedure records (``concepts.procedures``); medications
         (statements, requests, dispenses) when their drug is (by code, RxNorm product or
         name, or by a Medication they reference). Patients and Medications always do.
         Everything else is skipped without validation cost.
@@ -206,6 +208,8 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
             return bool(self._classify(data.get("code")) or self._value_findings(data))
         if rtype == "Condition":
             return bool(self._classify(data.get("code")))
+        if rtype == "Procedure":  # an EMG, a neurology consultation (concepts.procedures)
+            return not self.k.concepts.procedures.isdisjoint(self._classify(data.get("code")))
         if rtype in MEDICATION_TYPES:
             r5: dict[str, Any] = data["medication"] if isinstance(
                 data.get("medication"), dict) else {}

@@ -105,22 +105,21 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
         if rtype in MEDICATION_TYPES:
             shaped, malformed = self._in_shape(data)
             return [] if malformed else self._unplaced_inline(raw, shaped)
-        if rtype not in ("Observation", "Condition"):
-            return []
+        if rtype not in ("Observation", "Condition", "Procedure"):
+            return []  # any other Procedure code: silent (README, "Procedures")
         issues: list[InputIssue] = []
-        for path in ("code", "valueCodeableConcept"):
+        named = self.k.concepts.procedures if rtype == "Procedure" else self.k.concepts.findings
+        for path in ("code",) if rtype == "Procedure" else ("code", "valueCodeableConcept"):
             concept = data.get(path)
             for system, code, _ in codings(concept):
-                if system is None and code and (systems := self.k.terminology.systems_for_code(
-                        code)):
+                if system is None and code and (systems := self._systems_for(code, rtype)):
                     issues.append(InputIssue(
                         severity="warning", resource=raw.label, path=f"{path}.coding",
                         action="ignored", code="code-without-system",
                         **msg("code-without-system", code=preview(code),
                               systems=", ".join(sorted(systems)))))
             if not issues:
-                words = self.k.terminology.lookup_words(concept_text(concept),
-                                                        self.k.concepts.findings)
+                words = self.k.terminology.lookup_words(concept_text(concept), named)
                 if words:
                     titles = ", ".join(self.k.terminology.titles[m.valueset] for m in words)
                     issues.append(InputIssue(
@@ -132,6 +131,15 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
             if not malformed:  # a malformed coding the rules read: coding-malformed (screen)
                 issues += self._unplaced_condition(raw, shaped)
         return issues
+
+    def _systems_for(self, code: str, rtype: str) -> set[str]:
+        """The systems a code sent without one is in a value set of; for a Procedure, only
+        the value sets a Procedure records (its other codes are not read, so not reported)."""
+        systems = self.k.terminology.systems_for_code(code)
+        if rtype != "Procedure":
+            return systems
+        return {s for s in systems if not self.k.concepts.procedures.isdisjoint(
+            m.valueset for m in self.k.terminology.lookup(s, code))}
 
     def _in_shape(self, data: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """The resource with its malformed codings put in FHIR's shape, and whether one of

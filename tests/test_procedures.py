@@ -3,14 +3,19 @@ read only when completed and dated, every other case reported; unrelated Procedu
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import httpx
 import pytest
 from fhir.resources.procedure import Procedure as ProcedureR5
 from fhir.resources.R4B.procedure import Procedure as ProcedureR4B
 
 import twitch_cds
 from tests.builders import condition
+from twitch_cds.knowledge.bundle import default_knowledge
+from twitch_cds.service.prefetch import resolve
+from twitch_cds.service.templates import prefetch_templates
 
 NOW = "2026-12-01T12:00:00Z"
 SCT = "http://snomed.info/sct"
@@ -138,3 +143,34 @@ def test_model_instances_of_either_version(model: Any) -> None:
     instance = model.model_validate(procedure(**{key: "2023-01-10T09:00:00Z"}))
     result = twitch_cds.evaluate([CHRONIC, instance], now=NOW)
     assert red_flag(result) == "info"
+
+
+def test_discovery_asks_for_procedures_and_the_fallback_fetches_them() -> None:
+    """The service's prefetch templates request the patient's Procedures (optional: the
+    red-flag card reads them), and a request without them has them fetched."""
+    templates = prefetch_templates(default_knowledge())
+    assert templates["procedures"].template == "Procedure?patient={{context.patientId}}"
+    assert templates["procedures"].required is False
+    assert templates["procedures"].cards == ("red-flag",)
+    asked: list[str] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        asked.append(f"{request.url.path}?{request.url.query.decode()}")
+        entries = [{"resource": procedure(performedDateTime="2023-01-10")}] if (
+            request.url.path.endswith("/Procedure")) else []
+        return httpx.Response(200, json={"resourceType": "Bundle", "type": "searchset",
+                                         "entry": entries})
+
+    given = {key: {"resourceType": "Bundle", "type": "searchset", "entry": []}
+             for key in templates if key != "procedures"}
+    request = {"hook": "patient-view", "context": {"patientId": "p1"}, "prefetch": given,
+               "fhirServer": "https://fhir.example.org/r4"}
+
+    async def run() -> Any:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(server)) as client:
+            return await resolve(request, templates, client, 5.0)
+
+    resolved = asyncio.run(run())
+    assert asked == ["/r4/Procedure?patient=p1"]
+    assert resolved.fetched == ["procedures"]
+    assert resolved.prefetch["procedures"]["entry"][0]["resource"]["id"] == "emg"

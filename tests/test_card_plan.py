@@ -135,6 +135,17 @@ EVALUATIONS: dict[str, Any] = {
     "emg": lambda: obs("emg", SCT, "42803009", date="2026-06-01T08:00:00Z",
                        valueString="normal"),
     "bfs": lambda: condition("bfs", OURS, "benign-fasciculation-syndrome"),
+    # as EHRs record them: a completed Procedure, R4 (performed[x]) or R5 (occurrence[x])
+    "emg-procedure": lambda: {"resourceType": "Procedure", "id": "emgp", "status": "completed",
+                              "code": {"coding": [{"system": SCT, "code": "42803009"}]},
+                              "subject": {"reference": "Patient/p1"},
+                              "performedDateTime": "2026-06-01T08:00:00Z"},
+    "ncs-procedure-r5": lambda: {"resourceType": "Procedure", "id": "ncsp",
+                                 "status": "completed",
+                                 "code": {"coding": [{"system": "http://www.ama-assn.org/go/cpt",
+                                                      "code": "95907"}]},
+                                 "subject": {"reference": "Patient/p1"},
+                                 "occurrenceDateTime": "2026-06-01T08:00:00Z"},
 }
 
 
@@ -204,7 +215,8 @@ def _order_request(resources: list[dict[str, Any]], drug: str, hook: str) -> dic
                                         "entry": [{"resource": order}]}},
             "prefetch": {"patient": resources[0], "observations": searchset("Observation"),
                          "conditions": searchset("Condition"),
-                         "medicationStatements": searchset("MedicationStatement")}}
+                         "medicationStatements": searchset("MedicationStatement"),
+                         "procedures": searchset("Procedure")}}
 
 
 @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -90,7 +90,7 @@ class Finding(Fact):
     fact_type = "finding"
     concept: str
     """The value set the code belongs to, e.g. ``twitching``, ``muscle-weakness``."""
-    source: Literal["Observation", "Condition"]
+    source: Literal["Observation", "Condition", "Procedure"]
     severe: bool = False
     duration_days: float | None = None
     """Days the finding's current episode has lasted: from the onset of the first of its

@@ -314,3 +314,44 @@ class FindingReader(ReaderContext):
             for concept in hits:
                 self._seen(concept, onset, max(onset, self.now), v.raw.label, onset)
         self._findings(v, "Condition", hits, severe, onset, recorded, text)
+
+    # -- Procedure -----------------------------------------------------------------------
+    def _procedure(self, v: Validated) -> None:
+        """A completed procedure that records a finding (an EMG, a neurology consultation:
+        ``concepts.procedures``), dated when it was done. Only ``completed`` counts, as only
+        a done procedure evaluated anything; an undated one cannot show it came after the
+        twitching began, so it is reported and not counted (the card stays as urgent)."""
+        hits = {vs: m for vs, m in self._classify(v.data.get("code")).items()
+                if vs in self.k.concepts.procedures}
+        if not hits:
+            return
+        trust = self.k.trust.procedure
+        status = v.data.get("status")
+        if status not in trust.usable:
+            if status is None:
+                self.supersede(v, "status")
+            self.issue("information" if status in trust.not_usable else "warning",
+                       v.raw.label, "status",
+                       msg("procedure-status-missing") if status is None
+                       else msg("procedure-status", status=preview(status)), "ignored",
+                       "status-unusable")
+            return
+        r5 = v.version == "R5"
+        path = "occurrence[x]" if r5 else "performed[x]"
+        when = self._when(v, *((f"{path[:-3]}DateTime", f"{path[:-3]}Period.end",
+                                f"{path[:-3]}Period.start")))
+        if when is None:
+            self.issue("warning", v.raw.label, path, msg("procedure-date-missing"), "ignored",
+                       "date-missing")
+            return
+        if self._future(v, when, path):
+            return
+        age = days_between(when, self.now)
+        current = {vs: m for vs, m in hits.items() if age <= self._window(vs)}
+        if not current:
+            self.issue("information", v.raw.label, path,
+                       msg("finding-stale", date=str(date_text(when)),
+                           days=max(self._window(vs) for vs in hits)), "ignored", "stale")
+            return
+        text = concept_text(v.data.get("code"), self.own_words) or self._titles(current)
+        self._findings(v, "Procedure", current, False, None, when, text)

@@ -66,6 +66,7 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
         handlers: dict[str, Callable[[Validated], None]] = {
             "Observation": self._observation,
             "Condition": self._condition,
+            "Procedure": self._procedure,
             "MedicationStatement": self._medication_statement,
             "MedicationRequest": self._medication_request,
             "MedicationDispense": self._medication_dispense,
@@ -104,22 +105,21 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
         if rtype in MEDICATION_TYPES:
             shaped, malformed = self._in_shape(data)
             return [] if malformed else self._unplaced_inline(raw, shaped)
-        if rtype not in ("Observation", "Condition"):
-            return []
+        if rtype not in ("Observation", "Condition", "Procedure"):
+            return []  # any other Procedure code: silent (README, "Procedures")
         issues: list[InputIssue] = []
-        for path in ("code", "valueCodeableConcept"):
+        named = self.k.concepts.procedures if rtype == "Procedure" else self.k.concepts.findings
+        for path in ("code",) if rtype == "Procedure" else ("code", "valueCodeableConcept"):
             concept = data.get(path)
             for system, code, _ in codings(concept):
-                if system is None and code and (systems := self.k.terminology.systems_for_code(
-                        code)):
+                if system is None and code and (systems := self._systems_for(code, rtype)):
                     issues.append(InputIssue(
                         severity="warning", resource=raw.label, path=f"{path}.coding",
                         action="ignored", code="code-without-system",
                         **msg("code-without-system", code=preview(code),
                               systems=", ".join(sorted(systems)))))
             if not issues:
-                words = self.k.terminology.lookup_words(concept_text(concept),
-                                                        self.k.concepts.findings)
+                words = self.k.terminology.lookup_words(concept_text(concept), named)
                 if words:
                     titles = ", ".join(self.k.terminology.titles[m.valueset] for m in words)
                     issues.append(InputIssue(
@@ -131,6 +131,15 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
             if not malformed:  # a malformed coding the rules read: coding-malformed (screen)
                 issues += self._unplaced_condition(raw, shaped)
         return issues
+
+    def _systems_for(self, code: str, rtype: str) -> set[str]:
+        """The systems a code sent without one is in a value set of; for a Procedure, only
+        the value sets a Procedure records (its other codes are not read, so not reported)."""
+        systems = self.k.terminology.systems_for_code(code)
+        if rtype != "Procedure":
+            return systems
+        return {s for s in systems if not self.k.concepts.procedures.isdisjoint(
+            m.valueset for m in self.k.terminology.lookup(s, code))}
 
     def _in_shape(self, data: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """The resource with its malformed codings put in FHIR's shape, and whether one of
@@ -194,7 +203,8 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
     def relevant(self, data: dict[str, Any]) -> bool:
         """Whether a resource can matter to the rules, judged cheaply before validation.
 
-        Observations and Conditions matter when their code is in a value set; medications
+        Observations and Conditions matter when their code is in a value set, Procedures
+        when it is in one a Procedure records (``concepts.procedures``); medications
         (statements, requests, dispenses) when their drug is (by code, RxNorm product or
         name, or by a Medication they reference). Patients and Medications always do.
         Everything else is skipped without validation cost.
@@ -206,6 +216,8 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
             return bool(self._classify(data.get("code")) or self._value_findings(data))
         if rtype == "Condition":
             return bool(self._classify(data.get("code")))
+        if rtype == "Procedure":  # an EMG, a neurology consultation (concepts.procedures)
+            return not self.k.concepts.procedures.isdisjoint(self._classify(data.get("code")))
         if rtype in MEDICATION_TYPES:
             r5: dict[str, Any] = data["medication"] if isinstance(
                 data.get("medication"), dict) else {}

@@ -40,6 +40,9 @@ READ_FIELDS: dict[str, frozenset[str]] = {
     "MedicationDispense": frozenset({
         "id", "status", "medicationCodeableConcept", "medicationReference", "medication",
         "subject", "whenHandedOver", "whenPrepared", "dosageInstruction", "contained"}),
+    "Procedure": frozenset({
+        "id", "status", "code", "subject", "performedDateTime", "performedPeriod",
+        "performedString", "occurrenceDateTime", "occurrencePeriod", "occurrenceString"}),
     "Patient": frozenset({"id", "birthDate", "gender", "deceasedBoolean", "deceasedDateTime"}),
     "Medication": frozenset({"id", "code", "ingredient", "form"}),
 }
@@ -69,6 +72,11 @@ def shape_version(data: dict[str, Any]) -> FhirVersion | None:
             return "R4B"
     if rtype == "MedicationStatement" and data.get("status") in ("recorded", "draft"):
         return "R5"
+    if rtype == "Procedure":  # R5 renamed performed[x] to occurrence[x]
+        if any(k.startswith("occurrence") for k in data):
+            return "R5"
+        if any(k.startswith("performed") for k in data):
+            return "R4B"
     return None
 
 

@@ -21,6 +21,9 @@ class Concepts(BaseModel):
     """Finding concept -> the parameter saying for how many days an Observation of it stays
     current; ``default`` for every concept not named (checked against parameters.yaml)."""
     drug_classes: frozenset[str] = Field(min_length=1)
+    procedures: frozenset[str] = frozenset()
+    """Finding concepts a completed Procedure records (an EMG, a neurology consultation):
+    a Procedure coded with any other value set is not read as that finding."""
     presence: Presence
     severe: str
 
@@ -32,6 +35,9 @@ class Concepts(BaseModel):
         if unknown:
             raise ValueError(f"current_window names concepts that are not findings: "
                              f"{sorted(unknown)}")
+        if self.procedures - self.findings:
+            raise ValueError(f"procedures names concepts that are not findings: "
+                             f"{sorted(self.procedures - self.findings)}")
         return self
 
     def window(self, concept: str) -> str:

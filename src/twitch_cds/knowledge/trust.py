@@ -14,6 +14,13 @@ class ObservationTrust(_Frozen):
     not_usable: frozenset[str]
 
 
+class ProcedureTrust(_Frozen):
+    """Procedure.status (R4/R4B and R5 event-status): only a completed procedure was done."""
+
+    usable: frozenset[str]
+    not_usable: frozenset[str]
+
+
 class ConditionTrust(_Frozen):
     clinical_current: frozenset[str]
     clinical_not_current: frozenset[str]
@@ -64,6 +71,7 @@ class NonSystemic(_Frozen):
 class Trust(_Frozen):
     observation: ObservationTrust
     condition: ConditionTrust
+    procedure: ProcedureTrust
     medication_statement: MedicationTrust
     medication_request: MedicationTrust
     medication_dispense: MedicationTrust

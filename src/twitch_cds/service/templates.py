@@ -111,6 +111,9 @@ def prefetch_templates(knowledge: Knowledge, max_url_length: int = 2000) -> dict
         "medicationStatements": Prefetch(f"MedicationStatement?patient={PATIENT}",
                                          required=False,
                                          cards=cards("medication-side-effect", "critical-lab")),
+        # an EMG or nerve conduction study as EHRs record it: settles an evaluated problem
+        "procedures": Prefetch(f"Procedure?patient={PATIENT}", required=False,
+                               cards=cards("red-flag-evaluated")),
     }
     for key, prefetch in templates.items():
         if expanded_length(prefetch.template) > max_url_length:

@@ -222,12 +222,16 @@ class _Group:
     kinds: Mapping[str, CardKind]
     conclusions: list[Conclusion] = field(default_factory=list)
     _subjects: list[str] | None = field(default=None, init=False, repr=False)
+    _present: set[str] | None = field(default=None, init=False, repr=False)
+    _lead: str | None = field(default=None, init=False, repr=False)
 
     @property
     def lead(self) -> str:
         """The conclusion kind whose summary the card shows."""
-        present = {c.card for c in self.conclusions}
-        return next(k for k in self.plan.kinds if k in present)
+        if self._lead is None:
+            present = self.present()
+            self._lead = next(k for k in self.plan.kinds if k in present)
+        return self._lead
 
     @property
     def texts(self) -> CardKind:
@@ -244,12 +248,52 @@ class _Group:
         return self._subjects
 
     def present(self) -> set[str]:
-        """The conclusion kinds on the card."""
-        return {c.card for c in self.conclusions}
+        """The conclusion kinds on the card (asked once the card's conclusions are all in)."""
+        if self._present is None:
+            self._present = {c.card for c in self.conclusions}
+        return self._present
 
     def identity(self) -> list[str]:
         """Every kind and subject on the card (part of its uuid)."""
         return sorted({f"{c.card}:{c.subject}" for c in self.conclusions})
+
+
+@dataclass(frozen=True)
+class _LangSetup:
+    """What every card builder of one ruleset and language shares, made once a process."""
+
+    knowledge: Knowledge
+    """Kept so that the id the setup is filed under cannot be reused by another ruleset."""
+    override_reasons: list[Coding]
+    notes: dict[str, str]
+    """What an evidence line adds when a record was not matched by its own code."""
+    status_words: dict[str, str]
+    status: re.Pattern[str] | None
+    """A medication record's FHIR status code in its evidence line (``(active``)."""
+
+
+_SETUPS: dict[tuple[int, Lang], _LangSetup] = {}
+
+
+def _setup(knowledge: Knowledge, lang: Lang) -> _LangSetup:
+    """The ruleset's per-language card set-up, made on first use (about 12 µs a call before)."""
+    found = _SETUPS.get((id(knowledge), lang))
+    if found is not None and found.knowledge is knowledge:
+        return found
+    system = knowledge.cards.source.topic_system
+    labels = knowledge.cards.labels
+    words = knowledge.cards.status_words
+    found = _SETUPS[(id(knowledge), lang)] = _LangSetup(
+        knowledge=knowledge,
+        override_reasons=[Coding(system=system, code=r.code, display=r.display(lang))
+                          for r in knowledge.cards.override_reasons],
+        notes={"name": f" ({labels['matched_by_name'](lang)})",
+               "broader": f" ({labels['matched_broader'](lang)})"},
+        status_words={code: text(lang) for code, text in words.items()},
+        status=re.compile(
+            r"\((" + "|".join(re.escape(code) for code in words) + r")(?=[,)])")
+        if words else None)
+    return found
 
 
 class CardBuilder:
@@ -274,19 +318,12 @@ class CardBuilder:
         self._catalogue = (catalogue or knowledge.cards.source.catalogue).rstrip("/")
         self._kind_order = knowledge.card_kind_order
         self._rule_order = knowledge.rule_order
-        system = knowledge.cards.source.topic_system
-        self._override_reasons = [Coding(system=system, code=r.code, display=r.display(lang))
-                                  for r in knowledge.cards.override_reasons]
-        labels = knowledge.cards.labels
-        self._notes = {"name": f" ({labels['matched_by_name'](lang)})",
-                       "broader": f" ({labels['matched_broader'](lang)})"}
-        """What an evidence line adds when a record was not matched by its own code."""
+        setup = _setup(knowledge, lang)
+        self._override_reasons = setup.override_reasons
+        self._notes = setup.notes
+        self._status_words = setup.status_words
+        self._status = setup.status
         self._lines_by_fact: dict[str, Lines] = {}
-        words = knowledge.cards.status_words
-        self._status_words = {code: text(lang) for code, text in words.items()}
-        self._status = re.compile(
-            r"\((" + "|".join(re.escape(code) for code in words) + r")(?=[,)])") \
-            if words else None
 
     def _evidence_text(self, item: Evidence) -> str:
         """An evidence line in the card's language: a medication record's FHIR status code
@@ -308,6 +345,24 @@ class CardBuilder:
             lines = self._lines_by_fact[fact_id] = () if item is None else tuple(
                 (e.reference, self._evidence_text(e), e.date) for e in (*item.also, item))
         return lines
+
+    @staticmethod
+    def _list(fact_lines: Lines, numbers: dict[str, int], entries: dict[str, list[str]],
+              dates: set[str]) -> tuple[int, ...]:
+        """Number a fact's records on the card (each record once, each of its lines once) and
+        note their dates; the numbers its markers cite."""
+        out = []
+        for reference, text, date in fact_lines:
+            number = numbers.get(reference)
+            if number is None:
+                number = numbers[reference] = len(numbers) + 1
+                entries[reference] = [text]
+            elif text not in (known := entries[reference]):
+                known.append(text)  # another fact of the same record: its line too
+            out.append(number)
+            if date:
+                dates.add(date)
+        return tuple(out)
 
     def build(self, conclusions: Iterable[Conclusion], evidence: Mapping[str, Evidence],
               provenance: Provenance, patient: str | None) -> list[BuiltCard]:
@@ -384,6 +439,7 @@ class CardBuilder:
         entries: dict[str, list[str]] = {}
         dates: set[str] = set()
         marked: dict[tuple[str, ...], str] = {}  # the same records behind several messages
+        listed: dict[str, tuple[int, ...]] = {}  # a fact listed already: its lines' numbers
         for message, fact_id_set in by_message.items():
             fact_ids = tuple(fact_id_set)
             marks = marked.get(fact_ids)
@@ -393,16 +449,11 @@ class CardBuilder:
                 continue
             cited: dict[int, None] = {}
             for fact_id in fact_ids:
-                for reference, text, date in self._lines(fact_id, evidence):
-                    number = numbers.get(reference)
-                    if number is None:
-                        number = numbers[reference] = len(numbers) + 1
-                        entries[reference] = [text]
-                    elif text not in (known := entries[reference]):
-                        known.append(text)  # another fact of the same record: its line too
-                    cited[number] = None
-                    if date:
-                        dates.add(date)
+                fact_numbers = listed.get(fact_id)
+                if fact_numbers is None:  # the fact's lines, listed once a card
+                    fact_numbers = listed[fact_id] = self._list(
+                        self._lines(fact_id, evidence), numbers, entries, dates)
+                cited.update(dict.fromkeys(fact_numbers))
             marks = marked[fact_ids] = _markers(cited) if cited else ""
             lines.append(f"- {message} {marks}{note}" if marks else f"- {message}{note}")
         if numbers:

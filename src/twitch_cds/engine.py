@@ -69,6 +69,9 @@ _encode = json.JSONEncoder(ensure_ascii=False).encode
 """``json.dumps(value, ensure_ascii=False)``, without making an encoder per call."""
 _STRING_OR_BARE_EXPONENT = re.compile(r'("(?:[^"\\]|\\.)*")|(?<![\d.])(-?\d+)(e[+-]\d+)')
 """A JSON string (kept whole) or a number with an exponent and no point (``1e-05``)."""
+_EXPONENT = re.compile(r"\de[+-]")
+"""A digit and an exponent: the text may hold a bare exponent (ids such as
+``muscle-weakness`` hold an ``e-`` too, and scanning the whole batch for them costs)."""
 
 
 def _to_json(value: Any) -> str:
@@ -76,7 +79,7 @@ def _to_json(value: Any) -> str:
     but no decimal point (``1e-05``, ``1e+20``, as Python writes such floats; error 204), so
     those get one (``1.0e-05``), and strings are left as they are."""
     text = _encode(value)
-    if "e-" not in text and "e+" not in text:
+    if _EXPONENT.search(text) is None:
         return text
     return _STRING_OR_BARE_EXPONENT.sub(
         lambda m: m[1] or f"{m[2]}.0{m[3]}", text)

@@ -22,7 +22,8 @@ class Provenance:
         """The input facts behind these facts, each once, in depth-first order."""
         out: dict[str, None] = {}
         for fact_id in fact_ids:
-            out.update(dict.fromkeys(self._inputs_of(fact_id)))
+            found = self._inputs.get(fact_id)
+            out.update(dict.fromkeys(self._inputs_of(fact_id) if found is None else found))
         return list(out)
 
     def _inputs_of(self, fact_id: str) -> tuple[str, ...]:

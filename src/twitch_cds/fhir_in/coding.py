@@ -41,14 +41,18 @@ def concept_text(concept: Any,
     English display; other codings and texts keep the record's words."""
     if not isinstance(concept, dict):
         return ""
+    text = concept.get("text")
+    if not own:  # the record's words as sent (English cards): its text, then each display
+        words = [text] if isinstance(text, str) else []
+        words += [display for _, _, display in codings(concept) if display]
+        return " | ".join(dict.fromkeys(words))
     found = list(codings(concept))
     ours = [own[key] for system, code, _ in found
-            if own and (key := (system or "", code or "")) in own]
-    text = concept.get("text")
+            if (key := (system or "", code or "")) in own]
     words = [text] if isinstance(text, str) and all(text != e for e, _ in ours) else []
     words += [local for _, local in ours]
     words += [display for system, code, display in found
-              if display and not (own and (system or "", code or "") in own)]
+              if display and (system or "", code or "") not in own]
     return " | ".join(dict.fromkeys(words))
 
 

@@ -125,6 +125,13 @@ def test_discovery(service: str, keys: dict[str, SigningKey]) -> None:
         assert described["medicationStatements"]["required"] is False
 
 
+def test_the_bundled_request_prefetches_every_key_discovery_declares() -> None:
+    """examples/10 stands for an EHR that honours discovery: a key it left out would be
+    fetched from its (unreachable) fhirServer, costing the fetch timeout on every call."""
+    declared = set(prefetch_templates(default_knowledge()))
+    assert set(_request()["prefetch"]) == declared
+
+
 def test_every_prefetch_template_is_under_the_url_limit_and_encoded() -> None:
     knowledge = default_knowledge()
     for limit in (2000, 1000, 600):

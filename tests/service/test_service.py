@@ -286,7 +286,7 @@ def test_the_whole_observations_key_satisfies_every_part(service: str,
 def test_missing_required_prefetch_without_fhir_server_is_412(service: str,
                                                               keys: dict[str, SigningKey]) -> None:
     request = _request()
-    del request["prefetch"]["observations"]
+    del request["prefetch"]["observations-1"]
     del request["fhirServer"]
     response = _post(service, keys, request)
     assert response.status_code == 412

@@ -71,13 +71,17 @@ def test_a_local_use_corticosteroid_is_reported_not_silently_dropped() -> None:
         == [("not-systemic", "ignored")]
 
 
-def test_an_unknown_local_use_value_set_is_refused(tmp_path: Path, knowledge: Knowledge) -> None:
+@pytest.mark.parametrize(("key", "unknown"), [("valueset", "corticosteroid-topical"),
+                                              ("systemic_valueset", "corticosteroid-oral")])
+def test_an_unknown_route_value_set_is_refused(tmp_path: Path, knowledge: Knowledge, key: str,
+                                               unknown: str) -> None:
+    """trust.yaml's local-use and systemic value sets must exist in the terminology."""
     copy = tmp_path / "rulesets"
     shutil.copytree(knowledge.directory, copy)
     trust = yaml.safe_load((copy / "trust.yaml").read_text())
-    trust["non_systemic"]["corticosteroid"]["valueset"] = "corticosteroid-topical"
+    trust["non_systemic"]["corticosteroid"][key] = unknown
     (copy / "trust.yaml").write_text(yaml.safe_dump(trust))
-    with pytest.raises(RulesetError, match="corticosteroid-topical"):
+    with pytest.raises(RulesetError, match=unknown):
         load_knowledge(copy)
 
 
@@ -106,13 +110,3 @@ def test_a_coded_dose_form_says_systemic(form: dict[str, object], expected: set[
                  "subject": {"reference": "Patient/p1"}}
     result = twitch_cds.evaluate([twitching(), medication, statement], now=NOW)
     assert fired(result) & {SYSTEMIC, UNKNOWN} == expected
-
-
-def test_an_unknown_systemic_value_set_is_refused(tmp_path: Path, knowledge: Knowledge) -> None:
-    copy = tmp_path / "rulesets"
-    shutil.copytree(knowledge.directory, copy)
-    trust = yaml.safe_load((copy / "trust.yaml").read_text())
-    trust["non_systemic"]["corticosteroid"]["systemic_valueset"] = "corticosteroid-oral"
-    (copy / "trust.yaml").write_text(yaml.safe_dump(trust))
-    with pytest.raises(RulesetError, match="corticosteroid-oral"):
-        load_knowledge(copy)

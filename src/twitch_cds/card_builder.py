@@ -534,7 +534,7 @@ class CardBuilder:
         card plan's policy); a settling kind on the card (an evaluated, long-standing
         problem) makes warnings info, never a critical conclusion."""
         urgencies = self._urgencies(group)
-        if self._settled(group):
+        if self._settled(group, urgencies):
             return "info"
         return max(urgencies, key=URGENCY_RANK.__getitem__)
 
@@ -542,11 +542,12 @@ class CardBuilder:
         rules = self.k.rules_by_id
         return {rules[c.rule_id].rule.knowledge.urgency or "info" for c in group.conclusions}
 
-    def _settled(self, group: _Group) -> bool:
+    def _settled(self, group: _Group, urgencies: set[Indicator] | None = None) -> bool:
         """Whether the card's settling kind is on it and nothing on it is critical."""
         settles = group.plan.settles
-        return settles is not None and settles in group.present() \
-            and "critical" not in self._urgencies(group)
+        if settles is None or settles not in group.present():
+            return False
+        return "critical" not in (urgencies or self._urgencies(group))
 
     def _tests_due(self, tests: _TestOrders, plan: list[LabTest | Panel]) -> str:
         """The one bullet for every test a card found due: which, why, and what to order."""

@@ -40,9 +40,16 @@ def _day(when: dt.datetime) -> str:
     return when.date().isoformat()
 
 
-@functools.cache
-def _steps(path: str) -> tuple[str, ...]:
-    return tuple(path.split("."))
+_STEPS: dict[str, tuple[str, tuple[str, ...]]] = {}
+"""A dotted path (``effectivePeriod.start``) split once: its first key and the rest."""
+
+
+def _steps(path: str) -> tuple[str, tuple[str, ...]]:
+    found = _STEPS.get(path)
+    if found is None:
+        first, *rest = path.split(".")
+        found = _STEPS[path] = (first, tuple(rest))
+    return found
 
 
 def fmt(value: float) -> str:
@@ -66,6 +73,9 @@ class ReaderContext:
         self._patient_sex_and_age: tuple[Any, float | None] | None = None
         self._classified: dict[int, tuple[Any, dict[str, Match]]] = {}
         self._title_texts: dict[tuple[str, ...], str] = {}
+        self._windows: dict[str, float] = {}
+        """Finding concept -> days an Observation of it stays current (worked out once)."""
+        self._word_texts: dict[str, str] = {}
         self.own_words = knowledge.terminology.own_words(lang) if lang != "en" else None
         """Our own codes' displays in the caller's language (None: as sent)."""
         measurements = knowledge.measurements
@@ -74,7 +84,9 @@ class ReaderContext:
 
     def word(self, key: str, **values: str) -> str:
         """An evidence word from cards.yaml, in the caller's language."""
-        text = self.k.cards.evidence_words[key](self.lang)
+        text = self._word_texts.get(key)
+        if text is None:
+            text = self._word_texts[key] = self.k.cards.evidence_words[key](self.lang)
         return text.format(**values) if values else text
 
     # -- reporting -----------------------------------------------------------------------
@@ -93,8 +105,11 @@ class ReaderContext:
         if fact.id in self.out.evidence:
             return  # the same resource arrived twice (e.g. in two prefetch keys)
         self.out.facts.append(fact)
-        # the record's own words reach cards: one safe line, of a readable length
-        text = safe_text(evidence.text, EVIDENCE_TEXT_LIMIT)
+        # the record's own words reach cards: one safe line, of a readable length (a printable
+        # text holds none of the characters safe_text replaces: most lines need no pass)
+        text = evidence.text
+        if len(text) > EVIDENCE_TEXT_LIMIT or not text.isprintable():
+            text = safe_text(text, EVIDENCE_TEXT_LIMIT)
         self.out.evidence[fact.id] = evidence if text == evidence.text else evidence.replace(
             text=text)
 
@@ -116,9 +131,13 @@ class ReaderContext:
 
     def _when(self, v: Validated, *paths: str) -> dt.datetime | None:
         """The first readable date among the paths (``effectivePeriod.start`` style)."""
+        data = v.data
         for path in paths:
-            node: Any = v.data
-            for part in _steps(path):
+            first, rest = _STEPS.get(path) or _steps(path)
+            node: Any = data.get(first)
+            if node is None:
+                continue  # the common case: a path the resource does not have
+            for part in rest:
                 node = node.get(part) if isinstance(node, dict) else None
             if node is None:
                 continue
@@ -137,6 +156,14 @@ class ReaderContext:
                        "skipped", "future-date")
             return True
         return False
+
+    def _window(self, concept: str) -> float:
+        """Days an Observation of this finding stays current (concepts.yaml names the
+        parameter: neuromuscular signs stay current longer than symptoms)."""
+        days = self._windows.get(concept)
+        if days is None:
+            days = self._windows[concept] = self.p[self.k.concepts.window(concept)]
+        return days
 
     def _titles(self, valuesets: dict[str, Match]) -> str:
         """What a coded-only record is, when it carries no display or text."""

@@ -49,6 +49,8 @@ class FindingReader(ReaderContext):
     def _presence(self, v: Validated) -> bool | None:
         """True present, False absent, None indeterminate (reported)."""
         data = v.data
+        if _KNOWN_KEYS.issuperset(data):
+            return True  # no value[x] and no dataAbsentReason: the record asserts presence
         presence = self.k.concepts.presence
         if isinstance(data.get("valueBoolean"), bool):
             return bool(data["valueBoolean"])
@@ -74,20 +76,19 @@ class FindingReader(ReaderContext):
             return None
         return True  # a recorded finding with no value asserts its presence
 
-    def _window(self, concept: str) -> float:
-        """Days an Observation of this finding stays current (concepts.yaml names the
-        parameter: neuromuscular signs stay current longer than symptoms)."""
-        return self.p[self.k.concepts.window(concept)]
-
     def _observed_finding(self, v: Validated, hits: dict[str, Match],
                           when: dt.datetime | None) -> None:
-        findings = {vs: m for vs, m in hits.items() if vs in self.k.concepts.findings}
+        known = self.k.concepts.findings
+        findings = {vs: m for vs, m in hits.items() if vs in known}
         if not findings:
             return
         present = self._presence(v)
         if not present:
             return
-        start = self._when(v, "effectivePeriod.start") or when
+        data = v.data
+        label = v.raw.label
+        period = data.get("effectivePeriod")  # read (and reported) only when it is there
+        start = (self._when(v, "effectivePeriod.start") if period is not None else None) or when
         age = days_between(when, self.now) if when else None
         if when is None:
             self.issue("warning", v.raw.label, "effective[x]",
@@ -103,22 +104,24 @@ class FindingReader(ReaderContext):
                        "ignored", "stale")
             if not findings:
                 return  # else: the concepts still current (a longer window) are read
-        qualifiers = self._classify(v.data.get("valueCodeableConcept"))
+        value = data.get("valueCodeableConcept")
+        qualifiers = self._classify(value) if value is not None else {}
         severe = self.k.concepts.severe in qualifiers
-        for component in v.data.get("component") or ():
+        components = data.get("component")
+        for component in components or ():
             if isinstance(component, dict):
                 extra = {**self._classify(component.get("code")),
                          **self._classify(component.get("valueCodeableConcept"))}
                 severe = severe or self.k.concepts.severe in extra
                 qualifiers.update(extra)
         for vs, match in qualifiers.items():
-            if vs in self.k.concepts.findings and (age is None or age <= self._window(vs)):
+            if vs in known and (age is None or age <= self._window(vs)):
                 findings.setdefault(vs, match)
-        onset = self._when(v, "effectivePeriod.start")
+        onset = self._when(v, "effectivePeriod.start") if period is not None else None
         lasted = None
-        if "valueQuantity" in v.data or v.data.get("component"):  # a time quantity, maybe
-            holders = [("value", v.data), *((f"component[{i}].value", c) for i, c in
-                                             enumerate(v.data.get("component") or ()))]
+        if "valueQuantity" in data or components:  # a time quantity, maybe
+            holders = [("value", data), *((f"component[{i}].value", c) for i, c in
+                                          enumerate(components or ()))]
             lasted = max((d for path, holder in holders
                           if (d := self._duration(v, path, holder)) is not None), default=None)
         if lasted is not None:  # "for 8 weeks", as of the record's date
@@ -126,12 +129,11 @@ class FindingReader(ReaderContext):
             if onset is None or began < onset:
                 onset = began
         if when is not None:
-            period = v.data.get("effectivePeriod")
             ongoing = isinstance(period, dict) and period.get("end") is None and onset
             until = max(when, self.now) if ongoing else when  # an open period: still going
             for concept in findings:
-                self._seen(concept, onset or when, until, v.raw.label)
-        text = concept_text(v.data.get("code"), self.own_words) or self._titles(findings)
+                self._seen(concept, onset or when, until, label)
+        text = concept_text(data.get("code"), self.own_words) or self._titles(findings)
         self._findings(v, "Observation", findings, severe, onset, when, text)
 
     def _duration(self, v: Validated, path: str, holder: Any) -> float | None:
@@ -182,7 +184,7 @@ class FindingReader(ReaderContext):
             start, end, first, _ = spans[0]
             members: list[tuple[str, dt.datetime]] = []
             for span_start, span_end, label, dated in spans:
-                if members and days_between(end, span_start) > gap:
+                if members and (span_start - end).total_seconds() / 86400.0 > gap:
                     episode = _Episode(start, end, first, tuple(members))
                     episode_of.update(((concept, m), episode) for m, _ in members)
                     start, end, first, members = span_start, span_end, label, []
@@ -190,27 +192,32 @@ class FindingReader(ReaderContext):
                 members.append((label, dated))
             episode = _Episode(start, end, first, tuple(members))
             episode_of.update(((concept, m), episode) for m, _ in members)
-        current = {(f.concept, self.out.evidence[f.id].reference) for f in self.out.facts
-                   if isinstance(f, Finding)}
-        linked: set[int] = set()
-        for fact in self.out.facts:
-            if not isinstance(fact, Finding):
-                continue
-            evidence = self.out.evidence[fact.id]
+        evidence_of = self.out.evidence
+        findings = [(f, evidence_of[f.id]) for f in self.out.facts if isinstance(f, Finding)]
+        current = {(f.concept, e.reference) for f, e in findings}
+        # what an episode gives each of its current records, worked out once per episode:
+        # its times, and the evidence line of the record that dates it (read only, shared)
+        timed: dict[int, tuple[float, float, float, Evidence]] = {}
+        for fact, evidence in findings:
             found = episode_of.get((fact.concept, evidence.reference))
             if found is None:
                 continue  # undated: its own onset, if any, is all there is
             start, end, first, chain = found
-            fact.duration_days = max(0.0, days_between(start, end))  # the reader's own fact
-            fact.last_seen_days = max(0.0, days_between(end, self.now))
-            fact.onset_days = max(0.0, days_between(start, self.now))
+            times = timed.get(id(found))
+            linked = times is not None
+            if times is None:
+                day = date_text(start)
+                times = timed[id(found)] = (
+                    max(0.0, days_between(start, end)), max(0.0, days_between(end, self.now)),
+                    max(0.0, days_between(start, self.now)),
+                    Evidence(reference=first, match="code", date=day,
+                             text=self.word("episode_start", date=str(day))))
+            # the reader's own fact
+            fact.duration_days, fact.last_seen_days, fact.onset_days, dating = times
             also: list[Evidence] = []
             if first != evidence.reference:  # the record that dates the episode is evidence
-                also.append(Evidence(reference=first, match="code", date=date_text(start),
-                                     text=self.word("episode_start",
-                                                    date=str(date_text(start)))))
-            if id(found) not in linked:  # the records between, once per episode
-                linked.add(id(found))
+                also.append(dating)
+            if not linked:  # the records between, once per episode
                 also += [Evidence(reference=m, match="code", date=date_text(dated),
                                   text=self.word("episode_record", date=str(date_text(dated))))
                          for m, dated in chain
@@ -230,13 +237,15 @@ class FindingReader(ReaderContext):
             detail += f", {self.word('since')} {date_text(onset)}"
         elif when:
             detail += f", {date_text(when)}"
+        label = v.raw.label
+        date = date_text(when or onset)
         for concept, match in findings.items():
-            fact = Finding(id=f"{v.raw.label}#{concept}", concept=concept, source=source,
+            fact = Finding(id=f"{label}#{concept}", concept=concept, source=source,
                            severe=severe, duration_days=duration, age_days=age)
             shown = text if match.method != "broader" else (  # and what the code says
                 f"{text} ({self.k.terminology.broader_name(match, text)})")
-            self.add(fact, Evidence(reference=v.raw.label, text=shown + detail,
-                                    match=match.method, date=date_text(when or onset)))
+            self.add(fact, Evidence(reference=label, text=shown + detail,
+                                    match=match.method, date=date))
 
     # -- Condition -----------------------------------------------------------------------
     def _onset_other(self, v: Validated) -> dt.datetime | None:

@@ -44,8 +44,12 @@ def concept_text(concept: Any,
     text = concept.get("text")
     if not own:  # the record's words as sent (English cards): its text, then each display
         words = [text] if isinstance(text, str) else []
-        words += [display for _, _, display in codings(concept) if display]
-        return " | ".join(dict.fromkeys(words))
+        found = concept.get("coding")
+        for coding in found if isinstance(found, list) else ():
+            display = coding.get("display") if isinstance(coding, dict) else None
+            if display and isinstance(display, str):
+                words.append(display)
+        return words[0] if len(words) == 1 else " | ".join(dict.fromkeys(words))
     found = list(codings(concept))
     ours = [own[key] for system, code, _ in found
             if (key := (system or "", code or "")) in own]
@@ -66,6 +70,8 @@ def first_code(concept: Any) -> str | None:
 def number(value: Any) -> float | None:
     """A JSON number as a finite float; booleans, strings, NaN, infinities and integers too
     large for a float are not numbers here."""
+    if type(value) is float:  # the common case, without the checks below
+        return value if math.isfinite(value) else None
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     try:

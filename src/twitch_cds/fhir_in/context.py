@@ -76,6 +76,9 @@ class ReaderContext:
         self._windows: dict[str, float] = {}
         """Finding concept -> days an Observation of it stays current (worked out once)."""
         self._word_texts: dict[str, str] = {}
+        self._factors: dict[tuple[int, str], float | None] = {}
+        """(measurement, unit as written) -> factor to its canonical unit, or None."""
+        self._interpretations: frozenset[str] | None = None
         self.own_words = knowledge.terminology.own_words(lang) if lang != "en" else None
         """Our own codes' displays in the caller's language (None: as sent)."""
         measurements = knowledge.measurements

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from twitch_cds.facts import Evidence, Intake, Lab
 from twitch_cds.fhir_in.coding import codings, first_code, number, preview
@@ -16,9 +15,9 @@ from twitch_cds.knowledge.measurements import Measurement
 from twitch_cds.knowledge.terminology import Match
 
 
-@dataclass(frozen=True)
-class Reading:
-    """A measured value: in the canonical unit, as the source wrote it, and the factor."""
+class Reading(NamedTuple):
+    """A measured value: in the canonical unit, as the source wrote it, and the factor (a
+    tuple: a lab result makes three of them)."""
 
     value: float
     raw: float
@@ -63,9 +62,9 @@ class LabReader(ReaderContext):
                        msg("unit-missing", value=value, unit=m.unit), "value-not-used",
                        "unit-missing")
             return None
-        factor = m.factor(self.k.measurements.canonical_unit(spelled), self.p)
+        factor = self._factor(m, spelled)
         if factor is None and isinstance(quantity.get("unit"), str):
-            factor = m.factor(self.k.measurements.canonical_unit(quantity["unit"]), self.p)
+            factor = self._factor(m, quantity["unit"])
         if factor is None:
             field = "code" if quantity.get("code") else "unit"
             self.issue("error", v.raw.label, f"{path}.{field}",
@@ -84,6 +83,15 @@ class LabReader(ReaderContext):
                        "implausible-value")
             return None
         return Reading(converted, value, str(shown), factor)
+
+    def _factor(self, m: Measurement, unit: str) -> float | None:
+        """The factor to the measurement's canonical unit from a unit as written, or None
+        when not accepted (remembered for this call: a chart repeats the same units)."""
+        key = (id(m), unit)
+        if key in self._factors:
+            return self._factors[key]
+        factor = self._factors[key] = m.factor(self.k.measurements.canonical_unit(unit), self.p)
+        return factor
 
     def _lab(self, v: Validated, analyte: str, m: Measurement, when: dt.datetime | None,
              match: Match) -> None:
@@ -166,18 +174,21 @@ class LabReader(ReaderContext):
         for index, entry in enumerate(entries if isinstance(entries, list) else ()):
             if not isinstance(entry, dict) or ("low" not in entry and "high" not in entry):
                 continue
-            types = {code for _, code, _ in codings(entry.get("type"))}
-            if types and not types & trust.normal:
-                continue
-            applies = {code for c in entry.get("appliesTo") or () for _, code, _ in codings(c)}
-            sexes = applies & trust.genders
-            if sexes and isinstance(gender, str) and gender in trust.genders \
-                    and gender not in sexes:
-                continue
-            low, high = (_years(entry.get("age"), end) for end in ("low", "high"))
-            if age is not None and ((low is not None and age < low)
-                                    or (high is not None and age > high)):
-                continue
+            if "type" in entry:
+                types = {code for _, code, _ in codings(entry["type"])}
+                if types and not types & trust.normal:
+                    continue
+            if "appliesTo" in entry:
+                applies = {code for c in entry["appliesTo"] or () for _, code, _ in codings(c)}
+                sexes = applies & trust.genders
+                if sexes and isinstance(gender, str) and gender in trust.genders \
+                        and gender not in sexes:
+                    continue
+            if "age" in entry and age is not None:
+                ages = entry["age"]
+                low, high = _years(ages, "low"), _years(ages, "high")
+                if (low is not None and age < low) or (high is not None and age > high):
+                    continue
             out.append((index, entry))
         return out
 
@@ -226,7 +237,9 @@ class LabReader(ReaderContext):
 
     def _interpretation(self, v: Validated) -> str | None:
         trust = self.k.trust.interpretation
-        known = trust.low | trust.high | trust.normal
+        known = self._interpretations
+        if known is None:
+            known = self._interpretations = trust.low | trust.high | trust.normal
         for concept in v.data.get("interpretation") or ():
             for system, code, _ in codings(concept):
                 if code in known and system in (trust.system, None):

@@ -13,6 +13,9 @@ from typing import Any
 from twitch_cds.fhir_in.coding import codings, concept_text, number
 from twitch_cds.fhir_in.context import fmt
 
+_DETAIL_KEYS = frozenset({"valueQuantity", "valueCodeableConcept", "valueString", "valueInteger",
+                          "valueRange", "component", "bodySite", "interpretation"})
+"""The keys ``record_details`` reads: a record with none of them has no details."""
 _LIMIT = 80
 """Longest text kept from a record's own words (a free-text value can be a paragraph)."""
 
@@ -65,6 +68,8 @@ def value_text(holder: dict[str, Any], code_words: str = "") -> str:
 def record_details(data: dict[str, Any], code_words: str) -> list[str]:
     """The parts of an evidence line after the code's words: value, components, body site,
     the lab's interpretation codes (as sent: ``L``, ``HH``)."""
+    if _DETAIL_KEYS.isdisjoint(data):
+        return []
     parts: list[str] = []
     if value := value_text(data, code_words):
         parts.append(value)

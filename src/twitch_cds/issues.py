@@ -65,7 +65,8 @@ def safe_text(text: str, limit: int = MAX_TEXT) -> str:
     and lone surrogates replaced with U+FFFD, cut to ``limit`` characters."""
     if len(text) > limit:
         text = text[: limit - 1] + "…"
-    return _UNSAFE.sub("\ufffd", text)
+    # a printable text holds none of _UNSAFE's characters: most texts need no regex pass
+    return text if text.isprintable() else _UNSAFE.sub("\ufffd", text)
 
 
 class Problem(TypedDict):

@@ -76,6 +76,8 @@ class ReaderContext:
         self._windows: dict[str, float] = {}
         """Finding concept -> days an Observation of it stays current (worked out once)."""
         self._word_texts: dict[str, str] = {}
+        self._subjects: dict[str, str] = {}
+        """``Reference.reference`` of a subject -> the patient it names, or ``?``."""
         self._factors: dict[tuple[int, str], float | None] = {}
         """(measurement, unit as written) -> factor to its canonical unit, or None."""
         self._interpretations: frozenset[str] | None = None
@@ -108,11 +110,8 @@ class ReaderContext:
         if fact.id in self.out.evidence:
             return  # the same resource arrived twice (e.g. in two prefetch keys)
         self.out.facts.append(fact)
-        # the record's own words reach cards: one safe line, of a readable length (a printable
-        # text holds none of the characters safe_text replaces: most lines need no pass)
-        text = evidence.text
-        if len(text) > EVIDENCE_TEXT_LIMIT or not text.isprintable():
-            text = safe_text(text, EVIDENCE_TEXT_LIMIT)
+        # the record's own words reach cards: one safe line, of a readable length
+        text = safe_text(evidence.text, EVIDENCE_TEXT_LIMIT)
         self.out.evidence[fact.id] = evidence if text == evidence.text else evidence.replace(
             text=text)
 

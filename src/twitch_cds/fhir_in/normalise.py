@@ -230,10 +230,20 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
 
     # -- whose data ----------------------------------------------------------------------
     def _subject(self, v: Validated) -> str | None:
-        """``Patient/id`` the resource is about; ``?`` when its subject cannot be read."""
-        if v.data.get("subject") is None:
+        """``Patient/id`` the resource is about; ``?`` when its subject cannot be read.
+        Worked out once per reference: a chart's resources name the same patient."""
+        subject = v.data.get("subject")
+        if subject is None:
             return None
-        subject = reference(v.data.get("subject"))
+        ref = subject.get("reference") if isinstance(subject, dict) else None
+        if not isinstance(ref, str):
+            return "?"
+        found = self._subjects.get(ref)
+        if found is None:
+            found = self._subjects[ref] = self._resolved(reference(subject))
+        return found
+
+    def _resolved(self, subject: str | None) -> str:
         target = self._by_ref.get(subject) if subject else None
         if target is not None and is_fhir_id(target.get("id")):
             return f"{target.get('resourceType')}/{target['id']}"

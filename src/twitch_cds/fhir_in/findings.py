@@ -186,12 +186,15 @@ class FindingReader(ReaderContext):
             for span_start, span_end, label, dated in spans:
                 if members and (span_start - end).total_seconds() / 86400.0 > gap:
                     episode = _Episode(start, end, first, tuple(members))
-                    episode_of.update(((concept, m), episode) for m, _ in members)
+                    for m, _ in members:
+                        episode_of[concept, m] = episode
                     start, end, first, members = span_start, span_end, label, []
-                end = max(end, span_end)
+                if span_end > end:  # max(end, span_end), the earlier one kept when equal
+                    end = span_end
                 members.append((label, dated))
             episode = _Episode(start, end, first, tuple(members))
-            episode_of.update(((concept, m), episode) for m, _ in members)
+            for m, _ in members:
+                episode_of[concept, m] = episode
         evidence_of = self.out.evidence
         findings = [(f, evidence_of[f.id]) for f in self.out.facts if isinstance(f, Finding)]
         current = {(f.concept, e.reference) for f, e in findings}
@@ -199,30 +202,32 @@ class FindingReader(ReaderContext):
         # its times, and the evidence line of the record that dates it (read only, shared)
         timed: dict[int, tuple[float, float, float, Evidence]] = {}
         for fact, evidence in findings:
-            found = episode_of.get((fact.concept, evidence.reference))
+            reference = evidence.reference
+            found = episode_of.get((fact.concept, reference))
             if found is None:
                 continue  # undated: its own onset, if any, is all there is
-            start, end, first, chain = found
             times = timed.get(id(found))
-            linked = times is not None
-            if times is None:
-                day = date_text(start)
-                times = timed[id(found)] = (
-                    max(0.0, days_between(start, end)), max(0.0, days_between(end, self.now)),
-                    max(0.0, days_between(start, self.now)),
-                    Evidence(reference=first, match="code", date=day,
-                             text=self.word("episode_start", date=str(day))))
+            if times is not None:  # a later record of an episode already met
+                fact.duration_days, fact.last_seen_days, fact.onset_days, dating = times
+                if found.first != reference:  # the record that dates the episode
+                    evidence.also = (dating,)
+                continue
+            start, end, first, chain = found
+            day = date_text(start)
+            times = timed[id(found)] = (
+                max(0.0, days_between(start, end)), max(0.0, days_between(end, self.now)),
+                max(0.0, days_between(start, self.now)),
+                Evidence(reference=first, match="code", date=day,
+                         text=self.word("episode_start", date=str(day))))
             # the reader's own fact
             fact.duration_days, fact.last_seen_days, fact.onset_days, dating = times
             also: list[Evidence] = []
-            if first != evidence.reference:  # the record that dates the episode is evidence
+            if first != reference:  # the record that dates the episode is evidence
                 also.append(dating)
-            if not linked:  # the records between, once per episode
-                also += [Evidence(reference=m, match="code", date=date_text(dated),
-                                  text=self.word("episode_record", date=str(date_text(dated))))
-                         for m, dated in chain
-                         if m not in (first, evidence.reference)
-                         and (fact.concept, m) not in current]
+            also += [Evidence(reference=m, match="code", date=date_text(dated),  # once per
+                              text=self.word("episode_record", date=str(date_text(dated))))
+                     for m, dated in chain  # episode: the records between
+                     if m not in (first, reference) and (fact.concept, m) not in current]
             if also:
                 evidence.also = tuple(also)
 

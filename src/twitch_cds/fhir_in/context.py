@@ -81,6 +81,8 @@ class ReaderContext:
         self._factors: dict[tuple[int, str], float | None] = {}
         """(measurement, unit as written) -> factor to its canonical unit, or None."""
         self._interpretations: frozenset[str] | None = None
+        self._measured: dict[int, Any] = {}
+        """Measurement (by identity) -> its limits for this call (``labs.Limits``)."""
         self.own_words = knowledge.terminology.own_words(lang) if lang != "en" else None
         """Our own codes' displays in the caller's language (None: as sent)."""
         measurements = knowledge.measurements

@@ -29,6 +29,19 @@ class Reading(NamedTuple):
         return f"{fmt(self.raw)} {self.unit}"
 
 
+class Limits(NamedTuple):
+    """A measurement's parameters for this call, looked up once (a chart has many results
+    of the same analyte): plausible, default and critical limits, and its name."""
+
+    plausible_low: float | None
+    plausible_high: float | None
+    default_low: float
+    default_high: float
+    critical_low: float | None
+    critical_high: float | None
+    display: str
+
+
 def _lower(m: Measurement) -> dict[str, str]:
     """The analyte's name in running text, in each language (an issue placeholder)."""
     return {"en": m.display.en.lower(), "id": m.display.id.lower()}
@@ -74,8 +87,8 @@ class LabReader(ReaderContext):
             return None
         shown = quantity.get("unit") if isinstance(quantity.get("unit"), str) else spelled
         converted = value * factor
-        low = self.p[m.plausible_low] if m.plausible_low else None
-        high = self.p[m.plausible_high] if m.plausible_high else None
+        limits = self._limits(m)
+        low, high = limits.plausible_low, limits.plausible_high
         if (low is not None and converted < low) or (high is not None and converted > high):
             self.issue("error", v.raw.label, f"{path}.value",
                        msg("lab-implausible", value=value, unit=preview(shown), analyte=_lower(m),
@@ -92,6 +105,20 @@ class LabReader(ReaderContext):
             return self._factors[key]
         factor = self._factors[key] = m.factor(self.k.measurements.canonical_unit(unit), self.p)
         return factor
+
+    def _limits(self, m: Measurement) -> Limits:
+        found = self._measured.get(id(m))
+        if found is None:
+            p = self.p
+            found = self._measured[id(m)] = Limits(
+                p[m.plausible_low] if m.plausible_low else None,
+                p[m.plausible_high] if m.plausible_high else None,
+                p[m.default_low] if m.default_low else 0.0,
+                p[m.default_high] if m.default_high else 0.0,
+                p[m.critical_low] if m.critical_low else None,
+                p[m.critical_high] if m.critical_high else None,
+                m.display(self.lang))
+        return found
 
     def _lab(self, v: Validated, analyte: str, m: Measurement, when: dt.datetime | None,
              match: Match) -> None:
@@ -119,11 +146,11 @@ class LabReader(ReaderContext):
         low, high, range_text = self._reference_range(v, m)
         interpretation = self._interpretation(v)
         value = reading.value
-        shown = f"{m.display(self.lang)} {reading.text}"
+        limits = self._limits(m)
+        shown = f"{limits.display} {reading.text}"
         if reading.factor != 1:
             shown += f" (= {value:.2f} {m.unit})"
-        default_low = self.p[m.default_low] if m.default_low else 0.0
-        default_high = self.p[m.default_high] if m.default_high else 0.0
+        default_low, default_high = limits.default_low, limits.default_high
         flag = f"; {self.word('flagged', code=interpretation)}" if interpretation else ""
         if range_text:  # the lab's flag stays beside its range: LL is not just "low"
             shown += f" ({self.word('lab_range')} {range_text}{flag})"
@@ -136,8 +163,7 @@ class LabReader(ReaderContext):
         fact = Lab(id=f"{v.raw.label}#{analyte}", analyte=analyte, value=value, unit=m.unit,
                    range_low=low, range_high=high, interpretation=interpretation,
                    default_low=default_low, default_high=default_high,
-                   critical_low=self.p[m.critical_low] if m.critical_low else None,
-                   critical_high=self.p[m.critical_high] if m.critical_high else None,
+                   critical_low=limits.critical_low, critical_high=limits.critical_high,
                    age_days=age)
         self.add(fact, Evidence(reference=v.raw.label, text=shown, match=match.method,
                                 date=date_text(when)))

@@ -72,9 +72,13 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
             "MedicationDispense": self._medication_dispense,
             "Patient": self._patient_resource,
         }
+        patient = self.out.patient  # never "?"
         for v in readable:
             handler = handlers.get(v.raw.resource_type)
-            if handler is not None and self._belongs(v, subjects[id(v)]):
+            if handler is None:
+                continue
+            subject = subjects[id(v)]
+            if subject is None or subject == patient or self._belongs(v, subject):
                 self._isolated(v, handler)
         try:
             self._durations()

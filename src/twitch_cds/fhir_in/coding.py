@@ -61,8 +61,11 @@ def concept_text(concept: Any,
 
 
 def first_code(concept: Any) -> str | None:
-    for _, code, _ in codings(concept):
-        if code:
+    """The first coding's code that is a non-empty string (a status, a flag)."""
+    found = concept.get("coding") if isinstance(concept, dict) else None
+    for coding in found if isinstance(found, list) else ():
+        code = coding.get("code") if isinstance(coding, dict) else None
+        if code and isinstance(code, str):
             return code
     return None
 

@@ -262,11 +262,14 @@ class LabReader(ReaderContext):
         return None, None, ""
 
     def _interpretation(self, v: Validated) -> str | None:
+        concepts = v.data.get("interpretation")
+        if not concepts:
+            return None
         trust = self.k.trust.interpretation
         known = self._interpretations
         if known is None:
             known = self._interpretations = trust.low | trust.high | trust.normal
-        for concept in v.data.get("interpretation") or ():
+        for concept in concepts:
             for system, code, _ in codings(concept):
                 if code in known and system in (trust.system, None):
                     return code

@@ -121,17 +121,18 @@ class MedicationReader(ReaderContext):
                 return
         dosages = [d for d in v.data.get("dosage") or v.data.get("dosageInstruction") or ()
                    if isinstance(d, dict)]
-        routes = " | ".join([*(concept_text(f) for f in forms),
-                             *(concept_text(d.get("route")) for d in dosages)])
-        route_codes = {f"{system}|{code}" for d in dosages
-                       for system, code, _ in codings(d.get("route")) if system and code}
-        sig = " | ".join(t for d in dosages for t in (d.get("text"), d.get("patientInstruction"))
-                         if isinstance(t, str))
+        route_of: tuple[str, str, set[str]] | None = None  # read when a class asks for it
         name = text.split(" | ")[0] if text else products.split(" | ")[0] if products else (
             classes[next(iter(classes))].matched)
         for drug_class, match in classes.items():
-            route = self._route_known(v, drug_class, [*concepts, *forms],
-                                      f"{text} | {products} | {routes}", sig, route_codes)
+            if drug_class not in self.k.trust.non_systemic:
+                route: Literal["systemic", "unknown"] | None = "systemic"
+            else:
+                if route_of is None:
+                    route_of = _route_words(forms, dosages)
+                routes, sig, route_codes = route_of
+                route = self._route_known(v, drug_class, [*concepts, *forms],
+                                          f"{text} | {products} | {routes}", sig, route_codes)
             if route is None:
                 continue
             detail = f"{name} ({status}"
@@ -211,6 +212,18 @@ class MedicationReader(ReaderContext):
         if _words_pattern(tuple(rule.systemic_words)).search(f"{text} | {sig}"):
             return "systemic"
         return "unknown"
+
+
+def _route_words(forms: list[Any], dosages: list[dict[str, Any]]) -> tuple[str, str, set[str]]:
+    """How the drug is taken, as the record says it: the dose forms' and dosage routes'
+    words, the free-text instructions, and the coded routes (``system|code``)."""
+    routes = " | ".join([*(concept_text(f) for f in forms),
+                         *(concept_text(d.get("route")) for d in dosages)])
+    sig = " | ".join(t for d in dosages for t in (d.get("text"), d.get("patientInstruction"))
+                     if isinstance(t, str))
+    route_codes = {f"{system}|{code}" for d in dosages
+                   for system, code, _ in codings(d.get("route")) if system and code}
+    return routes, sig, route_codes
 
 
 MAX_UNPLACED_SHOWN = 3

@@ -49,8 +49,6 @@ class FindingReader(ReaderContext):
     def _presence(self, v: Validated) -> bool | None:
         """True present, False absent, None indeterminate (reported)."""
         data = v.data
-        if _KNOWN_KEYS.issuperset(data):
-            return True  # no value[x] and no dataAbsentReason: the record asserts presence
         presence = self.k.concepts.presence
         if isinstance(data.get("valueBoolean"), bool):
             return bool(data["valueBoolean"])
@@ -82,10 +80,9 @@ class FindingReader(ReaderContext):
         findings = {vs: m for vs, m in hits.items() if vs in known}
         if not findings:
             return
-        present = self._presence(v)
-        if not present:
-            return
         data = v.data
+        if not _KNOWN_KEYS.issuperset(data) and not self._presence(v):
+            return  # (with no value[x] and no dataAbsentReason, the record asserts presence)
         label = v.raw.label
         period = data.get("effectivePeriod")  # read (and reported) only when it is there
         start = (self._when(v, "effectivePeriod.start") if period is not None else None) or when

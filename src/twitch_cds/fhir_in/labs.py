@@ -69,26 +69,27 @@ class LabReader(ReaderContext):
                        "value-not-used", "value-unreadable" if "value" in quantity
                        else "value-missing")
             return None
-        spelled = quantity.get("code") or quantity.get("unit")
+        code, unit = quantity.get("code"), quantity.get("unit")
+        spelled = code or unit
         if not isinstance(spelled, str) or not spelled.strip():
             self.issue("error", v.raw.label, f"{path}.unit",
                        msg("unit-missing", value=value, unit=m.unit), "value-not-used",
                        "unit-missing")
             return None
         factor = self._factor(m, spelled)
-        if factor is None and isinstance(quantity.get("unit"), str):
-            factor = self._factor(m, quantity["unit"])
+        written = isinstance(unit, str)
+        if factor is None and isinstance(unit, str):
+            factor = self._factor(m, unit)
         if factor is None:
-            field = "code" if quantity.get("code") else "unit"
+            field = "code" if code else "unit"
             self.issue("error", v.raw.label, f"{path}.{field}",
                        msg("unit-unknown", unit=preview(spelled), analyte=_lower(m),
                            accepted=", ".join(m.units)),
                        "value-not-used", "unit-unknown")
             return None
-        shown = quantity.get("unit") if isinstance(quantity.get("unit"), str) else spelled
+        shown = unit if written else spelled
         converted = value * factor
-        limits = self._limits(m)
-        low, high = limits.plausible_low, limits.plausible_high
+        low, high = self._limits(m)[:2]  # plausible
         if (low is not None and converted < low) or (high is not None and converted > high):
             self.issue("error", v.raw.label, f"{path}.value",
                        msg("lab-implausible", value=value, unit=preview(shown), analyte=_lower(m),
@@ -107,7 +108,7 @@ class LabReader(ReaderContext):
         return factor
 
     def _limits(self, m: Measurement) -> Limits:
-        found = self._measured.get(id(m))
+        found: Limits | None = self._measured.get(id(m))
         if found is None:
             p = self.p
             found = self._measured[id(m)] = Limits(

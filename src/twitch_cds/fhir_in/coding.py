@@ -49,7 +49,9 @@ def concept_text(concept: Any,
             display = coding.get("display") if isinstance(coding, dict) else None
             if display and isinstance(display, str):
                 words.append(display)
-        return words[0] if len(words) == 1 else " | ".join(dict.fromkeys(words))
+        if len(words) == 1 or (len(words) == 2 and words[0] == words[1]):
+            return words[0]  # the common case: a text, or a text that repeats the display
+        return " | ".join(dict.fromkeys(words))
     found = list(codings(concept))
     ours = [own[key] for system, code, _ in found
             if (key := (system or "", code or "")) in own]

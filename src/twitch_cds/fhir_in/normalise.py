@@ -310,7 +310,8 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
             return
         when = self._when(v, "effectiveDateTime", "effectiveInstant", "effectivePeriod.end",
                           "effectivePeriod.start", "issued")  # the latest time it was seen
-        if self._future(v, when, "effective[x]"):
+        # (a date not after now is never in the future: the tolerance is at least 0 hours)
+        if when is not None and when > self.now and self._future(v, when, "effective[x]"):
             return
         for valueset in hits:
             if valueset in self._analytes:

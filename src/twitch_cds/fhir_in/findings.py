@@ -235,12 +235,12 @@ class FindingReader(ReaderContext):
         details = record_details(v.data, text)  # value, components, body site, flag
         detail = f": {'; '.join(details)}" if details else ""
         detail += f" ({self.word('severe')})" if severe else ""
+        date = date_text(when or onset)
         if onset:
             detail += f", {self.word('since')} {date_text(onset)}"
         elif when:
-            detail += f", {date_text(when)}"
+            detail += f", {date}"
         label = v.raw.label
-        date = date_text(when or onset)
         for concept, match in findings.items():
             fact = Finding(id=f"{label}#{concept}", concept=concept, source=source,
                            severe=severe, duration_days=duration, age_days=age)
@@ -319,7 +319,8 @@ class FindingReader(ReaderContext):
         recorded = self._when(v, "recordedDate")
         if recorded and (onset is None or recorded < onset):
             onset = recorded  # present at least since it was recorded
-        severe = self.k.concepts.severe in self._classify(v.data.get("severity"))
+        severity = v.data.get("severity")
+        severe = severity is not None and self.k.concepts.severe in self._classify(severity)
         text = concept_text(v.data.get("code"), self.own_words) or self._titles(hits)
         if onset is not None:  # active: continuous from its onset until now
             for concept in hits:

@@ -61,7 +61,8 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
                 subjects[id(v)] = self._subject(v)
             except Exception as exc:  # this resource only: the rest are read
                 self.out.issues.append(unreadable(v.raw, exc, "subject"))
-        readable = [v for v in usable if id(v) in subjects]
+        readable = usable if len(subjects) == len(usable) else [
+            v for v in usable if id(v) in subjects]
         self.out.patient = self._whose(readable, patient_id, subjects)
         handlers: dict[str, Callable[[Validated], None]] = {
             "Observation": self._observation,
@@ -261,7 +262,9 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
             return f"Patient/{patient_id}" if is_fhir_id(patient_id) else None
         patients = [v for v in usable if v.raw.resource_type == "Patient"
                     and is_fhir_id(v.data.get("id"))]
-        named = Counter(s for v in usable if (s := subjects[id(v)]) and s != "?")
+        named = Counter(subjects[id(v)] for v in usable)  # the subjects named, in order
+        for unnamed in (None, "", "?"):
+            named.pop(unnamed, None)
         present = {f"Patient/{v.data['id']}" for v in patients}
         top = max(named.values(), default=0)
         leaders = [s for s, n in named.items() if n == top]  # ties: a Patient in the input wins

@@ -49,21 +49,21 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
         """Facts from every usable resource; a resource whose reading fails is reported and
         skipped (with any fact it had begun to give), and the rest are read."""
         usable = [v for v in resources if v.usable]
+        by_ref = self._by_ref
         for v in usable:
-            rid = v.data.get("id")
+            data, raw = v.data, v.raw
+            rid = data.get("id")
             if is_fhir_id(rid):
-                self._by_ref.setdefault(f"{v.raw.resource_type}/{rid}", v.data)
-            if v.raw.full_url:
-                self._by_ref.setdefault(v.raw.full_url, v.data)
-        subjects: dict[int, str | None] = {}
+                by_ref.setdefault(f"{raw.resource_type}/{rid}", data)
+            if raw.full_url:
+                by_ref.setdefault(raw.full_url, data)
+        readable: list[tuple[Validated, str | None]] = []  # each with its subject
         for v in usable:
             try:
-                subjects[id(v)] = self._subject(v)
+                readable.append((v, self._subject(v)))
             except Exception as exc:  # this resource only: the rest are read
                 self.out.issues.append(unreadable(v.raw, exc, "subject"))
-        readable = usable if len(subjects) == len(usable) else [
-            v for v in usable if id(v) in subjects]
-        self.out.patient = self._whose(readable, patient_id, subjects)
+        self.out.patient = self._whose(readable, patient_id)
         handlers: dict[str, Callable[[Validated], None]] = {
             "Observation": self._observation,
             "Condition": self._condition,
@@ -74,11 +74,10 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
             "Patient": self._patient_resource,
         }
         patient = self.out.patient  # never "?"
-        for v in readable:
+        for v, subject in readable:
             handler = handlers.get(v.raw.resource_type)
             if handler is None:
                 continue
-            subject = subjects[id(v)]
             if subject is None or subject == patient or self._belongs(v, subject):
                 self._isolated(v, handler)
         try:
@@ -254,15 +253,15 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
             return f"{target.get('resourceType')}/{target['id']}"
         return safe_reference(subject) or "?"
 
-    def _whose(self, usable: list[Validated], patient_id: str | None,
-               subjects: dict[int, str | None]) -> str | None:
+    def _whose(self, readable: list[tuple[Validated, str | None]],
+               patient_id: str | None) -> str | None:
         """The patient the data is about: the CDS Hooks context's, else the one the
         resources' subjects name (most often), else the only Patient resource."""
         if patient_id:
             return f"Patient/{patient_id}" if is_fhir_id(patient_id) else None
-        patients = [v for v in usable if v.raw.resource_type == "Patient"
+        patients = [v for v, _ in readable if v.raw.resource_type == "Patient"
                     and is_fhir_id(v.data.get("id"))]
-        named = Counter(subjects[id(v)] for v in usable)  # the subjects named, in order
+        named = Counter(s for _, s in readable)  # the subjects named, in order
         for unnamed in (None, "", "?"):
             named.pop(unnamed, None)
         present = {f"Patient/{v.data['id']}" for v in patients}

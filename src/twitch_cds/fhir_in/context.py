@@ -113,7 +113,9 @@ class ReaderContext:
             return  # the same resource arrived twice (e.g. in two prefetch keys)
         self.out.facts.append(fact)
         # the record's own words reach cards: one safe line, of a readable length
-        text = safe_text(evidence.text, EVIDENCE_TEXT_LIMIT)
+        text = evidence.text
+        if len(text) > EVIDENCE_TEXT_LIMIT or not text.isprintable():
+            text = safe_text(text, EVIDENCE_TEXT_LIMIT)
         self.out.evidence[fact.id] = evidence if text == evidence.text else evidence.replace(
             text=text)
 

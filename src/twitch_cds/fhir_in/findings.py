@@ -91,7 +91,7 @@ class FindingReader(ReaderContext):
             self.issue("warning", v.raw.label, "effective[x]",
                        msg("finding-date-missing"), "used",
                        "date-missing")
-        elif stale := {vs for vs in findings if (age or 0.0) > self._window(vs)}:
+        elif age is not None and (stale := {vs for vs in findings if age > self._window(vs)}):
             for concept in stale:  # history: not current, but it links an episode
                 self._seen(concept, start or when, when, v.raw.label)
             findings = {vs: m for vs, m in findings.items() if vs not in stale}
@@ -131,7 +131,7 @@ class FindingReader(ReaderContext):
             for concept in findings:
                 self._seen(concept, onset or when, until, label)
         text = concept_text(data.get("code"), self.own_words) or self._titles(findings)
-        self._findings(v, "Observation", findings, severe, onset, when, text)
+        self._findings(v, "Observation", findings, severe, onset, when, text, age)
 
     def _duration(self, v: Validated, path: str, holder: Any) -> float | None:
         """Days a finding has lasted, when its value (or a component's) is a time quantity."""
@@ -229,9 +229,10 @@ class FindingReader(ReaderContext):
                 evidence.also = tuple(also)
 
     def _findings(self, v: Validated, source: Any, findings: dict[str, Match], severe: bool,
-                  onset: dt.datetime | None, when: dt.datetime | None, text: str) -> None:
+                  onset: dt.datetime | None, when: dt.datetime | None, text: str,
+                  age: float | None) -> None:
+        """One fact per finding, with its evidence line (``age``: days since ``when``)."""
         duration = days_between(onset, self.now) if onset else None
-        age = days_between(when, self.now) if when else None
         details = record_details(v.data, text)  # value, components, body site, flag
         detail = f": {'; '.join(details)}" if details else ""
         detail += f" ({self.word('severe')})" if severe else ""
@@ -325,7 +326,8 @@ class FindingReader(ReaderContext):
         if onset is not None:  # active: continuous from its onset until now
             for concept in hits:
                 self._seen(concept, onset, max(onset, self.now), v.raw.label, onset)
-        self._findings(v, "Condition", hits, severe, onset, recorded, text)
+        self._findings(v, "Condition", hits, severe, onset, recorded, text,
+                       days_between(recorded, self.now) if recorded else None)
 
     # -- Procedure -----------------------------------------------------------------------
     def _procedure(self, v: Validated) -> None:
@@ -366,4 +368,4 @@ class FindingReader(ReaderContext):
                            days=max(self._window(vs) for vs in hits)), "ignored", "stale")
             return
         text = concept_text(v.data.get("code"), self.own_words) or self._titles(current)
-        self._findings(v, "Procedure", current, False, None, when, text)
+        self._findings(v, "Procedure", current, False, None, when, text, age)

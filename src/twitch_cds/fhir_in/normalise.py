@@ -23,7 +23,7 @@ from twitch_cds.fhir_in.coding import (
     safe_reference,
 )
 from twitch_cds.fhir_in.context import Normalised
-from twitch_cds.fhir_in.dates import days_between
+from twitch_cds.fhir_in.dates import days_between, parse_fhir_datetime
 from twitch_cds.fhir_in.findings import FindingReader
 from twitch_cds.fhir_in.labs import LabReader
 from twitch_cds.fhir_in.medications import (
@@ -310,8 +310,10 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
                        else msg("observation-status", status=preview(status)), "ignored",
                        "status-unusable")
             return
-        when = self._when(v, "effectiveDateTime", "effectiveInstant", "effectivePeriod.end",
-                          "effectivePeriod.start", "issued")  # the latest time it was seen
+        when = parse_fhir_datetime(v.data.get("effectiveDateTime"))  # most often: a date-time
+        if when is None:  # else the first readable of the others (an unreadable one reported)
+            when = self._when(v, "effectiveDateTime", "effectiveInstant", "effectivePeriod.end",
+                              "effectivePeriod.start", "issued")  # the latest time it was seen
         # (a date not after now is never in the future: the tolerance is at least 0 hours)
         if when is not None and when > self.now and self._future(v, when, "effective[x]"):
             return

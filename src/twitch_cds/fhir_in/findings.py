@@ -221,9 +221,10 @@ class FindingReader(ReaderContext):
             also: list[Evidence] = []
             if first != reference:  # the record that dates the episode is evidence
                 also.append(dating)
-            also += [Evidence(reference=m, match="code", date=date_text(dated),  # once per
+            # the records between, once per episode (on the first current record met)
+            also += [Evidence(reference=m, match="code", date=date_text(dated),
                               text=self.word("episode_record", date=str(date_text(dated))))
-                     for m, dated in chain  # episode: the records between
+                     for m, dated in chain
                      if m not in (first, reference) and (fact.concept, m) not in current]
             if also:
                 evidence.also = tuple(also)

@@ -90,7 +90,8 @@ class MedicationReader(ReaderContext):
         proposed = v.raw.origin.startswith(DRAFT_ORDERS) and status in trust.proposed
         if proposed:
             pass  # the order being written now (CDS Hooks order-select / order-sign)
-        elif status in trust.not_current or status not in trust.current | trust.recent:
+        elif status in trust.not_current or (status not in trust.current
+                                             and status not in trust.recent):
             if status is None:
                 self.supersede(v, "status")
             self.issue("information" if status in trust.not_current else "warning",
@@ -98,8 +99,8 @@ class MedicationReader(ReaderContext):
                        else msg("medication-status", status=preview(status)),
                        "ignored", "status-unusable")
             return
-        adherence = first_code((v.data.get("adherence") or {}).get("code")
-                               if isinstance(v.data.get("adherence"), dict) else None)
+        taken = v.data.get("adherence")
+        adherence = first_code(taken.get("code")) if isinstance(taken, dict) else None
         if adherence in trust.adherence_not_taking:
             self.issue("information", v.raw.label, "adherence.code",
                        msg("adherence", adherence=preview(adherence)), "ignored",

@@ -7,7 +7,6 @@ a reason other than irrelevance is reported as an ``InputIssue``.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -261,9 +260,10 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
             return f"Patient/{patient_id}" if is_fhir_id(patient_id) else None
         patients = [v for v, _ in readable if v.raw.resource_type == "Patient"
                     and is_fhir_id(v.data.get("id"))]
-        named = Counter(s for _, s in readable)  # the subjects named, in order
-        for unnamed in (None, "", "?"):
-            named.pop(unnamed, None)
+        named: dict[str, int] = {}  # how often each subject is named, in order
+        for _, s in readable:
+            if s and s != "?":
+                named[s] = named.get(s, 0) + 1
         present = {f"Patient/{v.data['id']}" for v in patients}
         top = max(named.values(), default=0)
         leaders = [s for s, n in named.items() if n == top]  # ties: a Patient in the input wins

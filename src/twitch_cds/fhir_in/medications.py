@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from typing import Any, Literal
 
 from twitch_cds.facts import Evidence, Medication
@@ -122,18 +123,18 @@ class MedicationReader(ReaderContext):
                 return
         dosages = [d for d in v.data.get("dosage") or v.data.get("dosageInstruction") or ()
                    if isinstance(d, dict)]
-        route_of: tuple[str, str, set[str]] | None = None  # read when a class asks for it
+        read: list[tuple[str, str, set[str]]] = []
+
+        def route_words() -> tuple[str, str, set[str]]:  # read once, when a class asks
+            if not read:
+                read.append(_route_words(forms, dosages))
+            return read[0]
+
         name = text.split(" | ")[0] if text else products.split(" | ")[0] if products else (
             classes[next(iter(classes))].matched)
         for drug_class, match in classes.items():
-            if drug_class not in self.k.trust.non_systemic:
-                route: Literal["systemic", "unknown"] | None = "systemic"
-            else:
-                if route_of is None:
-                    route_of = _route_words(forms, dosages)
-                routes, sig, route_codes = route_of
-                route = self._route_known(v, drug_class, [*concepts, *forms],
-                                          f"{text} | {products} | {routes}", sig, route_codes)
+            route = self._route_known(v, drug_class, [*concepts, *forms],
+                                      f"{text} | {products}", route_words)
             if route is None:
                 continue
             detail = f"{name} ({status}"
@@ -170,8 +171,8 @@ class MedicationReader(ReaderContext):
                 "MedicationRequest": self.k.trust.medication_request,
                 "MedicationDispense": self.k.trust.medication_dispense}[source]
 
-    def _route_known(self, v: Validated, drug_class: str, concepts: list[Any],
-                     text: str, sig: str, route_codes: set[str] | None = None,
+    def _route_known(self, v: Validated, drug_class: str, concepts: list[Any], named: str,
+                     route_words: Callable[[], tuple[str, str, set[str]]],
                      ) -> Literal["systemic", "unknown"] | None:
         """Whether the exposure is systemic, of unknown route, or (None) not systemic at all.
 
@@ -187,13 +188,21 @@ class MedicationReader(ReaderContext):
         with none, the route is unknown and the exposure is kept. The free-text dosage
         instructions (``sig``) may only say systemic ("1 tablet by mouth"): a free-text
         aside never drops a possible cause.
+
+        ``named`` is the drug's text and RxNorm product names; ``route_words`` gives the
+        route's words (forms and dosage routes), the dosage instructions and the coded
+        routes, read only when a class asks how the drug is taken.
         """
         rule = self.k.trust.non_systemic.get(drug_class)
-        if rule is None or _atc_in(self, concepts, drug_class) or _systemic_product(
-                self, concepts, text, rule.systemic_valueset):
+        if rule is None or _atc_in(self, concepts, drug_class) or _systemic_code(
+                self, concepts, rule.systemic_valueset):
             return "systemic"
+        routes, sig, coded = route_words()
+        text = f"{named} | {routes}"
+        if rule.systemic_valueset is not None and self.k.terminology.lookup_name(
+                text, (rule.systemic_valueset,)):
+            return "systemic"  # the ingredient's name (prednisone)
         local = _atc_in(self, concepts, rule.valueset) if rule.valueset else None
-        coded = route_codes or set()
         local_route = None if local else next(iter(sorted(coded & rule.local_routes)), None)
         if local_route:
             self.issue("information", v.raw.label, "dosage.route",
@@ -277,16 +286,13 @@ def _words_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(rf"\b({body})s?\b", re.I)
 
 
-def _systemic_product(reader: ReaderContext, concepts: list[Any], text: str,
-                      valueset: str | None) -> bool:
-    """Whether a code of the product, its ingredient or its dose form, or the ingredient's
-    name, is in the value set of corticosteroids that are systemic whatever the record says
-    of the route (trust.yaml ``systemic_valueset``: prednisone has no local-use form; a
-    tablet is taken by mouth)."""
+def _systemic_code(reader: ReaderContext, concepts: list[Any], valueset: str | None) -> bool:
+    """Whether a code of the product, its ingredient or its dose form is in the value set of
+    corticosteroids that are systemic whatever the record says of the route (trust.yaml
+    ``systemic_valueset``: prednisone has no local-use form; a tablet is taken by mouth);
+    the ingredient's name is asked next, by the caller."""
     if valueset is None:
         return False
     terminology = reader.k.terminology
-    if any(m.valueset == valueset for concept in concepts
-           for system, code, _ in codings(concept) for m in terminology.lookup(system, code)):
-        return True
-    return bool(terminology.lookup_name(text, (valueset,)))
+    return any(m.valueset == valueset for concept in concepts
+               for system, code, _ in codings(concept) for m in terminology.lookup(system, code))

@@ -77,7 +77,8 @@ class FindingReader(ReaderContext):
     def _observed_finding(self, v: Validated, hits: dict[str, Match],
                           when: dt.datetime | None) -> None:
         known = self.k.concepts.findings
-        findings = {vs: m for vs, m in hits.items() if vs in known}
+        findings = dict(hits) if known.issuperset(hits) else {  # most often all are findings
+            vs: m for vs, m in hits.items() if vs in known}
         if not findings:
             return
         data = v.data
@@ -86,12 +87,18 @@ class FindingReader(ReaderContext):
         label = v.raw.label
         period = data.get("effectivePeriod")  # read (and reported) only when it is there
         start = (self._when(v, "effectivePeriod.start") if period is not None else None) or when
-        age = days_between(when, self.now) if when else None
+        age: float | None = None
+        stale: list[str] = []  # the findings this record is too old for
         if when is None:
             self.issue("warning", v.raw.label, "effective[x]",
                        msg("finding-date-missing"), "used",
                        "date-missing")
-        elif age is not None and (stale := {vs for vs in findings if age > self._window(vs)}):
+        else:
+            age = days_between(when, self.now)
+            for vs in findings:
+                if age > self._window(vs):
+                    stale.append(vs)
+        if stale and when is not None:
             for concept in stale:  # history: not current, but it links an episode
                 self._seen(concept, start or when, when, v.raw.label)
             findings = {vs: m for vs, m in findings.items() if vs not in stale}

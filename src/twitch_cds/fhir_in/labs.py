@@ -271,9 +271,13 @@ class LabReader(ReaderContext):
         if known is None:
             known = self._interpretations = trust.low | trust.high | trust.normal
         for concept in concepts:
-            for system, code, _ in codings(concept):
-                if code in known and system in (trust.system, None):
-                    return code
+            found = concept.get("coding") if isinstance(concept, dict) else None
+            for coding in found if isinstance(found, list) else ():  # as codings() reads them
+                code = coding.get("code") if isinstance(coding, dict) else None
+                if isinstance(code, str) and code in known:
+                    system = coding.get("system")
+                    if system is None or not isinstance(system, str) or system == trust.system:
+                        return code
         return None
 
     # -- intakes -------------------------------------------------------------------------

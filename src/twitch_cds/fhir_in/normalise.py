@@ -49,20 +49,28 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
         skipped (with any fact it had begun to give), and the rest are read."""
         usable = [v for v in resources if v.usable]
         by_ref = self._by_ref
+        patients: list[Validated] = []  # with a usable id (a Patient has no subject to fail)
         for v in usable:
             data, raw = v.data, v.raw
             rid = data.get("id")
             if is_fhir_id(rid):
                 by_ref.setdefault(f"{raw.resource_type}/{rid}", data)
+                if raw.resource_type == "Patient":
+                    patients.append(v)
             if raw.full_url:
                 by_ref.setdefault(raw.full_url, data)
         readable: list[tuple[Validated, str | None]] = []  # each with its subject
+        named: dict[str, int] = {}  # how often each subject is named, in order
         for v in usable:
             try:
-                readable.append((v, self._subject(v)))
+                subject = self._subject(v)
             except Exception as exc:  # this resource only: the rest are read
                 self.out.issues.append(unreadable(v.raw, exc, "subject"))
-        self.out.patient = self._whose(readable, patient_id)
+                continue
+            readable.append((v, subject))
+            if subject and subject != "?":
+                named[subject] = named.get(subject, 0) + 1
+        self.out.patient = self._whose(named, patients, patient_id)
         handlers: dict[str, Callable[[Validated], None]] = {
             "Observation": self._observation,
             "Condition": self._condition,
@@ -252,18 +260,13 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
             return f"{target.get('resourceType')}/{target['id']}"
         return safe_reference(subject) or "?"
 
-    def _whose(self, readable: list[tuple[Validated, str | None]],
+    def _whose(self, named: dict[str, int], patients: list[Validated],
                patient_id: str | None) -> str | None:
         """The patient the data is about: the CDS Hooks context's, else the one the
-        resources' subjects name (most often), else the only Patient resource."""
+        resources' subjects name (most often: ``named`` counts them), else the only Patient
+        resource."""
         if patient_id:
             return f"Patient/{patient_id}" if is_fhir_id(patient_id) else None
-        patients = [v for v, _ in readable if v.raw.resource_type == "Patient"
-                    and is_fhir_id(v.data.get("id"))]
-        named: dict[str, int] = {}  # how often each subject is named, in order
-        for _, s in readable:
-            if s and s != "?":
-                named[s] = named.get(s, 0) + 1
         present = {f"Patient/{v.data['id']}" for v in patients}
         top = max(named.values(), default=0)
         leaders = [s for s, n in named.items() if n == top]  # ties: a Patient in the input wins

@@ -54,8 +54,9 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
             data, raw = v.data, v.raw
             rid = data.get("id")
             if is_fhir_id(rid):
-                by_ref.setdefault(f"{raw.resource_type}/{rid}", data)
-                if raw.resource_type == "Patient":
+                rtype = raw.resource_type
+                by_ref.setdefault(f"{rtype}/{rid}", data)
+                if rtype == "Patient":
                     patients.append(v)
             if raw.full_url:
                 by_ref.setdefault(raw.full_url, data)

@@ -7,7 +7,9 @@ clock and parameters) and every benchmark chart (``benchmarks/charts.py``) in En
 Indonesian, in one process per tree, and compares the whole result — cards, evidence, issues,
 patient and the trace (firings, the facts behind them, derivations) — as JSON. Prints the
 inputs whose results differ, and exits 1 if any does. ``--dump FILE`` writes this tree's
-results instead (the comparison's other half).
+results instead (the comparison's other half). ``--fuzz N`` adds N charts corrupted by the
+property tests' strategy (``tests/test_properties.py``: fields dropped, retyped, odd numbers,
+dates and text), drawn the same in both trees (derandomized), for the inputs no example has.
 """
 
 from __future__ import annotations
@@ -24,7 +26,27 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 
 
-def results(repo: Path) -> dict[str, Any]:
+def fuzzed(count: int) -> dict[str, tuple[Any, str, None]]:
+    """``count`` corrupted charts, the same on every run (this tree's strategy and corpus)."""
+    from hypothesis import HealthCheck, given, settings
+
+    sys.path.insert(0, str(HERE.parent))
+    import tests.test_properties as properties
+
+    found: dict[str, tuple[Any, str, None]] = {}
+
+    @settings(max_examples=count, derandomize=True, database=None, deadline=None,
+              suppress_health_check=list(HealthCheck))
+    @given(properties._corrupted(properties.CHARTS, False))
+    def collect(case: tuple[Any, Any]) -> None:
+        chart, data = case
+        found[f"fuzz/{len(found)}-{chart.name}"] = (data, chart.now, None)
+
+    collect()
+    return found
+
+
+def results(repo: Path, fuzz: int = 0) -> dict[str, Any]:
     """Every input's result, keyed by ``input@lang``, as JSON-ready dicts."""
     sys.path.insert(0, str(HERE))
     import charts
@@ -44,6 +66,8 @@ def results(repo: Path) -> dict[str, Any]:
                                              None)
     inputs["charts/irrelevant-500"] = (charts.bundle(charts.mostly_irrelevant(500)), charts.NOW,
                                        None)
+    if fuzz:
+        inputs.update(fuzzed(fuzz))
     out: dict[str, Any] = {}
     for name, (data, now, parameters) in inputs.items():
         for lang in ("en", "id"):
@@ -60,9 +84,12 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", type=Path, help="the other checkout")
     parser.add_argument("--dump", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--fuzz", type=int, default=0, metavar="N",
+                        help="also N charts corrupted by the property tests' strategy")
     args = parser.parse_args()
     if args.dump:
-        args.dump.write_text(json.dumps(results(HERE.parent), sort_keys=True), encoding="utf-8")
+        args.dump.write_text(json.dumps(results(HERE.parent, args.fuzz), sort_keys=True,
+                                        default=repr), encoding="utf-8")
         return
     if args.base is None:
         parser.error("--base is required")
@@ -72,8 +99,8 @@ def main() -> None:
             target = Path(tmp) / f"{name}.json"
             env = {**os.environ, "PYTHONPATH": str(tree / "src")}
             # the inputs are this tree's, so both versions read the same data
-            subprocess.run([sys.executable, str(HERE / "identity.py"), "--dump", str(target)],
-                           cwd=tree, env=env, check=True)
+            subprocess.run([sys.executable, str(HERE / "identity.py"), "--dump", str(target),
+                            "--fuzz", str(args.fuzz)], cwd=tree, env=env, check=True)
             dumps[name] = json.loads(target.read_text(encoding="utf-8"))
     differ = sorted(k for k in dumps["base"].keys() | dumps["this"].keys()
                     if dumps["base"].get(k) != dumps["this"].get(k))

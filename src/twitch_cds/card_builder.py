@@ -16,8 +16,8 @@ from twitch_cds.engine import Conclusion
 from twitch_cds.facts import Evidence
 from twitch_cds.knowledge.bundle import URGENCY_RANK, Knowledge
 from twitch_cds.knowledge.cardtexts import CardKind, CardPlan, Lang, SuggestionTexts, Text
-from twitch_cds.knowledge.orders import LabTest, Panel, as_r5
-from twitch_cds.knowledge.rules import Maintenance
+from twitch_cds.knowledge.orders import LabTest, Orders, Panel, as_r5
+from twitch_cds.knowledge.rules import Maintenance, RuleFile
 from twitch_cds.provenance import Provenance
 
 Indicator = Literal["info", "warning", "critical"]
@@ -177,23 +177,6 @@ def _rule_entry(rule_id: str, version: str, maintenance: Maintenance) -> dict[st
     return entry
 
 
-@dataclass
-class _TestOrders:
-    """The tests a card asks for, pooled from every conclusion that wants one: each test
-    once, whatever the reasons."""
-
-    due: dict[str, None] = field(default_factory=dict)
-    """Tests with no current result (orders.yaml order is applied when listing)."""
-    also: dict[str, None] = field(default_factory=dict)
-    reasons: dict[str, None] = field(default_factory=dict)
-
-    def add(self, suggestion: SuggestionTexts, lang: Lang) -> None:
-        self.due.update(dict.fromkeys(suggestion.tests))
-        self.also.update(dict.fromkeys(suggestion.also))
-        if suggestion.reason is not None and suggestion.tests:  # why the due tests are due
-            self.reasons[suggestion.reason(lang)] = None
-
-
 @dataclass(frozen=True)
 class BuiltCard:
     """A card and the references of the resources behind it."""
@@ -203,12 +186,9 @@ class BuiltCard:
 
 
 Lines = tuple[tuple[str, str, str | None], ...]
-_LINKS: dict[tuple[str, str, str], Link] = {}
-"""Rule links already made: (catalogue, language, rule id) -> link. Bounded by the rules,
-the two languages and the catalogue bases a process is given."""
+"""A fact's evidence lines: (reference, text in the card's language, date)."""
 _POOLED = "\0tests-due"
 """The key, among a card's messages, of the one bullet naming every test due."""
-"""A fact's evidence lines: (reference, text in the card's language, date)."""
 
 
 @dataclass
@@ -258,9 +238,56 @@ class _Group:
         return sorted({f"{c.card}:{c.subject}" for c in self.conclusions})
 
 
+@dataclass(frozen=True, slots=True)
+class _RuleText:
+    """What a card shows of one concluding rule, in one language."""
+
+    version: str
+    message: str
+    """The rule's message (placeholders are filled from the facts it fired on)."""
+    beyond: str | None
+    """The reference of the general clinical knowledge it follows, when not the article."""
+    citation: str | None
+    """The article passage it cites, verbatim."""
+    quote: tuple[str, ...]
+    """That passage's lines on the card: the quotation, the English gloss (Indonesian: the
+    corrected readings), the section, a blank line."""
+    entry: Mapping[str, str]
+    """The rule in the card's extension (id, version, review state)."""
+    production: bool
+    urgency: Indicator
+
+
+@dataclass(frozen=True, slots=True)
+class _Suggested:
+    """A suggestion of cards.yaml in one language: tests pooled into the card's order, or a
+    procedure with its draft ServiceRequest template."""
+
+    tests: tuple[str, ...]
+    also: tuple[str, ...]
+    reason: str | None
+    """Why the due tests are due (only when there are any)."""
+    label: str | None
+    template: dict[str, Any] | None
+    """The procedure's ServiceRequest, without subject and reasons (copied per card)."""
+    description: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Orderable:
+    """A test or panel as a card orders it, in one language."""
+
+    template: dict[str, Any]
+    description: str
+    name: str
+    code: str
+
+
 @dataclass(frozen=True)
 class _LangSetup:
-    """What every card builder of one ruleset and language shares, made once a process."""
+    """Everything card building reads from one ruleset in one language that no chart
+    changes (texts, labels, rule and suggestion entries, order templates), made once a
+    process: a call only fills in what the chart gives."""
 
     knowledge: Knowledge
     """Kept so that the id the setup is filed under cannot be reused by another ruleset."""
@@ -270,30 +297,134 @@ class _LangSetup:
     status_words: dict[str, str]
     status: re.Pattern[str] | None
     """A medication record's FHIR status code in its evidence line (``(active``)."""
+    labels: dict[str, str]
+    rules: dict[str, _RuleText]
+    subjects: dict[str, dict[str, str]]
+    """Per conclusion kind: each subject's label."""
+    suggestions: dict[str, _Suggested]
+    orderables: dict[int, _Orderable]
+    """Per test or panel of orders.yaml (by identity, as ``Orders.plan`` returns them)."""
+    tests: tuple[tuple[str, str, str], ...]
+    """Every test in orders.yaml order: (key, name, short name)."""
+    places: dict[str, dict[str, int]]
+    """Per card: each of its kinds' place (the lead first)."""
+    topics: dict[str, Coding]
+    """Per card: its ``source.topic``."""
+    source_label: str
 
 
 _SETUPS: dict[tuple[int, Lang], _LangSetup] = {}
+_SOURCES: dict[tuple[str, Lang], dict[tuple[str, str], tuple[Link, Source]]] = {}
+"""Per rule catalogue and language: (card, rule id) -> the rule's link and the card's source
+when that rule leads it. Bounded by the rules, the cards, the two languages and the catalogue
+bases a process is given; the models are frozen, so every card may share them."""
 
 
 def _setup(knowledge: Knowledge, lang: Lang) -> _LangSetup:
-    """The ruleset's per-language card set-up, made on first use (about 12 µs a call before)."""
+    """The ruleset's per-language card set-up, made on first use."""
     found = _SETUPS.get((id(knowledge), lang))
     if found is not None and found.knowledge is knowledge:
         return found
-    system = knowledge.cards.source.topic_system
-    labels = knowledge.cards.labels
-    words = knowledge.cards.status_words
+    cards, orders = knowledge.cards, knowledge.orders
+    system = cards.source.topic_system
+    words = cards.status_words
+    labels = {name: text(lang) for name, text in cards.labels.items()}
+    rules = {compiled.rule.id: _rule_text(compiled.rule, knowledge, lang, labels)
+             for compiled in knowledge.rules if compiled.rule.knowledge.conclude is not None}
+    orderables = {id(o): _Orderable(template=o.service_request(lang),
+                                    description=o.text(lang) if o.text else o.name(lang),
+                                    name=o.name(lang), code=o.coding.code)
+                  for o in _orderables(orders)}
     found = _SETUPS[(id(knowledge), lang)] = _LangSetup(
         knowledge=knowledge,
         override_reasons=[Coding(system=system, code=r.code, display=r.display(lang))
-                          for r in knowledge.cards.override_reasons],
-        notes={"name": f" ({labels['matched_by_name'](lang)})",
-               "broader": f" ({labels['matched_broader'](lang)})"},
+                          for r in cards.override_reasons],
+        notes={"name": f" ({labels['matched_by_name']})",
+               "broader": f" ({labels['matched_broader']})"},
         status_words={code: text(lang) for code, text in words.items()},
         status=re.compile(
             r"\((" + "|".join(re.escape(code) for code in words) + r")(?=[,)])")
-        if words else None)
+        if words else None,
+        labels=labels,
+        rules=rules,
+        subjects={name: {s: text(lang) for s, text in kind.subjects.items()}
+                  for name, kind in cards.kinds.items()},
+        suggestions={key: _suggested(s, knowledge, lang) for key, s in cards.suggestions.items()},
+        orderables=orderables,
+        tests=tuple((key, t.name(lang), t.short(lang)) for key, t in orders.tests.items()),
+        places={card: {kind: i for i, kind in enumerate(plan.kinds)}
+                for card, plan in cards.cards.items()},
+        topics={card: Coding(system=system, code=card, display=plan.display(lang))
+                for card, plan in cards.cards.items()},
+        source_label=cards.source.label(lang))
     return found
+
+
+def _orderables(orders: Orders) -> list[LabTest | Panel]:
+    return [*orders.tests.values(), *orders.panels.values()]
+
+
+def _rule_text(rule: RuleFile, knowledge: Knowledge, lang: Lang,
+               labels: Mapping[str, str]) -> _RuleText:
+    beyond = rule.library.knowledge_source
+    citation = None if beyond is not None else rule.library.citation
+    quote: list[str] = []
+    if citation is not None:
+        quote.append(f"> {citation.text}")
+        if lang == "en":
+            quote.append(f"> — *{citation.gloss}*")
+        else:
+            quote += [f"> *{labels['correction']}: {c.reading}*"
+                      for c in knowledge.cards.corrections if c.text in citation.text]
+        quote += [f"> ({_section(knowledge, citation.section, lang)})", ""]
+    maintenance = rule.maintenance
+    return _RuleText(
+        version=maintenance.version,
+        message=getattr(rule.knowledge.message, lang),
+        beyond=None if beyond is None else reference_text(beyond.reference, beyond.date),
+        citation=None if citation is None else citation.text,
+        quote=tuple(quote),
+        entry=_rule_entry(rule.id, maintenance.version, maintenance),
+        production=maintenance.validation == "production",
+        urgency=rule.knowledge.urgency or "info")
+
+
+def _section(knowledge: Knowledge, section: str, lang: Lang) -> str:
+    """The cited section in the card's language; the article's own heading (machine
+    translated, "Cara Berkedut Kurang") is quoted as a citation only."""
+    known = knowledge.cards.sections.get(section)
+    if known is None:
+        return f"“{section}”"
+    if not known.quoted:
+        return known.title(lang)
+    return knowledge.cards.labels["section"](lang).format(title=known.title(lang),
+                                                          source=section)
+
+
+def _suggested(texts: SuggestionTexts, knowledge: Knowledge, lang: Lang) -> _Suggested:
+    template = description = None
+    if texts.procedure is not None and texts.label is not None:
+        procedure = knowledge.orders.procedures[texts.procedure]
+        template = procedure.service_request(lang, texts.text, texts.priority)
+        shown = texts.text or procedure.text
+        description = shown(lang) if shown else texts.label(lang)
+    return _Suggested(
+        tests=tuple(texts.tests), also=tuple(texts.also),
+        reason=texts.reason(lang) if texts.reason is not None and texts.tests else None,
+        label=texts.label(lang) if texts.label is not None else None,
+        template=template, description=description)
+
+
+def _service_request(template: Mapping[str, Any], patient: str,
+                     reasons: list[dict[str, str]], r5: bool) -> dict[str, Any]:
+    """A draft ServiceRequest of its own (no dict shared with the template or another
+    call): the template's, for ``patient``, with the card's records as its reasons."""
+    code = template["code"]
+    resource = {**template, "code": {**code, "coding": [dict(c) for c in code["coding"]]},
+                "subject": {"reference": patient}}
+    if reasons:
+        resource["reasonReference"] = list(reasons)
+    return as_r5(resource) if r5 else resource
 
 
 class CardBuilder:
@@ -305,24 +436,28 @@ class CardBuilder:
     sentences, each once; then the dates of the data. The rules behind the card are not in
     the prose: they are in the card's ``extension``, its ``links`` (each rule's catalogue
     page) and the result's trace. The tests a card wants, whatever the reasons, are one
-    bullet and one suggestion, ordered as labs order them (``rulesets/orders.yaml``)."""
+    bullet and one suggestion, ordered as labs order them (``rulesets/orders.yaml``).
+
+    Whatever no chart changes is read from the ruleset's per-language set-up (``_setup``);
+    a call does only the chart's part: messages, evidence, markers, uuids and orders."""
 
     def __init__(self, knowledge: Knowledge, lang: Lang, catalogue: str | None = None,
                  fhir_version: str = "R4B"):
         self.k = knowledge
         self.lang: Lang = lang
         self._r5 = fhir_version == "R5"
+        """Suggested resources in R5's shape when the chart came in R5."""
         self._ordered: set[str] = set()
         """Tests already ordered by a card of this build (cards built in kind order)."""
-        """Suggested resources in R5's shape when the chart came in R5."""
         self._catalogue = (catalogue or knowledge.cards.source.catalogue).rstrip("/")
         self._kind_order = knowledge.card_kind_order
         self._rule_order = knowledge.rule_order
-        setup = _setup(knowledge, lang)
+        setup = self._set = _setup(knowledge, lang)
         self._override_reasons = setup.override_reasons
         self._notes = setup.notes
         self._status_words = setup.status_words
         self._status = setup.status
+        self._sources = _SOURCES.setdefault((self._catalogue, lang), {})
         self._lines_by_fact: dict[str, Lines] = {}
 
     def _evidence_text(self, item: Evidence) -> str:
@@ -346,27 +481,9 @@ class CardBuilder:
                 (e.reference, self._evidence_text(e), e.date) for e in (*item.also, item))
         return lines
 
-    @staticmethod
-    def _list(fact_lines: Lines, numbers: dict[str, int], entries: dict[str, list[str]],
-              dates: set[str]) -> tuple[int, ...]:
-        """Number a fact's records on the card (each record once, each of its lines once) and
-        note their dates; the numbers its markers cite."""
-        out = []
-        for reference, text, date in fact_lines:
-            number = numbers.get(reference)
-            if number is None:
-                number = numbers[reference] = len(numbers) + 1
-                entries[reference] = [text]
-            elif text not in (known := entries[reference]):
-                known.append(text)  # another fact of the same record: its line too
-            out.append(number)
-            if date:
-                dates.add(date)
-        return tuple(out)
-
     def build(self, conclusions: Iterable[Conclusion], evidence: Mapping[str, Evidence],
               provenance: Provenance, patient: str | None) -> list[BuiltCard]:
-        groups: dict[tuple[str, str], _Group] = {}
+        groups: dict[str, _Group] = {}
         order = self._rule_order
         def position(c: Conclusion) -> tuple[int, list[str]]:
             return order[c.rule_id], sorted(str(f.get("id")) for f in c.facts.values())
@@ -374,154 +491,175 @@ class CardBuilder:
         kinds, plans = self.k.cards.kinds, self.k.cards.cards
         for conclusion in sorted(conclusions, key=position):
             card = kinds[conclusion.card].card
-            group = groups.get((card, ""))
+            group = groups.get(card)
             if group is None:
-                group = groups[(card, "")] = _Group(card, plans[card], kinds)
+                group = groups[card] = _Group(card, plans[card], kinds)
             group.conclusions.append(conclusion)
         for group in groups.values():  # on a card, each kind's lines together, lead first
-            place = {kind: i for i, kind in enumerate(group.plan.kinds)}
-            group.conclusions.sort(key=lambda c: place[c.card])
+            place = self._set.places[group.kind]
+            group.conclusions.sort(key=lambda c: place[c.card])  # noqa: B023 (sorted here)
         self._ordered = set()  # tests a card already orders: each is asked for once
         kind_order = self._kind_order
         cards = [self._card(g, evidence, provenance, patient)
                  for g in sorted(groups.values(), key=lambda g: kind_order[g.kind])]
         cards.sort(key=lambda b: (INDICATOR_ORDER[b.card.indicator],
-                                  self._kind_order[b.card.kind or ""], b.card.summary))
+                                  kind_order[b.card.kind or ""], b.card.summary))
         return cards
 
     # -- pieces --------------------------------------------------------------------------
     def _card(self, group: _Group, evidence: Mapping[str, Evidence],
               provenance: Provenance, patient: str | None) -> BuiltCard:
-        labels = self.k.cards.labels
+        setup = self._set
+        labels = setup.labels
         lang = self.lang
-        citations: dict[str, tuple[str, str]] = {}
+        citations: dict[str, tuple[str, ...]] = {}
         sources: dict[str, None] = {}  # general clinical knowledge: reference (date), each once
         beyond: set[str] = set()  # messages whose knowledge is not the article's
-        rules: dict[str, str] = {}
-        reviewed: dict[str, Maintenance] = {}  # the review slots of each rule behind the card
+        rules: dict[str, _RuleText] = {}  # the rules behind the card
         by_message: dict[str, dict[str, None]] = {}
-        tests = _TestOrders()
-        pooled = _POOLED  # the place of the one bullet naming the tests due
+        due: dict[str, None] = {}  # tests with no current result, each once whatever the reasons
+        also: dict[str, None] = {}
+        reasons: dict[str, None] = {}
+        rule_texts, suggested, subjects = setup.rules, setup.suggestions, setup.subjects
         for conclusion in group.conclusions:
-            rule = self.k.rules_by_id[conclusion.rule_id].rule
-            inputs = dict.fromkeys(
-                provenance.inputs(str(f["id"]) for f in conclusion.facts.values()))
-            suggestion = self.k.cards.suggestions.get(conclusion.suggest or "")
-            if suggestion is not None and (suggestion.tests or suggestion.also):
-                tests.add(suggestion, lang)
+            rule = rule_texts[conclusion.rule_id]
+            suggestion = suggested.get(conclusion.suggest or "")
+            key: str | None = None
+            if suggestion is not None:
+                if suggestion.tests or suggestion.also:
+                    due.update(dict.fromkeys(suggestion.tests))
+                    also.update(dict.fromkeys(suggestion.also))
+                    if suggestion.reason is not None:  # why the due tests are due
+                        reasons[suggestion.reason] = None
+                if suggestion.tests:
+                    key = _POOLED
             text: str | None = None
-            if suggestion is not None and suggestion.tests:
-                by_message.setdefault(pooled, {}).update(inputs)
-            else:
-                subject = _label(group.kinds[conclusion.card], conclusion.subject, lang)
-                text = render_message(getattr(rule.knowledge.message, lang), lang,
-                                      conclusion.facts, subject)
-                by_message.setdefault(text, {}).update(inputs)
-            beyond_article = rule.library.knowledge_source
-            if beyond_article is not None:  # never printed under the article's quotation
+            if key is None:
+                message = rule.message
+                if "{" in message:
+                    subject = subjects[conclusion.card].get(conclusion.subject,
+                                                            conclusion.subject)
+                    message = render_message(message, lang, conclusion.facts, subject)
+                key = text = message
+            inputs = by_message.get(key)
+            if inputs is None:
+                inputs = by_message[key] = {}
+            for fact in conclusion.facts.values():
+                inputs.update(dict.fromkeys(provenance.of(str(fact["id"]))))
+            if rule.beyond is not None:  # never printed under the article's quotation
                 if text is not None:
                     beyond.add(text)
-                sources.setdefault(
-                    reference_text(beyond_article.reference, beyond_article.date), None)
-            elif (citation := rule.library.citation) is not None:
-                citations.setdefault(citation.text, (citation.section, citation.gloss))
-            rules[rule.id] = rule.maintenance.version
-            reviewed[rule.id] = rule.maintenance
-        wanted = [t for t in dict.fromkeys([*tests.due, *tests.also]) if t not in self._ordered]
+                sources[rule.beyond] = None
+            elif rule.citation is not None:
+                citations.setdefault(rule.citation, rule.quote)
+            rules[conclusion.rule_id] = rule
+        wanted = [t for t in dict.fromkeys([*due, *also]) if t not in self._ordered]
         self._ordered.update(wanted)
         plan = self.k.orders.plan(wanted)
-        if pooled in by_message:
-            text = self._tests_due(tests, plan)
-            by_message = {(text if k == pooled else k): v for k, v in by_message.items()}
-        mark = f" *({labels['beyond_article_mark'](lang)})*" if beyond else ""
+        if _POOLED in by_message:
+            text = self._tests_due(due, reasons, plan)
+            by_message = {(text if k == _POOLED else k): v for k, v in by_message.items()}
+        mark = f" *({labels['beyond_article_mark']})*" if beyond else ""
         lines: list[str] = []
         numbers: dict[str, int] = {}
         entries: dict[str, list[str]] = {}
         dates: set[str] = set()
         marked: dict[tuple[str, ...], str] = {}  # the same records behind several messages
         listed: dict[str, tuple[int, ...]] = {}  # a fact listed already: its lines' numbers
+        lines_of = self._lines
         for message, fact_id_set in by_message.items():
             fact_ids = tuple(fact_id_set)
             marks = marked.get(fact_ids)
             note = mark if message in beyond else ""
-            if marks is not None:  # numbered and listed already: only the markers again
-                lines.append(f"- {message} {marks}{note}" if marks else f"- {message}{note}")
-                continue
-            cited: dict[int, None] = {}
-            for fact_id in fact_ids:
-                fact_numbers = listed.get(fact_id)
-                if fact_numbers is None:  # the fact's lines, listed once a card
-                    fact_numbers = listed[fact_id] = self._list(
-                        self._lines(fact_id, evidence), numbers, entries, dates)
-                cited.update(dict.fromkeys(fact_numbers))
-            marks = marked[fact_ids] = _markers(cited) if cited else ""
+            if marks is None:
+                cited: set[int] = set()
+                for fact_id in fact_ids:
+                    fact_numbers = listed.get(fact_id)
+                    if fact_numbers is None:  # the fact's lines, listed once a card
+                        out = []
+                        for reference, line, date in lines_of(fact_id, evidence):
+                            number = numbers.get(reference)
+                            if number is None:  # each record numbered once
+                                number = numbers[reference] = len(numbers) + 1
+                                entries[reference] = [line]
+                            elif line not in (known := entries[reference]):
+                                known.append(line)  # another fact of the same record
+                            out.append(number)
+                            if date:
+                                dates.add(date)
+                        fact_numbers = listed[fact_id] = tuple(out)
+                    cited.update(fact_numbers)
+                marks = marked[fact_ids] = _markers(cited) if cited else ""
             lines.append(f"- {message} {marks}{note}" if marks else f"- {message}{note}")
         if numbers:
-            lines += ["", f"**{labels['evidence'](lang)}**", ""]
+            lines += ["", f"**{labels['evidence']}**", ""]
             lines += [f"{n}. `{ref}`: {'; '.join(entries[ref])}" for ref, n in numbers.items()]
         if citations:  # the lines without the mark come from the article
-            heading = labels["article_unmarked" if beyond else "article"](lang)
+            heading = labels["article_unmarked" if beyond else "article"]
             lines += ["", f"**{heading}**", ""]
-        for text in _distinct(citations):
-            section, gloss = citations[text]
-            lines.append(f"> {text}")
-            if lang == "en":
-                lines.append(f"> — *{gloss}*")
-            else:
-                lines += [f"> *{labels['correction'](lang)}: {c.reading}*"
-                          for c in self.k.cards.corrections if c.text in text]
-            lines.append(f"> ({self._section(section)})")
-            lines.append("")
+            for text in _distinct(citations):
+                lines += citations[text]
         if sources:
             if lines[-1]:
                 lines.append("")
-            lines += [f"**{labels['beyond_article'](lang)}**", ""]
+            lines += [f"**{labels['beyond_article']}**", ""]
             lines += [f"- `{source}`" for source in sources]  # quoted as published
             lines.append("")
         if dates:
             oldest, newest = min(dates), max(dates)
-            span = oldest if oldest == newest else labels["data_range"](lang).format(
+            span = oldest if oldest == newest else labels["data_range"].format(
                 oldest=oldest, newest=newest)
-            lines.append(f"**{labels['data_age'](lang)}**: {span}")
-        in_production = all(m.validation == "production" for m in reviewed.values())
+            lines.append(f"**{labels['data_age']}**: {span}")
+        in_production = all(rule.production for rule in rules.values())
         if not in_production:  # the clinician knows the advice has not been signed off
-            lines += ["", f"*{labels['unreviewed'](lang)}*"]
+            lines += ["", f"*{labels['unreviewed']}*"]
         while lines and not lines[-1]:
             lines.pop()
         references = list(numbers)
-        versions = sorted(f"{rule_id} {version}" for rule_id, version in rules.items())
-        identity = "|".join([patient or "-", group.kind, ",".join(group.identity()),
-                             *versions, *sorted(references)])
-        source = self.k.cards.source
-        suggestions = self._suggestions(group, patient, references, plan)
-        shorts = [self.k.orders.tests[t].short(lang) for t in self.k.orders.tests if t in wanted]
-        links = [self._link(rule_id)
-                 for rule_id in dict.fromkeys(c.rule_id for c in group.conclusions)]
+        identity = group.identity()
+        versions = sorted(f"{rule_id} {rule.version}" for rule_id, rule in rules.items())
+        uuid_name = "|".join([patient or "-", group.kind, ",".join(identity),
+                              *versions, *sorted(references)])
+        urgencies = {rule.urgency for rule in rules.values()}
+        settled = self._settled(group, urgencies)
+        suggestions = self._suggestions(group, settled, patient, references, plan)
+        orders = join_words([short for key, _, short in setup.tests if key in wanted],
+                            labels["and"], lang)
+        links, source = self._source(group, rules)
         return BuiltCard(references, Card(
-            uuid=card_uuid(identity),
-            summary=self._summary(group, lang, join_words(shorts, labels["and"](lang), lang),
-                                  ", ".join(tests.reasons)),
+            uuid=card_uuid(uuid_name),
+            summary=self._summary(group, lang, orders, ", ".join(reasons)),
             detail="\n".join(lines),
-            indicator=self._indicator(group),
-            source=Source(
-                label=source.label(lang),
-                url=links[0].url,
-                topic=Coding(system=source.topic_system, code=group.kind,
-                             display=group.plan.display(lang)),
-            ),
+            indicator="info" if settled else max(urgencies, key=URGENCY_RANK.__getitem__),
+            source=source,
             suggestions=suggestions or None,
             selectionBehavior="any" if suggestions else None,
             overrideReasons=list(self._override_reasons) or None,
             links=links,
             extension={EXTENSION_KEY: {
                 "ruleset": self.k.version,
-                "rules": [_rule_entry(rule_id, rules[rule_id], reviewed[rule_id])
-                          for rule_id in sorted(rules)],
+                "rules": [dict(rules[rule_id].entry) for rule_id in sorted(rules)],
                 "reviewed": in_production,
                 "kinds": sorted(group.present()),
-                "subjects": group.identity(),
+                "subjects": identity,
             }},
         ))
+
+    def _source(self, group: _Group, rules: Mapping[str, _RuleText]) -> tuple[list[Link],
+                                                                               Source]:
+        """The card's links (each rule's catalogue page, in the order the rules speak) and
+        its source (the label, the first rule's page, the card as topic)."""
+        made = self._sources
+        links = []
+        for rule_id in rules:
+            found = made.get((group.kind, rule_id))
+            if found is None:
+                link = self._link(rule_id)
+                found = made[(group.kind, rule_id)] = (link, Source(
+                    label=self._set.source_label, url=link.url,
+                    topic=self._set.topics[group.kind]))
+            links.append(found[0])
+        return links, made[(group.kind, next(iter(rules)))][1]
 
     def _summary(self, group: _Group, lang: Lang, orders: str, reasons: str) -> str:
         """The lead kind's summary, or the card's own when it holds two or more parts."""
@@ -529,104 +667,69 @@ class CardBuilder:
                 or summary_text(group.texts, group.subjects(), lang, orders=orders,
                                 reasons=reasons))
 
-    def _indicator(self, group: _Group) -> Indicator:
-        """The highest urgency among the rules behind the card (each rule's ``urgency``, the
-        card plan's policy); a settling kind on the card (an evaluated, long-standing
-        problem) makes warnings info, never a critical conclusion."""
-        urgencies = self._urgencies(group)
-        if self._settled(group, urgencies):
-            return "info"
-        return max(urgencies, key=URGENCY_RANK.__getitem__)
-
-    def _urgencies(self, group: _Group) -> set[Indicator]:
-        rules = self.k.rules_by_id
-        return {rules[c.rule_id].rule.knowledge.urgency or "info" for c in group.conclusions}
-
-    def _settled(self, group: _Group, urgencies: set[Indicator] | None = None) -> bool:
-        """Whether the card's settling kind is on it and nothing on it is critical."""
+    @staticmethod
+    def _settled(group: _Group, urgencies: set[Indicator]) -> bool:
+        """Whether the card's settling kind is on it and nothing on it is critical (an
+        evaluated, long-standing problem: warnings become info, and no urgent referral)."""
         settles = group.plan.settles
         if settles is None or settles not in group.present():
             return False
-        return "critical" not in (urgencies or self._urgencies(group))
+        return "critical" not in urgencies
 
-    def _tests_due(self, tests: _TestOrders, plan: list[LabTest | Panel]) -> str:
+    def _tests_due(self, due: Mapping[str, None], reasons: Mapping[str, None],
+                   plan: list[LabTest | Panel]) -> str:
         """The one bullet for every test a card found due: which, why, and what to order."""
-        lang, labels, orders = self.lang, self.k.cards.labels, self.k.orders
-        due = [orders.tests[t].name(lang) for t in orders.tests if t in tests.due]
-        what = [o.name(lang) for o in plan] or due
-        return labels["tests_due"](lang).format(
-            tests=join_words(due, labels["or"](lang), lang), reasons="; ".join(tests.reasons),
-            orders=join_words(what, labels["and"](lang), lang))
+        lang, labels, orderables = self.lang, self._set.labels, self._set.orderables
+        names = [name for key, name, _ in self._set.tests if key in due]
+        what = [orderables[id(o)].name for o in plan] or names
+        return labels["tests_due"].format(
+            tests=join_words(names, labels["or"], lang), reasons="; ".join(reasons),
+            orders=join_words(what, labels["and"], lang))
 
     def _link(self, rule_id: str) -> Link:
-        """A link to the rule's catalogue page, made once per rule and language (a frozen
-        model: every card may share it)."""
-        key = (self._catalogue, self.lang, rule_id)
-        link = _LINKS.get(key)
-        if link is None:
-            title = self.k.rules_by_id[rule_id].rule.library.name(self.lang)
-            label = self.k.cards.source.link_label(self.lang).format(rule=rule_id, title=title)
-            link = _LINKS[key] = Link(label=label, url=self.rule_page(rule_id), type="absolute")
-        return link
+        """A link to the rule's catalogue page (a frozen model: every card may share it)."""
+        title = self.k.rules_by_id[rule_id].rule.library.name(self.lang)
+        label = self.k.cards.source.link_label(self.lang).format(rule=rule_id, title=title)
+        return Link(label=label, url=self.rule_page(rule_id), type="absolute")
 
     def rule_page(self, rule_id: str) -> str:
         """The rule's page in the rule catalogue, in the card's language."""
         return f"{self._catalogue}/{self.lang}/rules/{rule_id}.html"
 
-    def _section(self, section: str) -> str:
-        """The cited section in the card's language; the article's own heading (machine
-        translated, "Cara Berkedut Kurang") is quoted as a citation only."""
-        known = self.k.cards.sections.get(section)
-        if known is None:
-            return f"“{section}”"
-        if not known.quoted:
-            return known.title(self.lang)
-        return self.k.cards.labels["section"](self.lang).format(
-            title=known.title(self.lang), source=section)
-
-    def _suggestions(self, group: _Group, patient: str | None, references: list[str],
-                     plan: list[LabTest | Panel]) -> list[Suggestion]:
+    def _suggestions(self, group: _Group, settled: bool, patient: str | None,
+                     references: list[str], plan: list[LabTest | Panel]) -> list[Suggestion]:
         """The card's procedures (a referral), then one suggestion ordering every test it
         wants, panels first. Draft ServiceRequests need a subject: none without a patient."""
         # a settled card (an evaluated problem) suggests no urgent referral: it says when to
         # refer again instead
-        kinds = [] if self._settled(group) else [
-            k for k in group.plan.kinds if k in group.present()]
+        present = group.present()
+        kinds = [] if settled else [k for k in group.plan.kinds if k in present]
         wanted = dict.fromkeys([*(s for k in kinds for s in group.kinds[k].suggestions),
                                 *(c.suggest for c in group.conclusions if c.suggest)])
         if patient is None or not (wanted or plan):
             return []
-        lang = self.lang
         reasons = [{"reference": r} for r in references
                    if " " not in r and not r.startswith("Patient/")]
-        def request(resource: dict[str, Any]) -> dict[str, Any]:
-            resource["subject"] = {"reference": patient}
-            if reasons:
-                resource["reasonReference"] = list(reasons)
-            return as_r5(resource) if self._r5 else resource
-
+        r5, suggested = self._r5, self._set.suggestions
         out: list[Suggestion] = []
         for key in wanted:
-            texts = self.k.cards.suggestions[key]
-            if texts.procedure is None or texts.label is None:
+            texts = suggested[key]
+            if texts.template is None or texts.label is None or texts.description is None:
                 continue  # tests: pooled below
-            procedure = self.k.orders.procedures[texts.procedure]
-            resource = request(procedure.service_request(lang, texts.text, texts.priority))
-            shown = texts.text or procedure.text
             out.append(Suggestion(
-                label=texts.label(lang), uuid=card_uuid(f"{patient}|{group.kind}|{key}"),
-                actions=[Action(type="create", resource=resource,
-                                description=shown(lang) if shown else texts.label(lang))]))
+                label=texts.label, uuid=card_uuid(f"{patient}|{group.kind}|{key}"),
+                actions=[Action(type="create", description=texts.description,
+                                resource=_service_request(texts.template, patient, reasons,
+                                                          r5))]))
         if plan:
-            labels = self.k.cards.labels
-            names = join_words([o.name(lang) for o in plan], labels["and"](lang), lang)
-            codes = ",".join(o.coding.code for o in plan)
-            actions = []
-            for order in plan:
-                resource = request(order.service_request(lang))
-                what = order.text(lang) if order.text else order.name(lang)
-                actions.append(Action(type="create", resource=resource, description=what))
-            out.append(Suggestion(label=labels["order_label"](lang).format(orders=names),
-                                  uuid=card_uuid(f"{patient}|{group.kind}|tests|{codes}"),
-                                  actions=actions))
+            labels, orderables = self._set.labels, self._set.orderables
+            orders = [orderables[id(o)] for o in plan]
+            names = join_words([o.name for o in orders], labels["and"], self.lang)
+            codes = ",".join(o.code for o in orders)
+            out.append(Suggestion(
+                label=labels["order_label"].format(orders=names),
+                uuid=card_uuid(f"{patient}|{group.kind}|tests|{codes}"),
+                actions=[Action(type="create", description=o.description,
+                                resource=_service_request(o.template, patient, reasons, r5))
+                         for o in orders]))
         return out

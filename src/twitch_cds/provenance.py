@@ -26,6 +26,11 @@ class Provenance:
             out.update(dict.fromkeys(self._inputs_of(fact_id) if found is None else found))
         return list(out)
 
+    def of(self, fact_id: str) -> tuple[str, ...]:
+        """The input facts behind one fact, each once, in depth-first order (worked out once)."""
+        found = self._inputs.get(fact_id)
+        return self._inputs_of(fact_id) if found is None else found
+
     def _inputs_of(self, fact_id: str) -> tuple[str, ...]:
         found = self._inputs.get(fact_id)
         if found is not None:

@@ -80,12 +80,59 @@ def render_message(template: str, lang: Lang, facts: Mapping[str, Any],
     capital letter."""
     if "{" not in template:
         return template
-    text = _FORMATTERS[lang].format(template, **facts, subject={"": subject})
-    return text[:1].upper() + text[1:] if template.startswith("{") else text
+    return MessageTemplate(template).render(lang, facts, subject)
 
 
 _FORMATTERS: dict[Lang, _FactFormatter] = {"en": _FactFormatter("en"),
                                            "id": _FactFormatter("id")}
+
+
+class MessageTemplate:
+    """A rule message parsed once (when the ruleset's card set-up is made) into its words
+    and ``{bind.field:spec}`` placeholders, so that a card only fills them in; the same
+    text ``_FactFormatter`` writes. A placeholder with a conversion (``!r``) or a nested
+    spec is left to ``_FactFormatter`` itself."""
+
+    __slots__ = ("template", "parts", "capitalise")
+
+    def __init__(self, template: str):
+        self.template = template
+        self.capitalise = template.startswith("{")
+        parts: list[tuple[str, str | None, str, str]] = []
+        plain = True
+        for literal, name, spec, conversion in string.Formatter().parse(template):
+            if name is None:
+                parts.append((literal, None, "", ""))
+            elif conversion or not name or name[0].isdigit() or "{" in (spec or ""):
+                plain = False  # the formatter's own rules
+                break
+            else:
+                bind, _, field = name.partition(".")
+                parts.append((literal, bind, field, spec or ""))
+        self.parts = tuple(parts) if plain else None
+
+    def render(self, lang: Lang, facts: Mapping[str, Any], subject: str = "") -> str:
+        """The message with the facts' values; numbers in ``lang``'s way, ``?`` for a value
+        the facts do not hold."""
+        if self.parts is None or "subject" in facts:
+            text = _FORMATTERS[lang].format(self.template, **facts, subject={"": subject})
+        else:
+            out = []
+            for literal, bind, field, spec in self.parts:
+                out.append(literal)
+                if bind is None:
+                    continue
+                value = (subject if field == "" else None) if bind == "subject" \
+                    else facts.get(bind, {}).get(field)
+                if value is None or isinstance(value, bool) or \
+                        not isinstance(value, int | float):
+                    out.append("?" if value is None else str(value))
+                elif lang == "id":
+                    out.append(format(value, spec).replace(".", ","))
+                else:
+                    out.append(format(value, spec))
+            text = "".join(out)
+        return text[:1].upper() + text[1:] if self.capitalise else text
 
 
 def join_words(items: list[str], word: str, lang: Lang) -> str:
@@ -116,28 +163,53 @@ def summary_text(texts: CardKind, subjects: list[str], lang: Lang, orders: str =
     would not fit in the 140 characters CDS Hooks allows, the last subjects are counted
     (``+2``) instead of named; cards.yaml is written so that this never happens (a test
     enumerates every combination)."""
-    if orders and texts.summary_orders is not None:
-        subjects = [s for s in subjects if s not in texts.order_subjects]
-        if not subjects and texts.summary_due is not None:
-            return texts.summary_due(lang).format(reasons=reasons, orders=orders)[
-                :SUMMARY_LIMIT]
-        template = texts.summary_orders(lang).replace("{orders}", orders)
-    else:
-        template = texts.summary(lang)
-    labels = [_label(texts, s, lang) for s in subjects]
-    for shown in range(len(labels), 0, -1):
-        listed = ", ".join(labels[:shown])
-        if shown < len(labels):
-            listed += f" +{len(labels) - shown}"
-        summary = template.format(subjects=listed)
-        if len(summary) <= SUMMARY_LIMIT:
-            return summary
-    return template.format(subjects=f"{len(labels)}")[:SUMMARY_LIMIT]
+    return _KindText.of(texts, lang).summary_of(subjects, orders, reasons)
 
 
-def _label(texts: CardKind, subject: str, lang: Lang) -> str:
-    text = texts.subjects.get(subject)
-    return text(lang) if text else subject
+@dataclass(frozen=True, slots=True)
+class _KindText:
+    """A conclusion kind's texts in one language (``CardKind``), as a card reads them."""
+
+    summary: str
+    summary_orders: str | None
+    summary_due: str | None
+    order_subjects: frozenset[str]
+    labels: dict[str, str]
+    """Each subject's label."""
+    order: dict[str, int]
+    """Each subject's place in cards.yaml (summaries list subjects in this order)."""
+    subjects_of: str | None
+    suggestions: tuple[str, ...]
+
+    @classmethod
+    def of(cls, texts: CardKind, lang: Lang) -> _KindText:
+        return cls(
+            summary=texts.summary(lang),
+            summary_orders=None if texts.summary_orders is None else texts.summary_orders(lang),
+            summary_due=None if texts.summary_due is None else texts.summary_due(lang),
+            order_subjects=frozenset(texts.order_subjects),
+            labels={s: text(lang) for s, text in texts.subjects.items()},
+            order={s: i for i, s in enumerate(texts.subjects)},
+            subjects_of=texts.summary_subjects_of, suggestions=tuple(texts.suggestions))
+
+    def summary_of(self, subjects: list[str], orders: str = "", reasons: str = "") -> str:
+        """``summary_text`` with this kind's texts."""
+        if orders and self.summary_orders is not None:
+            subjects = [s for s in subjects if s not in self.order_subjects]
+            if not subjects and self.summary_due is not None:
+                return self.summary_due.format(reasons=reasons, orders=orders)[:SUMMARY_LIMIT]
+            template = self.summary_orders.replace("{orders}", orders)
+        else:
+            template = self.summary
+        labels = [self.labels.get(s, s) for s in subjects]
+        for shown in range(len(labels), 0, -1):
+            listed = ", ".join(labels[:shown])
+            if shown < len(labels):
+                listed += f" +{len(labels) - shown}"
+            summary = template.format(subjects=listed)
+            if len(summary) <= SUMMARY_LIMIT:
+                return summary
+        return template.format(subjects=f"{len(labels)}")[:SUMMARY_LIMIT]
 
 
 def reference_text(reference: str, date: str) -> str:
@@ -157,15 +229,24 @@ def _markers(numbers: Iterable[int]) -> str:
     """``[1, 3–5]``: evidence markers (distinct numbers), runs of consecutive numbers
     written as a range."""
     ordered = sorted(numbers)
-    runs: list[list[int]] = []
-    for n in ordered:
-        if runs and n == runs[-1][-1] + 1:
-            runs[-1].append(n)
-        else:
-            runs.append([n])
-    parts = [f"{r[0]}" if len(r) == 1 else f"{r[0]}–{r[-1]}" if len(r) > 2
-             else f"{r[0]}, {r[1]}" for r in runs]
+    if not ordered:
+        return "[]"
+    parts = []
+    start = end = ordered[0]
+    for n in ordered[1:]:
+        if n == end + 1:
+            end = n
+            continue
+        parts.append(_run(start, end))
+        start = end = n
+    parts.append(_run(start, end))
     return f"[{', '.join(parts)}]"
+
+
+def _run(start: int, end: int) -> str:
+    """One run of consecutive markers: ``3``, ``3, 4`` or ``3–5``."""
+    return f"{start}" if start == end else f"{start}, {end}" if end == start + 1 \
+        else f"{start}–{end}"
 
 
 def _rule_entry(rule_id: str, version: str, maintenance: Maintenance) -> dict[str, str]:
@@ -199,7 +280,7 @@ class _Group:
     kind: str
     """The card (``source.topic.code``)."""
     plan: CardPlan
-    kinds: Mapping[str, CardKind]
+    kinds: Mapping[str, _KindText]
     conclusions: list[Conclusion] = field(default_factory=list)
     _subjects: list[str] | None = field(default=None, init=False, repr=False)
     _present: set[str] | None = field(default=None, init=False, repr=False)
@@ -214,15 +295,15 @@ class _Group:
         return self._lead
 
     @property
-    def texts(self) -> CardKind:
+    def texts(self) -> _KindText:
         return self.kinds[self.lead]
 
     def subjects(self) -> list[str]:
         """The lead kind's subjects in the order cards.yaml lists them, unknown ones last."""
         if self._subjects is None:
             texts = self.texts
-            listed = texts.summary_subjects_of or self.lead
-            order = {s: i for i, s in enumerate(texts.subjects)}
+            listed = texts.subjects_of or self.lead
+            order = texts.order
             unique = dict.fromkeys(c.subject for c in self.conclusions if c.card == listed)
             self._subjects = sorted(unique, key=lambda s: (order.get(s, len(order)), s))
         return self._subjects
@@ -243,8 +324,9 @@ class _RuleText:
     """What a card shows of one concluding rule, in one language."""
 
     version: str
-    message: str
-    """The rule's message (placeholders are filled from the facts it fired on)."""
+    message: str | MessageTemplate
+    """The rule's message; parsed when it has placeholders (filled from the facts it
+    fired on)."""
     beyond: str | None
     """The reference of the general clinical knowledge it follows, when not the article."""
     citation: str | None
@@ -299,8 +381,7 @@ class _LangSetup:
     """A medication record's FHIR status code in its evidence line (``(active``)."""
     labels: dict[str, str]
     rules: dict[str, _RuleText]
-    subjects: dict[str, dict[str, str]]
-    """Per conclusion kind: each subject's label."""
+    kinds: dict[str, _KindText]
     suggestions: dict[str, _Suggested]
     orderables: dict[int, _Orderable]
     """Per test or panel of orders.yaml (by identity, as ``Orders.plan`` returns them)."""
@@ -347,8 +428,7 @@ def _setup(knowledge: Knowledge, lang: Lang) -> _LangSetup:
         if words else None,
         labels=labels,
         rules=rules,
-        subjects={name: {s: text(lang) for s, text in kind.subjects.items()}
-                  for name, kind in cards.kinds.items()},
+        kinds={name: _KindText.of(kind, lang) for name, kind in cards.kinds.items()},
         suggestions={key: _suggested(s, knowledge, lang) for key, s in cards.suggestions.items()},
         orderables=orderables,
         tests=tuple((key, t.name(lang), t.short(lang)) for key, t in orders.tests.items()),
@@ -380,7 +460,8 @@ def _rule_text(rule: RuleFile, knowledge: Knowledge, lang: Lang,
     maintenance = rule.maintenance
     return _RuleText(
         version=maintenance.version,
-        message=getattr(rule.knowledge.message, lang),
+        message=MessageTemplate(message) if "{" in (message := getattr(
+            rule.knowledge.message, lang)) else message,
         beyond=None if beyond is None else reference_text(beyond.reference, beyond.date),
         citation=None if citation is None else citation.text,
         quote=tuple(quote),
@@ -459,6 +540,7 @@ class CardBuilder:
         self._status = setup.status
         self._sources = _SOURCES.setdefault((self._catalogue, lang), {})
         self._lines_by_fact: dict[str, Lines] = {}
+        self._inputs_by_fact: dict[str, dict[str, None]] = {}
 
     def _evidence_text(self, item: Evidence) -> str:
         """An evidence line in the card's language: a medication record's FHIR status code
@@ -481,6 +563,13 @@ class CardBuilder:
                 (e.reference, self._evidence_text(e), e.date) for e in (*item.also, item))
         return lines
 
+    def _inputs(self, fact_id: str, provenance: Provenance) -> dict[str, None]:
+        """The input facts behind a fact, each once (looked up once a call)."""
+        found = self._inputs_by_fact.get(fact_id)
+        if found is None:
+            found = self._inputs_by_fact[fact_id] = dict.fromkeys(provenance.of(fact_id))
+        return found
+
     def build(self, conclusions: Iterable[Conclusion], evidence: Mapping[str, Evidence],
               provenance: Provenance, patient: str | None) -> list[BuiltCard]:
         groups: dict[str, _Group] = {}
@@ -488,12 +577,12 @@ class CardBuilder:
         def position(c: Conclusion) -> tuple[int, list[str]]:
             return order[c.rule_id], sorted(str(f.get("id")) for f in c.facts.values())
 
-        kinds, plans = self.k.cards.kinds, self.k.cards.cards
+        kinds, plans, texts = self.k.cards.kinds, self.k.cards.cards, self._set.kinds
         for conclusion in sorted(conclusions, key=position):
             card = kinds[conclusion.card].card
             group = groups.get(card)
             if group is None:
-                group = groups[card] = _Group(card, plans[card], kinds)
+                group = groups[card] = _Group(card, plans[card], texts)
             group.conclusions.append(conclusion)
         for group in groups.values():  # on a card, each kind's lines together, lead first
             place = self._set.places[group.kind]
@@ -520,7 +609,8 @@ class CardBuilder:
         due: dict[str, None] = {}  # tests with no current result, each once whatever the reasons
         also: dict[str, None] = {}
         reasons: dict[str, None] = {}
-        rule_texts, suggested, subjects = setup.rules, setup.suggestions, setup.subjects
+        rule_texts, suggested, kinds = setup.rules, setup.suggestions, setup.kinds
+        inputs_of = self._inputs
         for conclusion in group.conclusions:
             rule = rule_texts[conclusion.rule_id]
             suggestion = suggested.get(conclusion.suggest or "")
@@ -536,16 +626,16 @@ class CardBuilder:
             text: str | None = None
             if key is None:
                 message = rule.message
-                if "{" in message:
-                    subject = subjects[conclusion.card].get(conclusion.subject,
-                                                            conclusion.subject)
-                    message = render_message(message, lang, conclusion.facts, subject)
+                if not isinstance(message, str):
+                    subject = kinds[conclusion.card].labels.get(conclusion.subject,
+                                                                conclusion.subject)
+                    message = message.render(lang, conclusion.facts, subject)
                 key = text = message
             inputs = by_message.get(key)
             if inputs is None:
                 inputs = by_message[key] = {}
             for fact in conclusion.facts.values():
-                inputs.update(dict.fromkeys(provenance.of(str(fact["id"]))))
+                inputs.update(inputs_of(str(fact["id"]), provenance))
             if rule.beyond is not None:  # never printed under the article's quotation
                 if text is not None:
                     beyond.add(text)
@@ -664,8 +754,7 @@ class CardBuilder:
     def _summary(self, group: _Group, lang: Lang, orders: str, reasons: str) -> str:
         """The lead kind's summary, or the card's own when it holds two or more parts."""
         return (parts_summary(group.plan, group.present(), lang, self.k.cards.labels["and"])
-                or summary_text(group.texts, group.subjects(), lang, orders=orders,
-                                reasons=reasons))
+                or group.texts.summary_of(group.subjects(), orders, reasons))
 
     @staticmethod
     def _settled(group: _Group, urgencies: set[Indicator]) -> bool:

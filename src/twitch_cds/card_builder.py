@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from twitch_cds.cds_hooks import INDICATOR_ORDER, Action, Card, Coding, Link, Source, Suggestion
+from twitch_cds.cds_hooks import INDICATOR_ORDER, Card, Coding, Link, Source
 from twitch_cds.engine import Conclusion
 from twitch_cds.facts import Evidence
 from twitch_cds.knowledge.bundle import URGENCY_RANK, Knowledge
@@ -28,13 +28,15 @@ CARD_NAMESPACE = uuid.UUID("5b0c3f4e-6f1e-4c51-9d43-1f6b1c2a7e10")
 
 def card_uuid(name: str) -> str:
     """``str(uuid.uuid5(CARD_NAMESPACE, name))``, without the import ``uuid5`` does on every
-    call (measured as a sixth of the card builder's time)."""
-    digest = bytearray(hashlib.sha1(CARD_NAMESPACE.bytes + name.encode("utf-8"),
-                                    usedforsecurity=False).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    h = digest.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    call (measured as a sixth of the card builder's time) and written from the SHA-1's hex
+    digits: the version digit is 5, the variant's the digest's two low bits after ``10``."""
+    h = hashlib.sha1(_NAMESPACE_BYTES + name.encode("utf-8"), usedforsecurity=False).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+_NAMESPACE_BYTES = CARD_NAMESPACE.bytes
+_VARIANT = {digit: "89ab"[int(digit, 16) & 0x3] for digit in "0123456789abcdef"}
+"""A hex digit with its two high bits set to the RFC 4122 variant (``10``)."""
 SUMMARY_LIMIT = 139
 EXTENSION_KEY = "twitch-cds"
 """The card ``extension`` key under which the rules behind the card are named."""
@@ -266,8 +268,8 @@ class BuiltCard:
     card: Card
 
 
-Lines = tuple[tuple[str, str, str | None], ...]
-"""A fact's evidence lines: (reference, text in the card's language, date)."""
+Lines = tuple[tuple[tuple[str, str], ...], tuple[str, ...]]
+"""A fact's evidence lines, (reference, text in the card's language), and their dates."""
 _POOLED = "\0tests-due"
 """The key, among a card's messages, of the one bullet naming every test due."""
 
@@ -508,6 +510,10 @@ def _service_request(template: Mapping[str, Any], patient: str,
     return as_r5(resource) if r5 else resource
 
 
+def _fact_ids(conclusion: Conclusion) -> list[str]:
+    return sorted(str(f.get("id")) for f in conclusion.facts.values())
+
+
 class CardBuilder:
     """Builds the cards of one evaluation in one language.
 
@@ -554,13 +560,16 @@ class CardBuilder:
         return localise_number_text(text, self.lang) + note
 
     def _lines(self, fact_id: str, evidence: Mapping[str, Evidence]) -> Lines:
-        """A fact's evidence lines (reference, text, date): the record that dates it first,
-        then its own. A record behind many messages and cards is rendered once a call."""
+        """A fact's evidence lines (reference, text) and dates: the record that dates it
+        first, then its own. A record behind many messages and cards is rendered once a
+        call."""
         lines = self._lines_by_fact.get(fact_id)
         if lines is None:
             item = evidence.get(fact_id)
-            lines = self._lines_by_fact[fact_id] = () if item is None else tuple(
-                (e.reference, self._evidence_text(e), e.date) for e in (*item.also, item))
+            records = () if item is None else (*item.also, item)
+            lines = self._lines_by_fact[fact_id] = (
+                tuple((e.reference, self._evidence_text(e)) for e in records),
+                tuple(e.date for e in records if e.date))
         return lines
 
     def _inputs(self, fact_id: str, provenance: Provenance) -> dict[str, None]:
@@ -573,12 +582,8 @@ class CardBuilder:
     def build(self, conclusions: Iterable[Conclusion], evidence: Mapping[str, Evidence],
               provenance: Provenance, patient: str | None) -> list[BuiltCard]:
         groups: dict[str, _Group] = {}
-        order = self._rule_order
-        def position(c: Conclusion) -> tuple[int, list[str]]:
-            return order[c.rule_id], sorted(str(f.get("id")) for f in c.facts.values())
-
         kinds, plans, texts = self.k.cards.kinds, self.k.cards.cards, self._set.kinds
-        for conclusion in sorted(conclusions, key=position):
+        for conclusion in self._in_rule_order(conclusions):
             card = kinds[conclusion.card].card
             group = groups.get(card)
             if group is None:
@@ -594,6 +599,20 @@ class CardBuilder:
         cards.sort(key=lambda b: (INDICATOR_ORDER[b.card.indicator],
                                   kind_order[b.card.kind or ""], b.card.summary))
         return cards
+
+    def _in_rule_order(self, conclusions: Iterable[Conclusion]) -> list[Conclusion]:
+        """Conclusions in the ruleset's order of their rules, and those of one rule in the
+        order of the ids of the facts each fired on (sorted by the pair, without making the
+        second key where a rule concluded once)."""
+        order = self._rule_order
+        ordered = sorted(conclusions, key=lambda c: order[c.rule_id])
+        start = 0
+        for end in range(1, len(ordered) + 1):
+            if end == len(ordered) or ordered[end].rule_id != ordered[start].rule_id:
+                if end - start > 1:
+                    ordered[start:end] = sorted(ordered[start:end], key=_fact_ids)
+                start = end
+        return ordered
 
     # -- pieces --------------------------------------------------------------------------
     def _card(self, group: _Group, evidence: Mapping[str, Evidence],
@@ -656,7 +675,7 @@ class CardBuilder:
         dates: set[str] = set()
         marked: dict[tuple[str, ...], str] = {}  # the same records behind several messages
         listed: dict[str, tuple[int, ...]] = {}  # a fact listed already: its lines' numbers
-        lines_of = self._lines
+        made = self._lines_by_fact
         for message, fact_id_set in by_message.items():
             fact_ids = tuple(fact_id_set)
             marks = marked.get(fact_ids)
@@ -666,8 +685,10 @@ class CardBuilder:
                 for fact_id in fact_ids:
                     fact_numbers = listed.get(fact_id)
                     if fact_numbers is None:  # the fact's lines, listed once a card
+                        fact_lines, fact_dates = made.get(fact_id) or self._lines(fact_id,
+                                                                                  evidence)
                         out = []
-                        for reference, line, date in lines_of(fact_id, evidence):
+                        for reference, line in fact_lines:
                             number = numbers.get(reference)
                             if number is None:  # each record numbered once
                                 number = numbers[reference] = len(numbers) + 1
@@ -675,8 +696,7 @@ class CardBuilder:
                             elif line not in (known := entries[reference]):
                                 known.append(line)  # another fact of the same record
                             out.append(number)
-                            if date:
-                                dates.add(date)
+                        dates.update(fact_dates)
                         fact_numbers = listed[fact_id] = tuple(out)
                     cited.update(fact_numbers)
                 marks = marked[fact_ids] = _markers(cited) if cited else ""
@@ -716,24 +736,24 @@ class CardBuilder:
         orders = join_words([short for key, _, short in setup.tests if key in wanted],
                             labels["and"], lang)
         links, source = self._source(group, rules)
-        return BuiltCard(references, Card(
-            uuid=card_uuid(uuid_name),
-            summary=self._summary(group, lang, orders, ", ".join(reasons)),
-            detail="\n".join(lines),
-            indicator="info" if settled else max(urgencies, key=URGENCY_RANK.__getitem__),
-            source=source,
-            suggestions=suggestions or None,
-            selectionBehavior="any" if suggestions else None,
-            overrideReasons=list(self._override_reasons) or None,
-            links=links,
-            extension={EXTENSION_KEY: {
+        return BuiltCard(references, Card.model_validate({  # one validation, suggestions in
+            "uuid": card_uuid(uuid_name),
+            "summary": self._summary(group, lang, orders, ", ".join(reasons)),
+            "detail": "\n".join(lines),
+            "indicator": "info" if settled else max(urgencies, key=URGENCY_RANK.__getitem__),
+            "source": source,
+            "suggestions": suggestions or None,
+            "selectionBehavior": "any" if suggestions else None,
+            "overrideReasons": list(self._override_reasons) or None,
+            "links": links,
+            "extension": {EXTENSION_KEY: {
                 "ruleset": self.k.version,
                 "rules": [dict(rules[rule_id].entry) for rule_id in sorted(rules)],
                 "reviewed": in_production,
                 "kinds": sorted(group.present()),
                 "subjects": identity,
             }},
-        ))
+        }))
 
     def _source(self, group: _Group, rules: Mapping[str, _RuleText]) -> tuple[list[Link],
                                                                                Source]:
@@ -786,9 +806,10 @@ class CardBuilder:
         return f"{self._catalogue}/{self.lang}/rules/{rule_id}.html"
 
     def _suggestions(self, group: _Group, settled: bool, patient: str | None,
-                     references: list[str], plan: list[LabTest | Panel]) -> list[Suggestion]:
+                     references: list[str], plan: list[LabTest | Panel]) -> list[dict[str, Any]]:
         """The card's procedures (a referral), then one suggestion ordering every test it
-        wants, panels first. Draft ServiceRequests need a subject: none without a patient."""
+        wants, panels first. Draft ServiceRequests need a subject: none without a patient.
+        Plain data: the card validates them as ``Suggestion`` models with itself."""
         # a settled card (an evaluated problem) suggests no urgent referral: it says when to
         # refer again instead
         present = group.present()
@@ -800,25 +821,25 @@ class CardBuilder:
         reasons = [{"reference": r} for r in references
                    if " " not in r and not r.startswith("Patient/")]
         r5, suggested = self._r5, self._set.suggestions
-        out: list[Suggestion] = []
+        out: list[dict[str, Any]] = []
         for key in wanted:
             texts = suggested[key]
-            if texts.template is None or texts.label is None or texts.description is None:
+            if texts.template is None:
                 continue  # tests: pooled below
-            out.append(Suggestion(
-                label=texts.label, uuid=card_uuid(f"{patient}|{group.kind}|{key}"),
-                actions=[Action(type="create", description=texts.description,
-                                resource=_service_request(texts.template, patient, reasons,
-                                                          r5))]))
+            out.append({"label": texts.label,
+                        "uuid": card_uuid(f"{patient}|{group.kind}|{key}"),
+                        "actions": [{"type": "create", "description": texts.description,
+                                     "resource": _service_request(texts.template, patient,
+                                                                  reasons, r5)}]})
         if plan:
             labels, orderables = self._set.labels, self._set.orderables
             orders = [orderables[id(o)] for o in plan]
             names = join_words([o.name for o in orders], labels["and"], self.lang)
             codes = ",".join(o.code for o in orders)
-            out.append(Suggestion(
-                label=labels["order_label"].format(orders=names),
-                uuid=card_uuid(f"{patient}|{group.kind}|tests|{codes}"),
-                actions=[Action(type="create", description=o.description,
-                                resource=_service_request(o.template, patient, reasons, r5))
-                         for o in orders]))
+            out.append({"label": labels["order_label"].format(orders=names),
+                        "uuid": card_uuid(f"{patient}|{group.kind}|tests|{codes}"),
+                        "actions": [{"type": "create", "description": o.description,
+                                     "resource": _service_request(o.template, patient,
+                                                                  reasons, r5)}
+                                    for o in orders]})
         return out

@@ -233,6 +233,8 @@ def _markers(numbers: Iterable[int]) -> str:
     ordered = sorted(numbers)
     if not ordered:
         return "[]"
+    if isinstance(numbers, set | frozenset) and ordered[-1] - ordered[0] == len(ordered) - 1:
+        return f"[{_run(ordered[0], ordered[-1])}]"  # one run (distinct numbers)
     parts = []
     start = end = ordered[0]
     for n in ordered[1:]:
@@ -268,8 +270,9 @@ class BuiltCard:
     card: Card
 
 
-Lines = tuple[tuple[tuple[str, str], ...], tuple[str, ...]]
-"""A fact's evidence lines, (reference, text in the card's language), and their dates."""
+Lines = tuple[tuple[tuple[str, str], ...], tuple[str, ...], tuple[str, ...]]
+"""A fact's evidence lines, (reference, text in the card's language), its records'
+references and their dates."""
 _POOLED = "\0tests-due"
 """The key, among a card's messages, of the one bullet naming every test due."""
 
@@ -566,10 +569,17 @@ class CardBuilder:
         lines = self._lines_by_fact.get(fact_id)
         if lines is None:
             item = evidence.get(fact_id)
-            records = () if item is None else (*item.also, item)
-            lines = self._lines_by_fact[fact_id] = (
-                tuple((e.reference, self._evidence_text(e)) for e in records),
-                tuple(e.date for e in records if e.date))
+            if item is None:
+                lines = ((), (), ())
+            elif not item.also:  # most facts: one record
+                lines = (((item.reference, self._evidence_text(item)),), (item.reference,),
+                         (item.date,) if item.date else ())
+            else:
+                records = (*item.also, item)
+                lines = (tuple((e.reference, self._evidence_text(e)) for e in records),
+                         tuple(e.reference for e in records),
+                         tuple(e.date for e in records if e.date))
+            self._lines_by_fact[fact_id] = lines
         return lines
 
     def _inputs(self, fact_id: str, provenance: Provenance) -> dict[str, None]:
@@ -629,7 +639,7 @@ class CardBuilder:
         also: dict[str, None] = {}
         reasons: dict[str, None] = {}
         rule_texts, suggested, kinds = setup.rules, setup.suggestions, setup.kinds
-        inputs_of = self._inputs
+        inputs_of, inputs_made = self._inputs, self._inputs_by_fact
         for conclusion in group.conclusions:
             rule = rule_texts[conclusion.rule_id]
             suggestion = suggested.get(conclusion.suggest or "")
@@ -654,7 +664,8 @@ class CardBuilder:
             if inputs is None:
                 inputs = by_message[key] = {}
             for fact in conclusion.facts.values():
-                inputs.update(inputs_of(str(fact["id"]), provenance))
+                fact_id = str(fact["id"])
+                inputs.update(inputs_made.get(fact_id) or inputs_of(fact_id, provenance))
             if rule.beyond is not None:  # never printed under the article's quotation
                 if text is not None:
                     beyond.add(text)
@@ -669,41 +680,40 @@ class CardBuilder:
             text = self._tests_due(due, reasons, plan)
             by_message = {(text if k == _POOLED else k): v for k, v in by_message.items()}
         mark = f" *({labels['beyond_article_mark']})*" if beyond else ""
-        lines: list[str] = []
-        numbers: dict[str, int] = {}
+        # the card's records, numbered in the order the messages first cite them, each with
+        # every line of its own the card's facts give
+        made = self._lines_by_fact
         entries: dict[str, list[str]] = {}
         dates: set[str] = set()
+        records: dict[str, tuple[str, ...]] = {}  # each fact on the card: its records
+        for fact_id_set in by_message.values():
+            for fact_id in fact_id_set:
+                if fact_id in records:
+                    continue
+                fact_lines, records[fact_id], fact_dates = made.get(fact_id) or self._lines(
+                    fact_id, evidence)
+                for reference, line in fact_lines:
+                    known = entries.get(reference)
+                    if known is None:
+                        entries[reference] = [line]
+                    elif line not in known:
+                        known.append(line)  # another fact of the same record
+                dates.update(fact_dates)
+        numbers = {reference: n for n, reference in enumerate(entries, 1)}
+        lines: list[str] = []
         marked: dict[tuple[str, ...], str] = {}  # the same records behind several messages
-        listed: dict[str, tuple[int, ...]] = {}  # a fact listed already: its lines' numbers
-        made = self._lines_by_fact
         for message, fact_id_set in by_message.items():
             fact_ids = tuple(fact_id_set)
             marks = marked.get(fact_ids)
-            note = mark if message in beyond else ""
             if marks is None:
-                cited: set[int] = set()
-                for fact_id in fact_ids:
-                    fact_numbers = listed.get(fact_id)
-                    if fact_numbers is None:  # the fact's lines, listed once a card
-                        fact_lines, fact_dates = made.get(fact_id) or self._lines(fact_id,
-                                                                                  evidence)
-                        out = []
-                        for reference, line in fact_lines:
-                            number = numbers.get(reference)
-                            if number is None:  # each record numbered once
-                                number = numbers[reference] = len(numbers) + 1
-                                entries[reference] = [line]
-                            elif line not in (known := entries[reference]):
-                                known.append(line)  # another fact of the same record
-                            out.append(number)
-                        dates.update(fact_dates)
-                        fact_numbers = listed[fact_id] = tuple(out)
-                    cited.update(fact_numbers)
+                cited = {numbers[r] for fact_id in fact_ids for r in records[fact_id]}
                 marks = marked[fact_ids] = _markers(cited) if cited else ""
+            note = mark if message in beyond else ""
             lines.append(f"- {message} {marks}{note}" if marks else f"- {message}{note}")
         if numbers:
             lines += ["", f"**{labels['evidence']}**", ""]
-            lines += [f"{n}. `{ref}`: {'; '.join(entries[ref])}" for ref, n in numbers.items()]
+            lines += [f"{n}. `{ref}`: {'; '.join(texts)}"
+                      for n, (ref, texts) in enumerate(entries.items(), 1)]
         if citations:  # the lines without the mark come from the article
             heading = labels["article_unmarked" if beyond else "article"]
             lines += ["", f"**{heading}**", ""]

@@ -12,8 +12,10 @@ from collections.abc import Iterable, Mapping, Sequence
 
 class Provenance:
     def __init__(self, *links: Mapping[str, Sequence[str]]) -> None:
-        self._links = links
-        """Read as they are (a call follows only the facts its cards and trace cite)."""
+        self._links: dict[str, list[str]] = {}
+        for mapping in links:
+            for fact_id, sources in mapping.items():
+                self._links.setdefault(fact_id, []).extend(sources)
         self._inputs: dict[str, tuple[str, ...]] = {}
 
     def inputs(self, fact_ids: Iterable[str]) -> list[str]:
@@ -41,20 +43,10 @@ class Provenance:
             if current in seen:
                 continue
             seen.add(current)
-            sources = self._sources(current)
+            sources = self._links.get(current)
             if sources is None:
                 out[current] = None
             else:
                 stack.extend(reversed(sources))
         found = self._inputs[fact_id] = tuple(out)
-        return found
-
-    def _sources(self, fact_id: str) -> Sequence[str] | None:
-        """The facts a fact stands on, from every link mapping in order; None for a fact
-        read from a resource."""
-        found: Sequence[str] | None = None
-        for mapping in self._links:
-            sources = mapping.get(fact_id)
-            if sources is not None:
-                found = sources if found is None else [*found, *sources]
         return found

@@ -270,9 +270,26 @@ class BuiltCard:
     card: Card
 
 
-Lines = tuple[tuple[tuple[str, str], ...], tuple[str, ...], tuple[str, ...]]
-"""A fact's evidence lines, (reference, text in the card's language), its records'
-references and their dates."""
+Lines = tuple[tuple[tuple[str, str], ...], tuple[str, ...]]
+"""An input fact's evidence lines, (reference, text in the card's language), and their
+dates."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Cited:
+    """A fact a rule fired on as a card lists it: the input facts behind it and their
+    records, worked out once a call however many messages and cards cite it (the
+    twitching records stand behind nearly every card)."""
+
+    inputs: tuple[str, ...]
+    records: tuple[str, ...]
+    """The references of the records behind it, each once, in the order they are cited."""
+    texts: dict[str, tuple[str, ...]]
+    """Each record's lines, each once."""
+    entries: dict[str, str]
+    """Each record's evidence entry without its number (```Observation/k-7`: ...``)."""
+    oldest: str | None
+    newest: str | None
 _POOLED = "\0tests-due"
 """The key, among a card's messages, of the one bullet naming every test due."""
 
@@ -513,6 +530,27 @@ def _service_request(template: Mapping[str, Any], patient: str,
     return as_r5(resource) if r5 else resource
 
 
+def _merge(texts: dict[str, tuple[str, ...]], lines: Iterable[tuple[str, str]],
+           entries: dict[str, str] | None = None) -> None:
+    """Add evidence lines to a list of records: a new record goes last, a known one gets the
+    line if it lacks it (another fact of the same record); ``entries`` follow."""
+    for reference, line in lines:
+        known = texts.get(reference)
+        if known is None:
+            texts[reference] = (line,)
+        elif line not in known:
+            texts[reference] = (*known, line)
+        else:
+            continue
+        if entries is not None:
+            entries[reference] = _entry(reference, texts[reference])
+
+
+def _entry(reference: str, lines: tuple[str, ...]) -> str:
+    """A record in a card's evidence list, without its number."""
+    return f"`{reference}`: {'; '.join(lines)}"
+
+
 def _fact_ids(conclusion: Conclusion) -> list[str]:
     return sorted(str(f.get("id")) for f in conclusion.facts.values())
 
@@ -549,7 +587,7 @@ class CardBuilder:
         self._status = setup.status
         self._sources = _SOURCES.setdefault((self._catalogue, lang), {})
         self._lines_by_fact: dict[str, Lines] = {}
-        self._inputs_by_fact: dict[str, dict[str, None]] = {}
+        self._cited: dict[str, _Cited] = {}
 
     def _evidence_text(self, item: Evidence) -> str:
         """An evidence line in the card's language: a medication record's FHIR status code
@@ -559,34 +597,52 @@ class CardBuilder:
         if self._status is not None and item.reference.startswith("Medication"):
             text = self._status.sub(lambda m: f"({self._status_words[m.group(1)]}", text,
                                     count=1)
-        note = self._notes.get(item.match, "")
-        return localise_number_text(text, self.lang) + note
+        if self.lang == "id":
+            text = localise_number_text(text, "id")
+        note = self._notes.get(item.match)
+        return text if note is None else text + note
 
     def _lines(self, fact_id: str, evidence: Mapping[str, Evidence]) -> Lines:
-        """A fact's evidence lines (reference, text) and dates: the record that dates it
-        first, then its own. A record behind many messages and cards is rendered once a
-        call."""
+        """An input fact's evidence lines (reference, text) and dates: the record that
+        dates it first, then its own. Rendered once a call."""
         lines = self._lines_by_fact.get(fact_id)
         if lines is None:
             item = evidence.get(fact_id)
             if item is None:
-                lines = ((), (), ())
+                lines = ((), ())
             elif not item.also:  # most facts: one record
-                lines = (((item.reference, self._evidence_text(item)),), (item.reference,),
+                lines = (((item.reference, self._evidence_text(item)),),
                          (item.date,) if item.date else ())
             else:
                 records = (*item.also, item)
                 lines = (tuple((e.reference, self._evidence_text(e)) for e in records),
-                         tuple(e.reference for e in records),
                          tuple(e.date for e in records if e.date))
             self._lines_by_fact[fact_id] = lines
         return lines
 
-    def _inputs(self, fact_id: str, provenance: Provenance) -> dict[str, None]:
-        """The input facts behind a fact, each once (looked up once a call)."""
-        found = self._inputs_by_fact.get(fact_id)
+    def _cite(self, fact_id: str, provenance: Provenance,
+              evidence: Mapping[str, Evidence]) -> _Cited:
+        """A fact a rule fired on, as cards list it (worked out once a call)."""
+        found = self._cited.get(fact_id)
         if found is None:
-            found = self._inputs_by_fact[fact_id] = dict.fromkeys(provenance.of(fact_id))
+            inputs = provenance.of(fact_id)
+            texts: dict[str, tuple[str, ...]] = {}
+            dates: list[str] = []
+            made = self._lines_by_fact
+            for input_id in inputs:
+                lines, input_dates = made.get(input_id) or self._lines(input_id, evidence)
+                for reference, line in lines:
+                    known = texts.get(reference)
+                    if known is None:
+                        texts[reference] = (line,)
+                    elif line not in known:
+                        texts[reference] = (*known, line)  # another line of the same record
+                if input_dates:
+                    dates += input_dates
+            found = self._cited[fact_id] = _Cited(
+                inputs=inputs, records=tuple(texts), texts=texts,
+                entries={ref: f"`{ref}`: {'; '.join(lines)}" for ref, lines in texts.items()},
+                oldest=min(dates) if dates else None, newest=max(dates) if dates else None)
         return found
 
     def build(self, conclusions: Iterable[Conclusion], evidence: Mapping[str, Evidence],
@@ -639,7 +695,6 @@ class CardBuilder:
         also: dict[str, None] = {}
         reasons: dict[str, None] = {}
         rule_texts, suggested, kinds = setup.rules, setup.suggestions, setup.kinds
-        inputs_of, inputs_made = self._inputs, self._inputs_by_fact
         for conclusion in group.conclusions:
             rule = rule_texts[conclusion.rule_id]
             suggestion = suggested.get(conclusion.suggest or "")
@@ -664,8 +719,7 @@ class CardBuilder:
             if inputs is None:
                 inputs = by_message[key] = {}
             for fact in conclusion.facts.values():
-                fact_id = str(fact["id"])
-                inputs.update(inputs_made.get(fact_id) or inputs_of(fact_id, provenance))
+                inputs[str(fact["id"])] = None
             if rule.beyond is not None:  # never printed under the article's quotation
                 if text is not None:
                     beyond.add(text)
@@ -680,40 +734,44 @@ class CardBuilder:
             text = self._tests_due(due, reasons, plan)
             by_message = {(text if k == _POOLED else k): v for k, v in by_message.items()}
         mark = f" *({labels['beyond_article_mark']})*" if beyond else ""
-        # the card's records, numbered in the order the messages first cite them, each with
-        # every line of its own the card's facts give
-        made = self._lines_by_fact
-        entries: dict[str, list[str]] = {}
-        dates: set[str] = set()
-        records: dict[str, tuple[str, ...]] = {}  # each fact on the card: its records
-        for fact_id_set in by_message.values():
-            for fact_id in fact_id_set:
-                if fact_id in records:
+        # the card's records, numbered in the order its messages first cite them, each with
+        # every line of its own the card's facts give; a fact whose input facts and records
+        # are all new on the card (most) adds its list as it is
+        made = self._cited
+        texts: dict[str, tuple[str, ...]] = {}
+        entries: dict[str, str] = {}
+        seen: set[str] = set()  # input facts listed
+        cited_facts: dict[str, _Cited] = {}
+        for fact_ids in by_message.values():
+            for fact_id in fact_ids:
+                if fact_id in cited_facts:
                     continue
-                fact_lines, records[fact_id], fact_dates = made.get(fact_id) or self._lines(
-                    fact_id, evidence)
-                for reference, line in fact_lines:
-                    known = entries.get(reference)
-                    if known is None:
-                        entries[reference] = [line]
-                    elif line not in known:
-                        known.append(line)  # another fact of the same record
-                dates.update(fact_dates)
-        numbers = {reference: n for n, reference in enumerate(entries, 1)}
+                cited = cited_facts[fact_id] = made.get(fact_id) or self._cite(
+                    fact_id, provenance, evidence)
+                if seen.isdisjoint(cited.inputs) and texts.keys().isdisjoint(cited.records):
+                    texts.update(cited.texts)
+                    entries.update(cited.entries)
+                    seen.update(cited.inputs)
+                    continue
+                for input_id in cited.inputs:  # some already listed: input by input
+                    if input_id not in seen:
+                        seen.add(input_id)
+                        _merge(texts, self._lines(input_id, evidence)[0], entries)
+        numbers = {reference: n for n, reference in enumerate(texts, 1)}
         lines: list[str] = []
         marked: dict[tuple[str, ...], str] = {}  # the same records behind several messages
         for message, fact_id_set in by_message.items():
-            fact_ids = tuple(fact_id_set)
-            marks = marked.get(fact_ids)
+            cited_ids = tuple(fact_id_set)
+            marks = marked.get(cited_ids)
             if marks is None:
-                cited = {numbers[r] for fact_id in fact_ids for r in records[fact_id]}
-                marks = marked[fact_ids] = _markers(cited) if cited else ""
+                found = {numbers[r] for fact_id in cited_ids
+                         for r in cited_facts[fact_id].records}
+                marks = marked[cited_ids] = _markers(found) if found else ""
             note = mark if message in beyond else ""
             lines.append(f"- {message} {marks}{note}" if marks else f"- {message}{note}")
-        if numbers:
+        if entries:
             lines += ["", f"**{labels['evidence']}**", ""]
-            lines += [f"{n}. `{ref}`: {'; '.join(texts)}"
-                      for n, (ref, texts) in enumerate(entries.items(), 1)]
+            lines += [f"{n}. {entry}" for n, entry in enumerate(entries.values(), 1)]
         if citations:  # the lines without the mark come from the article
             heading = labels["article_unmarked" if beyond else "article"]
             lines += ["", f"**{heading}**", ""]
@@ -725,8 +783,9 @@ class CardBuilder:
             lines += [f"**{labels['beyond_article']}**", ""]
             lines += [f"- `{source}`" for source in sources]  # quoted as published
             lines.append("")
-        if dates:
-            oldest, newest = min(dates), max(dates)
+        oldest = min((c.oldest for c in cited_facts.values() if c.oldest), default=None)
+        newest = max((c.newest for c in cited_facts.values() if c.newest), default=None)
+        if oldest is not None and newest is not None:
             span = oldest if oldest == newest else labels["data_range"].format(
                 oldest=oldest, newest=newest)
             lines.append(f"**{labels['data_age']}**: {span}")

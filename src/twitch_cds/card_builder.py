@@ -275,7 +275,7 @@ Lines = tuple[tuple[tuple[str, str], ...], tuple[str, ...]]
 dates."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Cited:
     """A fact a rule fired on as a card lists it: the input facts behind it and their
     records, worked out once a call however many messages and cards cite it (the
@@ -805,9 +805,18 @@ class CardBuilder:
         orders = join_words([short for key, _, short in setup.tests if key in wanted],
                             labels["and"], lang)
         links, source = self._source(group, rules)
+        summary = self._summary(group, lang, orders, ", ".join(reasons))
+        card_id = card_uuid(uuid_name)
+        extension = {EXTENSION_KEY: {
+            "ruleset": self.k.version,
+            "rules": [dict(rules[rule_id].entry) for rule_id in sorted(rules)],
+            "reviewed": in_production,
+            "kinds": sorted(group.present()),
+            "subjects": identity,
+        }}
         return BuiltCard(references, Card.model_validate({  # one validation, suggestions in
-            "uuid": card_uuid(uuid_name),
-            "summary": self._summary(group, lang, orders, ", ".join(reasons)),
+            "uuid": card_id,
+            "summary": summary,
             "detail": "\n".join(lines),
             "indicator": "info" if settled else max(urgencies, key=URGENCY_RANK.__getitem__),
             "source": source,
@@ -815,13 +824,7 @@ class CardBuilder:
             "selectionBehavior": "any" if suggestions else None,
             "overrideReasons": list(self._override_reasons) or None,
             "links": links,
-            "extension": {EXTENSION_KEY: {
-                "ruleset": self.k.version,
-                "rules": [dict(rules[rule_id].entry) for rule_id in sorted(rules)],
-                "reviewed": in_production,
-                "kinds": sorted(group.present()),
-                "subjects": identity,
-            }},
+            "extension": extension,
         }))
 
     def _source(self, group: _Group, rules: Mapping[str, _RuleText]) -> tuple[list[Link],

@@ -35,6 +35,14 @@ class Provenance:
         found = self._inputs.get(fact_id)
         if found is not None:
             return found
+        links = self._links
+        sources = links.get(fact_id)
+        if sources is None:  # read from a resource
+            found = self._inputs[fact_id] = (fact_id,)
+            return found
+        if fact_id not in sources and not any(source in links for source in sources):
+            found = self._inputs[fact_id] = tuple(dict.fromkeys(sources))  # a group's members
+            return found
         out: dict[str, None] = {}
         seen: set[str] = set()
         stack = [fact_id]

@@ -247,6 +247,24 @@ def _markers(numbers: Iterable[int]) -> str:
     return f"[{', '.join(parts)}]"
 
 
+def _span_markers(spans: Iterable[tuple[int, int] | None]) -> str:
+    """``_markers`` of every number in these runs (``(first, last)``; an empty run has
+    ``last < first``), written without listing them one by one; ``""`` when there are none."""
+    ordered = sorted(span for span in spans if span is not None and span[1] >= span[0])
+    if not ordered:
+        return ""
+    parts = []
+    start, end = ordered[0]
+    for first, last in ordered[1:]:
+        if first <= end + 1:  # overlapping or next to each other: one run
+            end = max(end, last)
+            continue
+        parts.append(_run(start, end))
+        start, end = first, last
+    parts.append(_run(start, end))
+    return f"[{', '.join(parts)}]"
+
+
 def _run(start: int, end: int) -> str:
     """One run of consecutive markers: ``3``, ``3, 4`` or ``3–5``."""
     return f"{start}" if start == end else f"{start}, {end}" if end == start + 1 \
@@ -741,6 +759,7 @@ class CardBuilder:
         texts: dict[str, tuple[str, ...]] = {}
         entries: dict[str, str] = {}
         seen: set[str] = set()  # input facts listed
+        spans: dict[str, tuple[int, int] | None] = {}  # a fact listed whole: its numbers
         cited_facts: dict[str, _Cited] = {}
         for fact_ids in by_message.values():
             for fact_id in fact_ids:
@@ -749,24 +768,33 @@ class CardBuilder:
                 cited = cited_facts[fact_id] = made.get(fact_id) or self._cite(
                     fact_id, provenance, evidence)
                 if seen.isdisjoint(cited.inputs) and texts.keys().isdisjoint(cited.records):
+                    spans[fact_id] = (len(texts) + 1, len(texts) + len(cited.records))
                     texts.update(cited.texts)
                     entries.update(cited.entries)
                     seen.update(cited.inputs)
                     continue
+                spans[fact_id] = None
                 for input_id in cited.inputs:  # some already listed: input by input
                     if input_id not in seen:
                         seen.add(input_id)
                         _merge(texts, self._lines(input_id, evidence)[0], entries)
-        numbers = {reference: n for n, reference in enumerate(texts, 1)}
+        numbers: dict[str, int] | None = None
         lines: list[str] = []
         marked: dict[tuple[str, ...], str] = {}  # the same records behind several messages
         for message, fact_id_set in by_message.items():
             cited_ids = tuple(fact_id_set)
             marks = marked.get(cited_ids)
             if marks is None:
-                found = {numbers[r] for fact_id in cited_ids
-                         for r in cited_facts[fact_id].records}
-                marks = marked[cited_ids] = _markers(found) if found else ""
+                runs = [spans[fact_id] for fact_id in cited_ids]
+                if None not in runs:  # every fact listed whole: its numbers are a run
+                    marks = _span_markers(runs)
+                else:
+                    if numbers is None:
+                        numbers = {reference: n for n, reference in enumerate(texts, 1)}
+                    found = {numbers[r] for fact_id in cited_ids
+                             for r in cited_facts[fact_id].records}
+                    marks = _markers(found) if found else ""
+                marked[cited_ids] = marks
             note = mark if message in beyond else ""
             lines.append(f"- {message} {marks}{note}" if marks else f"- {message}{note}")
         if entries:
@@ -794,7 +822,7 @@ class CardBuilder:
             lines += ["", f"*{labels['unreviewed']}*"]
         while lines and not lines[-1]:
             lines.pop()
-        references = list(numbers)
+        references = list(texts)
         identity = group.identity()
         versions = sorted(f"{rule_id} {rule.version}" for rule_id, rule in rules.items())
         uuid_name = "|".join([patient or "-", group.kind, ",".join(identity),

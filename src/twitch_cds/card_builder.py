@@ -686,17 +686,13 @@ class CardBuilder:
 
     def _in_rule_order(self, conclusions: Iterable[Conclusion]) -> list[Conclusion]:
         """Conclusions in the ruleset's order of their rules, and those of one rule in the
-        order of the ids of the facts each fired on (sorted by the pair, without making the
-        second key where a rule concluded once)."""
+        order of the ids of the facts each fired on (the second key made only when a rule
+        concluded more than once)."""
         order = self._rule_order
-        ordered = sorted(conclusions, key=lambda c: order[c.rule_id])
-        start = 0
-        for end in range(1, len(ordered) + 1):
-            if end == len(ordered) or ordered[end].rule_id != ordered[start].rule_id:
-                if end - start > 1:
-                    ordered[start:end] = sorted(ordered[start:end], key=_fact_ids)
-                start = end
-        return ordered
+        listed = list(conclusions)
+        if len({c.rule_id for c in listed}) == len(listed):
+            return sorted(listed, key=lambda c: order[c.rule_id])
+        return sorted(listed, key=lambda c: (order[c.rule_id], _fact_ids(c)))
 
     # -- pieces --------------------------------------------------------------------------
     def _card(self, group: _Group, evidence: Mapping[str, Evidence],

@@ -328,10 +328,9 @@ class _Group:
 
     @property
     def lead(self) -> str:
-        """The conclusion kind whose summary the card shows."""
+        """The conclusion kind whose summary the card shows: the first in the card's order."""
         if self._lead is None:
-            present = self.present()
-            self._lead = next(k for k in self.plan.kinds if k in present)
+            self._lead = min(self.present(), key=self.plan.kinds.index)
         return self._lead
 
     @property
@@ -344,8 +343,9 @@ class _Group:
             texts = self.texts
             listed = texts.subjects_of or self.lead
             order = texts.order
-            unique = dict.fromkeys(c.subject for c in self.conclusions if c.card == listed)
-            self._subjects = sorted(unique, key=lambda s: (order.get(s, len(order)), s))
+            unique = dict.fromkeys([c.subject for c in self.conclusions if c.card == listed])
+            self._subjects = sorted(unique, key=lambda s: (order.get(s, len(order)), s)) \
+                if len(unique) > 1 else list(unique)
         return self._subjects
 
     def present(self) -> set[str]:
@@ -869,8 +869,11 @@ class CardBuilder:
 
     def _summary(self, group: _Group, lang: Lang, orders: str, reasons: str) -> str:
         """The lead kind's summary, or the card's own when it holds two or more parts."""
-        return (parts_summary(group.plan, group.present(), lang, self.k.cards.labels["and"])
-                or group.texts.summary_of(group.subjects(), orders, reasons))
+        if group.plan.summary is not None:
+            parts = parts_summary(group.plan, group.present(), lang, self.k.cards.labels["and"])
+            if parts:
+                return parts
+        return group.texts.summary_of(group.subjects(), orders, reasons)
 
     @staticmethod
     def _settled(group: _Group, urgencies: set[Indicator]) -> bool:

@@ -224,6 +224,8 @@ def _distinct(quotes: Iterable[str]) -> list[str]:
     """The article passages to quote, each once: a passage that another one on the same
     card contains (one rule cites a sentence, another the paragraph around it) is left out."""
     texts = list(quotes)
+    if len(texts) < 2:
+        return texts
     return [t for t in texts if not any(t != other and t in other for other in texts)]
 
 
@@ -363,7 +365,8 @@ class _Group:
 class _RuleText:
     """What a card shows of one concluding rule, in one language."""
 
-    version: str
+    versioned: str
+    """``<rule id> <version>``, as the card's uuid names it."""
     message: str | MessageTemplate
     """The rule's message; parsed when it has placeholders (filled from the facts it
     fired on)."""
@@ -499,7 +502,7 @@ def _rule_text(rule: RuleFile, knowledge: Knowledge, lang: Lang,
         quote += [f"> ({_section(knowledge, citation.section, lang)})", ""]
     maintenance = rule.maintenance
     return _RuleText(
-        version=maintenance.version,
+        versioned=f"{rule.id} {maintenance.version}",
         message=MessageTemplate(message) if "{" in (message := getattr(
             rule.knowledge.message, lang)) else message,
         beyond=None if beyond is None else reference_text(beyond.reference, beyond.date),
@@ -813,14 +816,14 @@ class CardBuilder:
             span = oldest if oldest == newest else labels["data_range"].format(
                 oldest=oldest, newest=newest)
             lines.append(f"**{labels['data_age']}**: {span}")
-        in_production = all(rule.production for rule in rules.values())
+        in_production = all([rule.production for rule in rules.values()])
         if not in_production:  # the clinician knows the advice has not been signed off
             lines += ["", f"*{labels['unreviewed']}*"]
         while lines and not lines[-1]:
             lines.pop()
         references = list(texts)
         identity = group.identity()
-        versions = sorted(f"{rule_id} {rule.version}" for rule_id, rule in rules.items())
+        versions = sorted([rule.versioned for rule in rules.values()])
         uuid_name = "|".join([patient or "-", group.kind, ",".join(identity),
                               *versions, *sorted(references)])
         urgencies = {rule.urgency for rule in rules.values()}

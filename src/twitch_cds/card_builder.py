@@ -252,9 +252,9 @@ def _markers(numbers: Iterable[int]) -> str:
 def _span_markers(spans: Iterable[tuple[int, int] | None]) -> str:
     """``_markers`` of every number in these runs (``(first, last)``; an empty run has
     ``last < first``), written without listing them one by one; ``""`` when there are none."""
-    ordered = sorted(span for span in spans if span is not None and span[1] >= span[0])
-    if not ordered:
-        return ""
+    ordered = sorted([span for span in spans if span is not None and span[1] >= span[0]])
+    if len(ordered) < 2:
+        return f"[{_run(*ordered[0])}]" if ordered else ""
     parts = []
     start, end = ordered[0]
     for first, last in ordered[1:]:
@@ -692,10 +692,14 @@ class CardBuilder:
         order of the ids of the facts each fired on (the second key made only when a rule
         concluded more than once)."""
         order = self._rule_order
-        listed = list(conclusions)
-        if len({c.rule_id for c in listed}) == len(listed):
-            return sorted(listed, key=lambda c: order[c.rule_id])
-        return sorted(listed, key=lambda c: (order[c.rule_id], _fact_ids(c)))
+        ordered = sorted(conclusions, key=lambda c: order[c.rule_id])
+        start = 0
+        for end in range(1, len(ordered) + 1):  # runs of one rule: by the facts' ids
+            if end == len(ordered) or ordered[end].rule_id != ordered[start].rule_id:
+                if end - start > 1:
+                    ordered[start:end] = sorted(ordered[start:end], key=_fact_ids)
+                start = end
+        return ordered
 
     # -- pieces --------------------------------------------------------------------------
     def _card(self, group: _Group, evidence: Mapping[str, Evidence],

@@ -432,6 +432,8 @@ class _LangSetup:
     """Every test in orders.yaml order: (key, name, short name)."""
     places: dict[str, dict[str, int]]
     """Per card: each of its kinds' place (the lead first)."""
+    cards: dict[str, str]
+    """Per conclusion kind: the card it goes on."""
     topics: dict[str, Coding]
     """Per card: its ``source.topic``."""
     source_label: str
@@ -477,6 +479,7 @@ def _setup(knowledge: Knowledge, lang: Lang) -> _LangSetup:
         tests=tuple((key, t.name(lang), t.short(lang)) for key, t in orders.tests.items()),
         places={card: {kind: i for i, kind in enumerate(plan.kinds)}
                 for card, plan in cards.cards.items()},
+        cards={name: kind.card for name, kind in cards.kinds.items()},
         topics={card: Coding(system=system, code=card, display=plan.display(lang))
                 for card, plan in cards.cards.items()},
         source_label=cards.source.label(lang))
@@ -669,9 +672,9 @@ class CardBuilder:
     def build(self, conclusions: Iterable[Conclusion], evidence: Mapping[str, Evidence],
               provenance: Provenance, patient: str | None) -> list[BuiltCard]:
         groups: dict[str, _Group] = {}
-        kinds, plans, texts = self.k.cards.kinds, self.k.cards.cards, self._set.kinds
+        card_of, plans, texts = self._set.cards, self.k.cards.cards, self._set.kinds
         for conclusion in self._in_rule_order(conclusions):
-            card = kinds[conclusion.card].card
+            card = card_of[conclusion.card]
             group = groups.get(card)
             if group is None:
                 group = groups[card] = _Group(card, plans[card], texts)

@@ -306,10 +306,19 @@ class _Cited:
     """The references of the records behind it, each once, in the order they are cited."""
     texts: dict[str, tuple[str, ...]]
     """Each record's lines, each once."""
-    entries: dict[str, str]
-    """Each record's evidence entry without its number (```Observation/k-7`: ...``)."""
     oldest: str | None
     newest: str | None
+    _entries: dict[str, str] | None = None
+
+    @property
+    def entries(self) -> dict[str, str]:
+        """Each record's evidence entry without its number (```Observation/k-7`: ...``),
+        made when a card first lists the fact whole."""
+        if self._entries is None:
+            self._entries = {ref: f"`{ref}`: {'; '.join(lines)}"
+                             for ref, lines in self.texts.items()}
+        return self._entries
+
 _POOLED = "\0tests-due"
 """The key, among a card's messages, of the one bullet naming every test due."""
 
@@ -637,6 +646,11 @@ class CardBuilder:
             elif not item.also:  # most facts: one record
                 lines = (((item.reference, self._evidence_text(item)),),
                          (item.date,) if item.date else ())
+            elif len(item.also) == 1:  # a finding's record and the one that dates it
+                first = item.also[0]
+                lines = (((first.reference, self._evidence_text(first)),
+                          (item.reference, self._evidence_text(item))),
+                         tuple([date for date in (first.date, item.date) if date]))
             else:
                 records = (*item.also, item)
                 lines = (tuple((e.reference, self._evidence_text(e)) for e in records),
@@ -664,9 +678,8 @@ class CardBuilder:
                 if input_dates:
                     dates += input_dates
             found = self._cited[fact_id] = _Cited(
-                inputs=inputs, records=tuple(texts), texts=texts,
-                entries={ref: f"`{ref}`: {'; '.join(lines)}" for ref, lines in texts.items()},
-                oldest=min(dates) if dates else None, newest=max(dates) if dates else None)
+                inputs, tuple(texts), texts, min(dates) if dates else None,
+                max(dates) if dates else None)
         return found
 
     def build(self, conclusions: Iterable[Conclusion], evidence: Mapping[str, Evidence],

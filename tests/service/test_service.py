@@ -579,6 +579,13 @@ def _raw(service: str, keys: dict[str, SigningKey], content: bytes,
     # a 5,000-digit integer trips Python's integer-string limit: a ValueError, not a 500
     (b'{"hook": "patient-view", "hookInstance": "x", "n": ' + b"7" * 5000 + b"}", 400,
      "JSON parser refuses"),
+    # ... and inside a prefetched resource, which only the evaluation parses
+    (b'{"hook": "patient-view", "hookInstance": "x", "context": {"userId": "u", '
+     b'"patientId": "p"}, "prefetch": {"observations": {"resourceType": "Bundle"}, '
+     b'"conditions": {"resourceType": "Bundle"}, "medicationRequests": {"resourceType": '
+     b'"Bundle", "n": ' + b"7" * 5000 + b"}}}", 400, "cannot be read"),
+    (b'{"hook": "patient-view", "hookInstance": "x", "prefetch": {"p": ' + b"[" * 3000
+     + b"]" * 3000 + b"}}", 400, "nested too deeply"),
     (b'"a string"', 400, "JSON object"),
     (b'{"hook": "patient-view", "hookInstance": "x", "context": "nope"}', 400, "context"),
     (b'{"hook": "order-sign", "hookInstance": "x", "context": {}}', 400, "does not match"),

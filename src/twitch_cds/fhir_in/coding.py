@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any, Literal
 
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -125,14 +125,18 @@ a coding's ``code`` a number instead of a string, the CodeableConcept itself a l
 
 
 def repaired_concepts(
-        data: dict[str, Any]) -> Iterator[tuple[str, Malformation, Any, dict[str, Any]]]:
+        data: dict[str, Any], lists: Collection[str] = (),
+) -> Iterator[tuple[str, Malformation, Any, dict[str, Any]]]:
     """For each top-level CodeableConcept (or R5 CodeableReference ``concept``) whose codings
     are malformed in a way that still says which code was meant: its path, how it is
     malformed, the concept put in FHIR's shape, and a copy of the resource with it (so the
-    caller can ask whether the rules would have read it). Never raises."""
+    caller can ask whether the rules would have read it). ``lists``: the elements FHIR gives
+    as lists in this resource type (``category``), which a list does not malform. Never
+    raises."""
     for key, value in data.items():
         if isinstance(value, list):
-            if value and isinstance(value[0], dict) and "coding" in value[0]:
+            if (value and key not in lists and isinstance(value[0], dict)
+                    and "coding" in value[0]):
                 fixed = _repaired(value[0])[1]
                 yield key, "list", fixed, {**data, key: fixed}
             continue
@@ -154,7 +158,7 @@ def _repaired(concept: Any) -> tuple[Malformation | None, Any]:
     if not isinstance(found, list):
         return None, concept
     fixed = [_as_text_code(c) for c in found]
-    return ("number" if fixed != found else None), {**concept, "coding": fixed}
+    return ("number", {**concept, "coding": fixed}) if fixed != found else (None, concept)
 
 
 def _as_text_code(coding: Any) -> Any:

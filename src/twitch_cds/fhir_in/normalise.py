@@ -32,7 +32,7 @@ from twitch_cds.fhir_in.medications import (
     unplaced_codings,
 )
 from twitch_cds.fhir_in.reader import DRAFT_ORDERS, RawResource
-from twitch_cds.fhir_in.screen import unreadable
+from twitch_cds.fhir_in.screen import list_elements, unreadable
 from twitch_cds.fhir_in.validate import Validated
 from twitch_cds.issues import InputIssue, issue_word, msg
 
@@ -145,7 +145,8 @@ class Normaliser(FindingReader, LabReader, MedicationReader):
         """The resource with its malformed codings put in FHIR's shape, and whether one of
         them carries a code the rules read (then it is reported as ``coding-malformed``)."""
         shaped = data
-        for path, _, _, repaired in repaired_concepts(data):
+        for path, _, _, repaired in repaired_concepts(
+                data, list_elements(str(data.get("resourceType")))):
             if self.relevant(repaired):
                 return data, True
             key = path.split(".")[0]

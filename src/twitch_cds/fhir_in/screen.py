@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, get_args, get_origin
 
 import fhir.resources as fhir_r5
 import fhir.resources.R4B as fhir_r4b
@@ -55,6 +55,26 @@ def is_resource_type(name: str) -> bool:
         except (ValueError, TypeError, ImportError):
             continue
     return False
+
+
+@lru_cache(maxsize=512)
+def list_elements(name: str) -> frozenset[str]:
+    """The top-level elements FHIR R4B or R5 gives as lists in this resource type
+    (``Observation.category``): a list there is FHIR's shape, not a malformed concept."""
+    found: set[str] = set()
+    for module in (fhir_r4b, fhir_r5):
+        try:
+            fields = module.get_fhir_model_class(name).model_fields
+        except (ValueError, TypeError, ImportError, AttributeError):
+            continue
+        found.update(info.alias or field_name for field_name, info in fields.items()
+                     if _is_list(info.annotation))
+    return frozenset(found)
+
+
+def _is_list(annotation: Any) -> bool:
+    return get_origin(annotation) is list or any(
+        get_origin(arg) is list for arg in get_args(annotation))
 
 
 Stage = Literal["reading", "validation", "subject"]
@@ -104,7 +124,8 @@ def _malformed(raw: RawResource, chooser: Chooser) -> list[InputIssue]:
     number) that, put in shape, carries a code the rules read: reported with the resource
     and the field, never used (strict validation would drop that field anyway)."""
     found = []
-    for path, kind, concept, repaired in repaired_concepts(raw.data):
+    for path, kind, concept, repaired in repaired_concepts(
+            raw.data, list_elements(raw.resource_type)):
         if chooser.relevant(repaired):
             codes = ", ".join(list(dict.fromkeys(
                 preview(code) for _, code, _ in codings(concept) if code))[:5])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +93,7 @@ class Terminology:
     """``(system, code, value set)`` of the members marked as broader codes."""
     _broader_names: dict[tuple[str, str], str] = field(default_factory=dict)
     _looked_up: dict[tuple[str, str], tuple[Match, ...]] = field(default_factory=dict)
+    _worded: dict[tuple[str, frozenset[str]], tuple[Match, ...]] = field(default_factory=dict)
     products: ProductTable = field(default_factory=lambda: ProductTable())
     _known_systems: frozenset[str] | None = None
     """RxNorm products and packs (rxnorm-products.json): names, and those of no class."""
@@ -170,13 +171,21 @@ class Terminology:
         if not text:
             return []
         text = text[:MAX_TEXT_LENGTH]
-        hits = []
+        wanted = valuesets if isinstance(valuesets, frozenset) else frozenset(valuesets)
+        key = (text, wanted)
+        found = self._worded.get(key)
+        if found is None:  # remembered: a chart repeats the same few texts hundreds of times
+            if len(self._worded) >= LOOKUP_MEMORY:
+                self._worded.clear()  # bounded, whatever texts arrive
+            found = self._worded[key] = tuple(self._words_in(text, valuesets))
+        return list(found)
+
+    def _words_in(self, text: str, valuesets: Iterable[str]) -> Iterator[Match]:
         for vs in valuesets:
             pattern = self._words.get(vs)
             found = pattern.search(text) if pattern else None
             if found:
-                hits.append(Match(vs, "text", found.group(0)))
-        return hits
+                yield Match(vs, "text", found.group(0))
 
     def codes(self, valuesets: Iterable[str]) -> list[tuple[str, str]]:
         """Every explicit ``(system, code)`` in these value sets (is-a classes excluded)."""

@@ -40,6 +40,7 @@ from twitch_cds.service.discovery import SERVICES_BY_ID, Service, discovery
 from twitch_cds.service.engine_process import EngineFailed, EngineProcess
 from twitch_cds.service.engine_thread import EngineThread
 from twitch_cds.service.evaluated import AnsweredCard, cards_json
+from twitch_cds.service.hook_body import BodyProblem, read_hook_body
 from twitch_cds.service.incomplete import Reason, check_incomplete_card
 from twitch_cds.service.metrics import CONTENT_TYPE, ServiceMetrics
 from twitch_cds.service.outcome import operation_outcome
@@ -166,10 +167,9 @@ def create_app(config: ServiceConfig | None = None,
             raise _Rejected(Response(status_code=401)) from exc
         return trusted.get(str(claims.get("iss")))
 
-    async def read_json(request: Request, deadline: float | None = None) -> Any:
-        """The JSON body, read within ``body_read_timeout_ms`` and, for a hook call, by its
-        deadline (a ``time.perf_counter()`` instant); 408 when it has not all arrived. The
-        bytes as received stay in ``request.state.raw`` (sent as they are to the engine)."""
+    async def read_body(request: Request, deadline: float | None = None) -> bytes:
+        """The body, read within ``body_read_timeout_ms`` and, for a hook call, by its
+        deadline (a ``time.perf_counter()`` instant); 408 when it has not all arrived."""
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > config.max_body_bytes:
             raise _Rejected(operation_outcome(
@@ -201,11 +201,13 @@ def create_app(config: ServiceConfig | None = None,
         except ClientDisconnect as exc:
             log.info("client disconnected before sending its whole body")
             raise _Rejected(Response(status_code=400)) from exc
-        parsing = time.perf_counter()
-        request.state.raw = bytes(body)
-        del body
+        return bytes(body)
+
+    async def read_json(request: Request) -> Any:
+        """The JSON body (feedback), parsed whole."""
+        raw = await read_body(request)
         try:
-            return json.loads(request.state.raw)
+            return json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise _Rejected(operation_outcome(
                 400, "structure", f"body is not JSON: {exc}")) from exc
@@ -215,8 +217,6 @@ def create_app(config: ServiceConfig | None = None,
         except RecursionError as exc:
             raise _Rejected(operation_outcome(
                 400, "structure", "body is nested too deeply")) from exc
-        finally:
-            request.state.parse_s = time.perf_counter() - parsing
 
     def service_for(service_id: str) -> Service:
         service = SERVICES_BY_ID.get(service_id)
@@ -321,10 +321,11 @@ def create_app(config: ServiceConfig | None = None,
 
     async def evaluate_call(request: Request, service: Service, client: TrustedClient | None,
                             ticket: Ticket, started: float, deadline: float) -> Response:
-        body = await read_json(request, deadline)
-        # with the engine in a thread, parsing the body holds the same GIL: learnt with the
-        # evaluation; the evaluation process parses the bytes again itself (in its seconds)
-        parse_s = request.state.parse_s if config.evaluate_in == "thread" else 0.0
+        try:  # the prefetched resources are left unparsed: the engine reads them
+            hook_body = read_hook_body(await read_body(request, deadline))
+        except BodyProblem as exc:
+            return operation_outcome(400, exc.code, str(exc))
+        body = hook_body.request()
         problem = _check_request(body, service)
         if problem:
             return operation_outcome(400, "invalid", problem)
@@ -343,19 +344,16 @@ def create_app(config: ServiceConfig | None = None,
                             extra={"fields": {"hookInstance": hook_instance,
                                               "prefetchProblem": note}})
             # the bytes as received go to the engine when nothing was fetched or left out
-            given = body.get("prefetch")
-            raw = request.state.raw if isinstance(given, dict) and (
-                given.keys() == resolved.prefetch.keys()) else None
-            del request.state.raw
-            data = {**body, "prefetch": resolved.prefetch}
-            del body, given  # the parsed prefetch now lives in data alone
+            payload = hook_body.payload(resolved.prefetch)
+            context = body["context"]
+            del hook_body, body, resolved  # the body now lives in the payload alone
 
             def learn(seconds: float) -> None:
-                admission.observe(ticket.size, seconds + parse_s)
+                admission.observe(ticket.size, seconds)
 
-            result = await engine.evaluate(data, raw, deadline=deadline,
+            result = await engine.evaluate(payload, deadline=deadline,
                                            expected_s=ticket.expected_s, learn=learn)
-            del raw
+            del payload
         except Missing as exc:
             return operation_outcome(412, "not-found", str(exc))
         except TimeoutError:
@@ -371,7 +369,7 @@ def create_app(config: ServiceConfig | None = None,
             return check_incomplete(request, service, hook_instance, "failure", started)
         cards = await leave_out_quiet(result.cards, service, deadline)
         if service.hook in ORDER_HOOKS:  # at ordering, only what concerns the orders
-            drafts = _draft_references(data["context"])
+            drafts = _draft_references(context)
             cards = [c for c in cards if drafts & set(c.evidence)]
         request.state.cards = len(cards)
         if metrics is not None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import multiprocessing
 import os
@@ -81,7 +80,7 @@ def serve_evaluations(connection: Connection, lang: Lang, validation_cache_entri
         begun = time.perf_counter()
         reply: Any
         try:
-            result = twitch_cds.evaluate(json.loads(payload), lang=lang, knowledge=knowledge)
+            result = twitch_cds.evaluate(payload, lang=lang, knowledge=knowledge)
             reply = evaluated(result, time.perf_counter() - begun)
         except InputError as exc:
             reply = ("input", str(exc), exc.message_id, exc.params)
@@ -145,14 +144,12 @@ class EngineProcess:
         await asyncio.to_thread(self._start)
         self._driver.start()
 
-    async def evaluate(self, data: dict[str, Any], raw: bytes | None, *, deadline: float,
-                       expected_s: float = 0.0,
+    async def evaluate(self, payload: bytes, *, deadline: float, expected_s: float = 0.0,
                        learn: Callable[[float], None] | None = None) -> Evaluated:
-        """The chart's cards, due by ``deadline`` (a ``time.perf_counter()`` instant):
-        ``TimeoutError`` once it passes (``NotStarted`` when its turn comes too late),
-        ``InputError`` for a body the engine cannot read, ``EngineFailed`` otherwise. ``raw``
-        is the body as received when ``data`` is exactly its parse (no bytes re-encoded)."""
-        payload = raw if raw is not None else json.dumps(data).encode()
+        """The cards for a hook request (its JSON ``payload``), due by ``deadline`` (a
+        ``time.perf_counter()`` instant): ``TimeoutError`` once it passes (``NotStarted``
+        when its turn comes too late), ``InputError`` for a body the engine cannot read,
+        ``EngineFailed`` otherwise."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Evaluated] = loop.create_future()
         budget = deadline - time.perf_counter()

@@ -18,7 +18,6 @@ import functools
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import twitch_cds
 from twitch_cds.knowledge.bundle import Knowledge
@@ -40,14 +39,13 @@ class EngineThread:
         self._knowledge = knowledge
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="twitch-cds-engine")
 
-    async def evaluate(self, data: dict[str, Any], raw: bytes | None = None, *,
-                       deadline: float, expected_s: float = 0.0,
+    async def evaluate(self, payload: bytes, *, deadline: float, expected_s: float = 0.0,
                        learn: Callable[[float], None] | None = None) -> Evaluated:
-        """``twitch_cds.evaluate`` in the engine thread, due by ``deadline`` (a
-        ``time.perf_counter()`` instant). ``TimeoutError`` once it passes; ``NotStarted``
-        (a ``TimeoutError``) when the turn comes later than ``deadline - expected_s``.
-        ``raw`` (the body's bytes) is not needed here. ``learn`` gets the seconds each
-        evaluation took (in the engine thread)."""
+        """``twitch_cds.evaluate`` of a hook request (its JSON ``payload``) in
+        the engine thread, due by ``deadline`` (a ``time.perf_counter()`` instant).
+        ``TimeoutError`` once it passes; ``NotStarted`` (a ``TimeoutError``) when the turn
+        comes later than ``deadline - expected_s``. ``learn`` gets the seconds each
+        evaluation took (in the engine thread, parsing included)."""
         budget = deadline - time.perf_counter()
 
         def job() -> Evaluated:
@@ -55,7 +53,7 @@ class EngineThread:
             # an expected cost over the whole budget is still tried: that is how it is relearnt
             if begun >= deadline or (expected_s < budget and begun + expected_s > deadline):
                 raise NotStarted
-            result = twitch_cds.evaluate(data, lang=self._lang, knowledge=self._knowledge)
+            result = twitch_cds.evaluate(payload, lang=self._lang, knowledge=self._knowledge)
             seconds = time.perf_counter() - begun
             if learn is not None:
                 learn(seconds)

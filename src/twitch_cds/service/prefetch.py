@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 import httpx
 
+from twitch_cds.service.hook_body import resource_type
 from twitch_cds.service.metrics import ServiceMetrics, fetch_failure_reason
 from twitch_cds.service.templates import Prefetch
 
@@ -73,7 +74,8 @@ def fhir_server_refusal(server: str, *, allow_insecure: bool,
 
 
 def _satisfied(value: Any) -> bool:
-    return isinstance(value, dict) and value.get("resourceType") not in (None, "OperationOutcome")
+    """A resource or Bundle (parsed, or raw JSON text as the HTTP side keeps it)."""
+    return resource_type(value) not in (None, "OperationOutcome")
 
 
 async def _get(client: httpx.AsyncClient, url: httpx.URL, headers: dict[str, str],

@@ -26,9 +26,22 @@ class Provenance:
             out.update(dict.fromkeys(self._inputs_of(fact_id) if found is None else found))
         return list(out)
 
+    def of(self, fact_id: str) -> tuple[str, ...]:
+        """The input facts behind one fact, each once, in depth-first order (worked out once)."""
+        found = self._inputs.get(fact_id)
+        return self._inputs_of(fact_id) if found is None else found
+
     def _inputs_of(self, fact_id: str) -> tuple[str, ...]:
         found = self._inputs.get(fact_id)
         if found is not None:
+            return found
+        links = self._links
+        sources = links.get(fact_id)
+        if sources is None:  # read from a resource
+            found = self._inputs[fact_id] = (fact_id,)
+            return found
+        if fact_id not in sources and not any(source in links for source in sources):
+            found = self._inputs[fact_id] = tuple(dict.fromkeys(sources))  # a group's members
             return found
         out: dict[str, None] = {}
         seen: set[str] = set()

@@ -7,6 +7,7 @@ and validated with fhir.resources as R4/R4B and R5 when the ruleset loads."""
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -110,14 +111,25 @@ class Orders(BaseModel):
         what is left, then single tests in orders.yaml order."""
         if not wanted:
             return []
-        left = [t for t in self.tests if t in set(wanted)]
+        wanted_set = set(wanted)
+        left = [t for t in self.tests if t in wanted_set]
         chosen: list[LabTest | Panel] = []
         while True:
-            best = max(((len(set(p.covers) & set(left)), -len(p.covers), name)
-                        for name, p in self.panels.items()), default=None)
+            left_set = set(left)
+            best: tuple[int, int, str] | None = None
+            for size, name, covers in self._panel_covers:
+                key = (len(covers & left_set), -size, name)
+                if best is None or key > best:
+                    best = key
             if best is None or best[0] < self.panel_min_covered:
                 break
             panel = self.panels[best[2]]
             chosen.append(panel)
             left = [t for t in left if t not in panel.covers]
         return chosen + [self.tests[t] for t in left]
+
+    @cached_property
+    def _panel_covers(self) -> tuple[tuple[int, str, frozenset[str]], ...]:
+        """Each panel's size, name and the tests it reports, as ``plan`` compares them."""
+        return tuple((len(p.covers), name, frozenset(p.covers))
+                     for name, p in self.panels.items())

@@ -15,14 +15,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from twitch_cds.card_builder import (
-    _FORMATTERS,
-    CARD_NAMESPACE,
-    MessageTemplate,
-    _markers,
-    _span_markers,
-    card_uuid,
-)
+from twitch_cds.card_builder import CARD_NAMESPACE, card_uuid
+from twitch_cds.card_text import FORMATTERS, MessageTemplate, markers, span_markers
 from twitch_cds.provenance import Provenance
 
 FACT_VALUES = st.one_of(
@@ -46,7 +40,7 @@ def test_a_parsed_message_reads_as_the_formatter_writes_it(
     facts: dict[str, Any] = {"lab": {"value": value, "unit": unit}}
 
     def formatter() -> str:
-        text = _FORMATTERS[lang].format(template, **facts, subject={"": subject})
+        text = FORMATTERS[lang].format(template, **facts, subject={"": subject})
         return text[:1].upper() + text[1:] if template.startswith("{") else text
 
     try:
@@ -71,7 +65,7 @@ def test_a_parsed_message_localises_numbers_and_opens_with_a_capital() -> None:
 @given(st.sets(st.integers(1, 60), max_size=25))
 def test_markers_of_a_set_are_those_of_its_sorted_list(numbers: set[int]) -> None:
     if numbers:
-        assert _markers(numbers) == _markers(sorted(numbers))
+        assert markers(numbers) == markers(sorted(numbers))
 
 
 @settings(max_examples=300, deadline=None)
@@ -79,7 +73,7 @@ def test_markers_of_a_set_are_those_of_its_sorted_list(numbers: set[int]) -> Non
 def test_markers_of_runs_are_those_of_their_numbers(runs: list[tuple[int, int]]) -> None:
     spans = [(first, first + length - 1) for first, length in runs]  # length 0: empty
     numbers = {n for first, last in spans for n in range(first, last + 1)}
-    assert _span_markers(spans) == (_markers(numbers) if numbers else "")
+    assert span_markers(spans) == (markers(numbers) if numbers else "")
 
 
 @settings(max_examples=200, deadline=None)

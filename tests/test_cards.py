@@ -12,11 +12,11 @@ import pytest
 from fhir.resources.R4B.servicerequest import ServiceRequest
 
 import twitch_cds
-from twitch_cds.card_builder import (
-    EXTENSION_KEY,
-    _distinct,
-    _markers,
+from twitch_cds.card_builder import EXTENSION_KEY
+from twitch_cds.card_text import (
+    distinct_quotes,
     localise_number_text,
+    markers,
     parts_summary,
     render_message,
     summary_text,
@@ -425,11 +425,11 @@ def test_a_suggestion_an_ehr_cannot_route_is_refused_at_load(knowledge: Knowledg
 def test_article_passages_and_markers_are_written_once() -> None:
     sentence = "Memijat otot yang berkedut dapat membantu."
     paragraph = f"Tetap hangat. {sentence} Lalu istirahat."
-    assert _distinct([sentence, paragraph, "Lain."]) == [paragraph, "Lain."]
-    assert _distinct(["A.", "A.", "B."]) == ["A.", "A.", "B."]  # equal ones: a dict upstream
-    assert _markers([1]) == "[1]"
-    assert _markers([4, 1, 2]) == "[1, 2, 4]"
-    assert _markers([1, 2, 3, 5, 7, 8, 9, 10]) == "[1–3, 5, 7–10]"
+    assert distinct_quotes([sentence, paragraph, "Lain."]) == [paragraph, "Lain."]
+    assert distinct_quotes(["A.", "A.", "B."]) == ["A.", "A.", "B."]  # equal ones: a dict upstream
+    assert markers([1]) == "[1]"
+    assert markers([4, 1, 2]) == "[1, 2, 4]"
+    assert markers([1, 2, 3, 5, 7, 8, 9, 10]) == "[1–3, 5, 7–10]"
 
 
 PATIENT_VOICE = re.compile(r"\b(you|your|see a doctor|how to twitch less)\b", re.IGNORECASE)

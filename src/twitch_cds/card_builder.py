@@ -4,23 +4,28 @@ rule files, and the evidence behind each card named in it."""
 from __future__ import annotations
 
 import hashlib
-import re
-import string
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from twitch_cds.cds_hooks import INDICATOR_ORDER, Card, Coding, Link, Source
+from twitch_cds.card_setup import Indicator, RuleText, lang_setup
+from twitch_cds.card_text import (
+    KindText,
+    distinct_quotes,
+    join_words,
+    localise_number_text,
+    markers,
+    parts_summary,
+    span_markers,
+)
+from twitch_cds.cds_hooks import INDICATOR_ORDER, Card, Link, Source
 from twitch_cds.engine import Conclusion
 from twitch_cds.facts import Evidence
 from twitch_cds.knowledge.bundle import URGENCY_RANK, Knowledge
-from twitch_cds.knowledge.cardtexts import CardKind, CardPlan, Lang, SuggestionTexts, Text
-from twitch_cds.knowledge.orders import LabTest, Orders, Panel, as_r5
-from twitch_cds.knowledge.rules import Maintenance, RuleFile
+from twitch_cds.knowledge.cardtexts import CardPlan, Lang
+from twitch_cds.knowledge.orders import LabTest, Panel, as_r5
 from twitch_cds.provenance import Provenance
-
-Indicator = Literal["info", "warning", "critical"]
 
 CARD_NAMESPACE = uuid.UUID("5b0c3f4e-6f1e-4c51-9d43-1f6b1c2a7e10")
 """uuid5 namespace: a card's uuid derives from patient, rules, versions and evidence."""
@@ -37,249 +42,8 @@ def card_uuid(name: str) -> str:
 _NAMESPACE_BYTES = CARD_NAMESPACE.bytes
 _VARIANT = {digit: "89ab"[int(digit, 16) & 0x3] for digit in "0123456789abcdef"}
 """A hex digit with its two high bits set to the RFC 4122 variant (``10``)."""
-SUMMARY_LIMIT = 139
 EXTENSION_KEY = "twitch-cds"
 """The card ``extension`` key under which the rules behind the card are named."""
-
-
-_DECIMAL_POINT = re.compile(r"(?<![\w.,])(\d+)\.(\d+)(?![\w.])")
-"""A decimal number's point (``3.1``, not a date ``2026-11-18``, a code ``G12.21`` or a
-version ``1.0.0``)."""
-
-
-def localise_number_text(text: str, lang: Lang) -> str:
-    """Decimal numbers in ``lang``'s way: ``3.1`` stays in English, ``3,1`` in Indonesian.
-
-    Applied to evidence lines, whose numbers the reader wrote with a point. A record's own
-    words (a code display such as "Fasciculation", a drug's name) stay as sent; only a decimal
-    point inside them becomes a comma too, which reads as the same number."""
-    return _DECIMAL_POINT.sub(r"\1,\2", text) if lang == "id" and "." in text else text
-
-
-class _FactFormatter(string.Formatter):
-    """``{bind.field}`` placeholders in rule messages, read from the facts a rule fired on;
-    numbers are written the way the card's language writes them (``3,1`` in Indonesian)."""
-
-    def __init__(self, lang: Lang):
-        self.lang: Lang = lang
-
-    def get_field(self, field_name: str, args: Any, kwargs: Any) -> tuple[Any, str]:
-        bind, _, name = field_name.partition(".")
-        value = kwargs.get(bind, {}).get(name)  # {subject} reads kwargs["subject"][""]
-        return ("?" if value is None else value), field_name
-
-    def format_field(self, value: Any, format_spec: str) -> str:
-        if value == "?" or isinstance(value, bool) or not isinstance(value, int | float):
-            return str(value)
-        text = format(value, format_spec)
-        return text.replace(".", ",") if self.lang == "id" else text
-
-
-def render_message(template: str, lang: Lang, facts: Mapping[str, Any],
-                   subject: str = "") -> str:
-    """A rule's message in ``lang`` with its placeholders filled from the facts it fired on;
-    a message that opens with a placeholder ("{subject} may explain ...") opens with a
-    capital letter."""
-    if "{" not in template:
-        return template
-    return MessageTemplate(template).render(lang, facts, subject)
-
-
-_FORMATTERS: dict[Lang, _FactFormatter] = {"en": _FactFormatter("en"),
-                                           "id": _FactFormatter("id")}
-
-
-class MessageTemplate:
-    """A rule message parsed once (when the ruleset's card set-up is made) into its words
-    and ``{bind.field:spec}`` placeholders, so that a card only fills them in; the same
-    text ``_FactFormatter`` writes. A placeholder with a conversion (``!r``) or a nested
-    spec is left to ``_FactFormatter`` itself."""
-
-    __slots__ = ("template", "parts", "capitalise")
-
-    def __init__(self, template: str):
-        self.template = template
-        self.capitalise = template.startswith("{")
-        parts: list[tuple[str, str | None, str, str]] = []
-        plain = True
-        for literal, name, spec, conversion in string.Formatter().parse(template):
-            if name is None:
-                parts.append((literal, None, "", ""))
-            elif conversion or not name or name[0].isdigit() or "{" in (spec or ""):
-                plain = False  # the formatter's own rules
-                break
-            else:
-                bind, _, field = name.partition(".")
-                parts.append((literal, bind, field, spec or ""))
-        self.parts = tuple(parts) if plain else None
-
-    def render(self, lang: Lang, facts: Mapping[str, Any], subject: str = "") -> str:
-        """The message with the facts' values; numbers in ``lang``'s way, ``?`` for a value
-        the facts do not hold."""
-        if self.parts is None or "subject" in facts:
-            text = _FORMATTERS[lang].format(self.template, **facts, subject={"": subject})
-        else:
-            out = []
-            for literal, bind, field, spec in self.parts:
-                out.append(literal)
-                if bind is None:
-                    continue
-                value = (subject if field == "" else None) if bind == "subject" \
-                    else facts.get(bind, {}).get(field)
-                if value is None or isinstance(value, bool) or \
-                        not isinstance(value, int | float):
-                    out.append("?" if value is None else str(value))
-                elif lang == "id":
-                    out.append(format(value, spec).replace(".", ","))
-                else:
-                    out.append(format(value, spec))
-            text = "".join(out)
-        return text[:1].upper() + text[1:] if self.capitalise else text
-
-
-def join_words(items: list[str], word: str, lang: Lang) -> str:
-    """``a, b and c`` (Indonesian: ``a, b, dan c``, as PUEBI writes a list of three)."""
-    if len(items) < 2:
-        return "".join(items)
-    comma = "," if lang == "id" and len(items) > 2 else ""
-    return f"{', '.join(items[:-1])}{comma} {word} {items[-1]}"
-
-
-def parts_summary(plan: CardPlan, present: set[str], lang: Lang, and_: Text) -> str | None:
-    """A card gathering distinct ideas (several benign causes) names them all, with what each
-    calls for ("Likely benign (caffeine, diet): advise less caffeine and a balanced diet"),
-    when two or more are on it; None otherwise (the lead kind's summary stands)."""
-    if plan.summary is None:
-        return None
-    causes, actions = plan.part_labels(present, lang)
-    if len(causes) < 2:
-        return None
-    return plan.summary(lang).format(causes=", ".join(causes),
-                                     actions=join_words(actions, and_(lang), lang))
-
-
-def summary_text(texts: CardKind, subjects: list[str], lang: Lang, orders: str = "",
-                 reasons: str = "") -> str:
-    """A card's summary listing its subjects (in cards.yaml order), and the tests it orders
-    when it orders any (``orders``, short names; ``reasons``, why they are due). When the list
-    would not fit in the 140 characters CDS Hooks allows, the last subjects are counted
-    (``+2``) instead of named; cards.yaml is written so that this never happens (a test
-    enumerates every combination)."""
-    return _KindText.of(texts, lang).summary_of(subjects, orders, reasons)
-
-
-@dataclass(frozen=True, slots=True)
-class _KindText:
-    """A conclusion kind's texts in one language (``CardKind``), as a card reads them."""
-
-    summary: str
-    summary_orders: str | None
-    summary_due: str | None
-    order_subjects: frozenset[str]
-    labels: dict[str, str]
-    """Each subject's label."""
-    order: dict[str, int]
-    """Each subject's place in cards.yaml (summaries list subjects in this order)."""
-    subjects_of: str | None
-    suggestions: tuple[str, ...]
-
-    @classmethod
-    def of(cls, texts: CardKind, lang: Lang) -> _KindText:
-        return cls(
-            summary=texts.summary(lang),
-            summary_orders=None if texts.summary_orders is None else texts.summary_orders(lang),
-            summary_due=None if texts.summary_due is None else texts.summary_due(lang),
-            order_subjects=frozenset(texts.order_subjects),
-            labels={s: text(lang) for s, text in texts.subjects.items()},
-            order={s: i for i, s in enumerate(texts.subjects)},
-            subjects_of=texts.summary_subjects_of, suggestions=tuple(texts.suggestions))
-
-    def summary_of(self, subjects: list[str], orders: str = "", reasons: str = "") -> str:
-        """``summary_text`` with this kind's texts."""
-        if orders and self.summary_orders is not None:
-            subjects = [s for s in subjects if s not in self.order_subjects]
-            if not subjects and self.summary_due is not None:
-                return self.summary_due.format(reasons=reasons, orders=orders)[:SUMMARY_LIMIT]
-            template = self.summary_orders.replace("{orders}", orders)
-        else:
-            template = self.summary
-        labels = [self.labels.get(s, s) for s in subjects]
-        for shown in range(len(labels), 0, -1):
-            listed = ", ".join(labels[:shown])
-            if shown < len(labels):
-                listed += f" +{len(labels) - shown}"
-            summary = template.format(subjects=listed)
-            if len(summary) <= SUMMARY_LIMIT:
-                return summary
-        return template.format(subjects=f"{len(labels)}")[:SUMMARY_LIMIT]
-
-
-def reference_text(reference: str, date: str) -> str:
-    """A knowledge source as cited: its reference, with its date unless the reference
-    already gives it (``JAMA. 1990;263:704``)."""
-    return reference if date in reference else f"{reference} ({date})"
-
-
-def _distinct(quotes: Iterable[str]) -> list[str]:
-    """The article passages to quote, each once: a passage that another one on the same
-    card contains (one rule cites a sentence, another the paragraph around it) is left out."""
-    texts = list(quotes)
-    if len(texts) < 2:
-        return texts
-    return [t for t in texts if not any(t != other and t in other for other in texts)]
-
-
-def _markers(numbers: Iterable[int]) -> str:
-    """``[1, 3–5]``: evidence markers (distinct numbers), runs of consecutive numbers
-    written as a range."""
-    ordered = sorted(numbers)
-    if not ordered:
-        return "[]"
-    if isinstance(numbers, set | frozenset) and ordered[-1] - ordered[0] == len(ordered) - 1:
-        return f"[{_run(ordered[0], ordered[-1])}]"  # one run (distinct numbers)
-    parts = []
-    start = end = ordered[0]
-    for n in ordered[1:]:
-        if n == end + 1:
-            end = n
-            continue
-        parts.append(_run(start, end))
-        start = end = n
-    parts.append(_run(start, end))
-    return f"[{', '.join(parts)}]"
-
-
-def _span_markers(spans: Iterable[tuple[int, int] | None]) -> str:
-    """``_markers`` of every number in these runs (``(first, last)``; an empty run has
-    ``last < first``), written without listing them one by one; ``""`` when there are none."""
-    ordered = sorted([span for span in spans if span is not None and span[1] >= span[0]])
-    if len(ordered) < 2:
-        return f"[{_run(*ordered[0])}]" if ordered else ""
-    parts = []
-    start, end = ordered[0]
-    for first, last in ordered[1:]:
-        if first <= end + 1:  # overlapping or next to each other: one run
-            end = max(end, last)
-            continue
-        parts.append(_run(start, end))
-        start, end = first, last
-    parts.append(_run(start, end))
-    return f"[{', '.join(parts)}]"
-
-
-def _run(start: int, end: int) -> str:
-    """One run of consecutive markers: ``3``, ``3, 4`` or ``3–5``."""
-    return f"{start}" if start == end else f"{start}, {end}" if end == start + 1 \
-        else f"{start}–{end}"
-
-
-def _rule_entry(rule_id: str, version: str, maintenance: Maintenance) -> dict[str, str]:
-    """A rule in the card's extension: id, version and its clinical review state (a
-    ``production`` rule has an approving review of its content; see knowledge/reviews.py)."""
-    entry = {"id": rule_id, "version": version, "validation": maintenance.validation}
-    if maintenance.validation == "production" and maintenance.reviewed is not None:
-        entry["reviewed"] = maintenance.reviewed.isoformat()
-    return entry
 
 
 @dataclass(frozen=True)
@@ -331,7 +95,7 @@ class _Group:
     kind: str
     """The card (``source.topic.code``)."""
     plan: CardPlan
-    kinds: Mapping[str, _KindText]
+    kinds: Mapping[str, KindText]
     conclusions: list[Conclusion] = field(default_factory=list)
     _subjects: list[str] | None = field(default=None, init=False, repr=False)
     _present: set[str] | None = field(default=None, init=False, repr=False)
@@ -345,7 +109,7 @@ class _Group:
         return self._lead
 
     @property
-    def texts(self) -> _KindText:
+    def texts(self) -> KindText:
         return self.kinds[self.lead]
 
     def subjects(self) -> list[str]:
@@ -370,185 +134,10 @@ class _Group:
         return sorted({f"{c.card}:{c.subject}" for c in self.conclusions})
 
 
-@dataclass(frozen=True, slots=True)
-class _RuleText:
-    """What a card shows of one concluding rule, in one language."""
-
-    versioned: str
-    """``<rule id> <version>``, as the card's uuid names it."""
-    message: str | MessageTemplate
-    """The rule's message; parsed when it has placeholders (filled from the facts it
-    fired on)."""
-    beyond: str | None
-    """The reference of the general clinical knowledge it follows, when not the article."""
-    citation: str | None
-    """The article passage it cites, verbatim."""
-    quote: tuple[str, ...]
-    """That passage's lines on the card: the quotation, the English gloss (Indonesian: the
-    corrected readings), the section, a blank line."""
-    entry: Mapping[str, str]
-    """The rule in the card's extension (id, version, review state)."""
-    production: bool
-    urgency: Indicator
-
-
-@dataclass(frozen=True, slots=True)
-class _Suggested:
-    """A suggestion of cards.yaml in one language: tests pooled into the card's order, or a
-    procedure with its draft ServiceRequest template."""
-
-    tests: tuple[str, ...]
-    also: tuple[str, ...]
-    reason: str | None
-    """Why the due tests are due (only when there are any)."""
-    label: str | None
-    template: dict[str, Any] | None
-    """The procedure's ServiceRequest, without subject and reasons (copied per card)."""
-    description: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class _Orderable:
-    """A test or panel as a card orders it, in one language."""
-
-    template: dict[str, Any]
-    description: str
-    name: str
-    code: str
-
-
-@dataclass(frozen=True)
-class _LangSetup:
-    """Everything card building reads from one ruleset in one language that no chart
-    changes (texts, labels, rule and suggestion entries, order templates), made once a
-    process: a call only fills in what the chart gives."""
-
-    knowledge: Knowledge
-    """Kept so that the id the setup is filed under cannot be reused by another ruleset."""
-    override_reasons: list[Coding]
-    notes: dict[str, str]
-    """What an evidence line adds when a record was not matched by its own code."""
-    status_words: dict[str, str]
-    status: re.Pattern[str] | None
-    """A medication record's FHIR status code in its evidence line (``(active``)."""
-    labels: dict[str, str]
-    rules: dict[str, _RuleText]
-    kinds: dict[str, _KindText]
-    suggestions: dict[str, _Suggested]
-    orderables: dict[int, _Orderable]
-    """Per test or panel of orders.yaml (by identity, as ``Orders.plan`` returns them)."""
-    tests: tuple[tuple[str, str, str], ...]
-    """Every test in orders.yaml order: (key, name, short name)."""
-    places: dict[str, dict[str, int]]
-    """Per card: each of its kinds' place (the lead first)."""
-    cards: dict[str, str]
-    """Per conclusion kind: the card it goes on."""
-    topics: dict[str, Coding]
-    """Per card: its ``source.topic``."""
-    source_label: str
-
-
-_SETUPS: dict[tuple[int, Lang], _LangSetup] = {}
 _SOURCES: dict[tuple[str, Lang], dict[tuple[str, str], tuple[Link, Source]]] = {}
 """Per rule catalogue and language: (card, rule id) -> the rule's link and the card's source
 when that rule leads it. Bounded by the rules, the cards, the two languages and the catalogue
 bases a process is given; the models are frozen, so every card may share them."""
-
-
-def _setup(knowledge: Knowledge, lang: Lang) -> _LangSetup:
-    """The ruleset's per-language card set-up, made on first use."""
-    found = _SETUPS.get((id(knowledge), lang))
-    if found is not None and found.knowledge is knowledge:
-        return found
-    cards, orders = knowledge.cards, knowledge.orders
-    system = cards.source.topic_system
-    words = cards.status_words
-    labels = {name: text(lang) for name, text in cards.labels.items()}
-    rules = {compiled.rule.id: _rule_text(compiled.rule, knowledge, lang, labels)
-             for compiled in knowledge.rules if compiled.rule.knowledge.conclude is not None}
-    orderables = {id(o): _Orderable(template=o.service_request(lang),
-                                    description=o.text(lang) if o.text else o.name(lang),
-                                    name=o.name(lang), code=o.coding.code)
-                  for o in _orderables(orders)}
-    found = _SETUPS[(id(knowledge), lang)] = _LangSetup(
-        knowledge=knowledge,
-        override_reasons=[Coding(system=system, code=r.code, display=r.display(lang))
-                          for r in cards.override_reasons],
-        notes={"name": f" ({labels['matched_by_name']})",
-               "broader": f" ({labels['matched_broader']})"},
-        status_words={code: text(lang) for code, text in words.items()},
-        status=re.compile(
-            r"\((" + "|".join(re.escape(code) for code in words) + r")(?=[,)])")
-        if words else None,
-        labels=labels,
-        rules=rules,
-        kinds={name: _KindText.of(kind, lang) for name, kind in cards.kinds.items()},
-        suggestions={key: _suggested(s, knowledge, lang) for key, s in cards.suggestions.items()},
-        orderables=orderables,
-        tests=tuple((key, t.name(lang), t.short(lang)) for key, t in orders.tests.items()),
-        places={card: {kind: i for i, kind in enumerate(plan.kinds)}
-                for card, plan in cards.cards.items()},
-        cards={name: kind.card for name, kind in cards.kinds.items()},
-        topics={card: Coding(system=system, code=card, display=plan.display(lang))
-                for card, plan in cards.cards.items()},
-        source_label=cards.source.label(lang))
-    return found
-
-
-def _orderables(orders: Orders) -> list[LabTest | Panel]:
-    return [*orders.tests.values(), *orders.panels.values()]
-
-
-def _rule_text(rule: RuleFile, knowledge: Knowledge, lang: Lang,
-               labels: Mapping[str, str]) -> _RuleText:
-    beyond = rule.library.knowledge_source
-    citation = None if beyond is not None else rule.library.citation
-    quote: list[str] = []
-    if citation is not None:
-        quote.append(f"> {citation.text}")
-        if lang == "en":
-            quote.append(f"> — *{citation.gloss}*")
-        else:
-            quote += [f"> *{labels['correction']}: {c.reading}*"
-                      for c in knowledge.cards.corrections if c.text in citation.text]
-        quote += [f"> ({_section(knowledge, citation.section, lang)})", ""]
-    maintenance = rule.maintenance
-    return _RuleText(
-        versioned=f"{rule.id} {maintenance.version}",
-        message=MessageTemplate(message) if "{" in (message := getattr(
-            rule.knowledge.message, lang)) else message,
-        beyond=None if beyond is None else reference_text(beyond.reference, beyond.date),
-        citation=None if citation is None else citation.text,
-        quote=tuple(quote),
-        entry=_rule_entry(rule.id, maintenance.version, maintenance),
-        production=maintenance.validation == "production",
-        urgency=rule.knowledge.urgency or "info")
-
-
-def _section(knowledge: Knowledge, section: str, lang: Lang) -> str:
-    """The cited section in the card's language; the article's own heading (machine
-    translated, "Cara Berkedut Kurang") is quoted as a citation only."""
-    known = knowledge.cards.sections.get(section)
-    if known is None:
-        return f"“{section}”"
-    if not known.quoted:
-        return known.title(lang)
-    return knowledge.cards.labels["section"](lang).format(title=known.title(lang),
-                                                          source=section)
-
-
-def _suggested(texts: SuggestionTexts, knowledge: Knowledge, lang: Lang) -> _Suggested:
-    template = description = None
-    if texts.procedure is not None and texts.label is not None:
-        procedure = knowledge.orders.procedures[texts.procedure]
-        template = procedure.service_request(lang, texts.text, texts.priority)
-        shown = texts.text or procedure.text
-        description = shown(lang) if shown else texts.label(lang)
-    return _Suggested(
-        tests=tuple(texts.tests), also=tuple(texts.also),
-        reason=texts.reason(lang) if texts.reason is not None and texts.tests else None,
-        label=texts.label(lang) if texts.label is not None else None,
-        template=template, description=description)
 
 
 def _service_request(template: Mapping[str, Any], patient: str,
@@ -599,7 +188,7 @@ class CardBuilder:
     page) and the result's trace. The tests a card wants, whatever the reasons, are one
     bullet and one suggestion, ordered as labs order them (``rulesets/orders.yaml``).
 
-    Whatever no chart changes is read from the ruleset's per-language set-up (``_setup``);
+    Whatever no chart changes is read from the ruleset's per-language set-up (``lang_setup``);
     a call does only the chart's part: messages, evidence, markers, uuids and orders."""
 
     def __init__(self, knowledge: Knowledge, lang: Lang, catalogue: str | None = None,
@@ -613,7 +202,7 @@ class CardBuilder:
         self._catalogue = (catalogue or knowledge.cards.source.catalogue).rstrip("/")
         self._kind_order = knowledge.card_kind_order
         self._rule_order = knowledge.rule_order
-        setup = self._set = _setup(knowledge, lang)
+        setup = self._set = lang_setup(knowledge, lang)
         self._override_reasons = setup.override_reasons
         self._notes = setup.notes
         self._status_words = setup.status_words
@@ -726,7 +315,7 @@ class CardBuilder:
         citations: dict[str, tuple[str, ...]] = {}
         sources: dict[str, None] = {}  # general clinical knowledge: reference (date), each once
         beyond: set[str] = set()  # messages whose knowledge is not the article's
-        rules: dict[str, _RuleText] = {}  # the rules behind the card
+        rules: dict[str, RuleText] = {}  # the rules behind the card
         by_message: dict[str, dict[str, None]] = {}
         due: dict[str, None] = {}  # tests with no current result, each once whatever the reasons
         also: dict[str, None] = {}
@@ -806,13 +395,13 @@ class CardBuilder:
             if marks is None:
                 runs = [spans[fact_id] for fact_id in cited_ids]
                 if None not in runs:  # every fact listed whole: its numbers are a run
-                    marks = _span_markers(runs)
+                    marks = span_markers(runs)
                 else:
                     if numbers is None:
                         numbers = {reference: n for n, reference in enumerate(texts, 1)}
                     found = {numbers[r] for fact_id in cited_ids
                              for r in cited_facts[fact_id].records}
-                    marks = _markers(found) if found else ""
+                    marks = markers(found) if found else ""
                 marked[cited_ids] = marks
             note = mark if message in beyond else ""
             lines.append(f"- {message} {marks}{note}" if marks else f"- {message}{note}")
@@ -822,7 +411,7 @@ class CardBuilder:
         if citations:  # the lines without the mark come from the article
             heading = labels["article_unmarked" if beyond else "article"]
             lines += ["", f"**{heading}**", ""]
-            for text in _distinct(citations):
+            for text in distinct_quotes(citations):
                 lines += citations[text]
         if sources:
             if lines[-1]:
@@ -874,7 +463,7 @@ class CardBuilder:
             "extension": extension,
         }))
 
-    def _source(self, group: _Group, rules: Mapping[str, _RuleText]) -> tuple[list[Link],
+    def _source(self, group: _Group, rules: Mapping[str, RuleText]) -> tuple[list[Link],
                                                                                Source]:
         """The card's links (each rule's catalogue page, in the order the rules speak) and
         its source (the label, the first rule's page, the card as topic)."""

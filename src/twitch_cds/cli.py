@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from twitch_cds import __version__
-from twitch_cds.card_builder import reference_text
+from twitch_cds.card_text import reference_text
 from twitch_cds.errors import InputError, TwitchCdsError
 from twitch_cds.evaluate import evaluate
 from twitch_cds.issues import InputIssue

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from twitch_cds import __version__
-from twitch_cds.card_builder import summary_text
+from twitch_cds.card_text import summary_text
 from twitch_cds.knowledge.bundle import CompiledRule, Knowledge
 from twitch_cds.knowledge.cardtexts import SuggestionTexts
 from twitch_cds.knowledge.reviews import RuleReview, rule_hash

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from twitch_cds.service.hook_body import BodyProblem, read_hook_body, resource_type
+from twitch_cds.service.hook_body import BodyProblem, parsed, read_hook_body, resource_type
 from twitch_cds.service.prefetch import _satisfied
 
 PATIENT = {"resourceType": "Patient", "id": "p1", "birthDate": "1961-08-12"}
@@ -97,3 +97,19 @@ def test_any_request_reaches_the_engine_as_sent(members: dict[str, Any],
     assert json.loads(body.payload(merged)) == {
         **members, "prefetch": {**(prefetch or {}), **fetched}} if (
         fetched or prefetch is None) else sent
+
+
+@pytest.mark.parametrize("raw", [
+    json.dumps(REQUEST).encode(),
+    b'{"a": 1, "a": [1e-05, -0.0, 18446744073709551615, "\\u00e9"]}',
+    b"[NaN, 1e400]", b'["\\ud800"]', b"[18446744073709551616]", b"\xef\xbb\xbf{}",
+    b"[" * 3000 + b"]" * 3000,
+])
+def test_the_evaluation_reads_what_the_standard_library_reads(raw: bytes) -> None:
+    """msgspec where it accepts the text, with the standard library's values; the bytes
+    themselves (for evaluate() to read) where it does not."""
+    got = parsed(raw)
+    if isinstance(got, bytes):
+        assert got is raw
+    else:
+        assert repr(got) == repr(json.loads(raw))

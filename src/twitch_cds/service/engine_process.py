@@ -38,6 +38,7 @@ from twitch_cds.errors import InputError
 from twitch_cds.knowledge.cardtexts import Lang
 from twitch_cds.service.engine_thread import NotStarted
 from twitch_cds.service.evaluated import Evaluated, evaluated
+from twitch_cds.service.hook_body import parsed
 
 log = logging.getLogger("twitch_cds.service")
 START_TIMEOUT_S = 120.0
@@ -80,7 +81,7 @@ def serve_evaluations(connection: Connection, lang: Lang, validation_cache_entri
         begun = time.perf_counter()
         reply: Any
         try:
-            result = twitch_cds.evaluate(payload, lang=lang, knowledge=knowledge)
+            result = twitch_cds.evaluate(parsed(payload), lang=lang, knowledge=knowledge)
             reply = evaluated(result, time.perf_counter() - begun)
         except InputError as exc:
             reply = ("input", str(exc), exc.message_id, exc.params)

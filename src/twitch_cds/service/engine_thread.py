@@ -23,6 +23,7 @@ import twitch_cds
 from twitch_cds.knowledge.bundle import Knowledge
 from twitch_cds.knowledge.cardtexts import Lang
 from twitch_cds.service.evaluated import Evaluated, evaluated
+from twitch_cds.service.hook_body import parsed
 
 
 class NotStarted(TimeoutError):
@@ -53,7 +54,8 @@ class EngineThread:
             # an expected cost over the whole budget is still tried: that is how it is relearnt
             if begun >= deadline or (expected_s < budget and begun + expected_s > deadline):
                 raise NotStarted
-            result = twitch_cds.evaluate(payload, lang=self._lang, knowledge=self._knowledge)
+            result = twitch_cds.evaluate(parsed(payload), lang=self._lang,
+                                         knowledge=self._knowledge)
             seconds = time.perf_counter() - begun
             if learn is not None:
                 learn(seconds)

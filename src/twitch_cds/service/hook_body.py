@@ -104,3 +104,14 @@ def resource_type(value: Any) -> Any:
         except msgspec.MsgspecError:  # not an object (null, a list): no resource
             return None
     return value.get("resourceType") if isinstance(value, dict) else None
+
+
+def parsed(payload: bytes) -> Any:
+    """The payload for ``evaluate()``: read by msgspec, about a quarter faster than the
+    standard library on a large prefetch and giving the same values wherever it accepts the
+    text; anything it refuses (NaN, an integer beyond 64 bits, a lone surrogate) stays bytes,
+    for ``evaluate()`` to read (and report) as it reads any input."""
+    try:
+        return msgspec.json.decode(payload)
+    except (msgspec.MsgspecError, RecursionError):
+        return payload

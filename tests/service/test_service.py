@@ -584,8 +584,8 @@ def _raw(service: str, keys: dict[str, SigningKey], content: bytes,
      b'"patientId": "p"}, "prefetch": {"observations": {"resourceType": "Bundle"}, '
      b'"conditions": {"resourceType": "Bundle"}, "medicationRequests": {"resourceType": '
      b'"Bundle", "n": ' + b"7" * 5000 + b"}}}", 400, "cannot be read"),
-    (b'{"hook": "patient-view", "hookInstance": "x", "prefetch": {"p": ' + b"[" * 3000
-     + b"]" * 3000 + b"}}", 400, "nested too deeply"),
+    (b'{"hook": "patient-view", "hookInstance": "x", "prefetch": {"p": ' + b"[" * 50_000
+     + b"]" * 50_000 + b"}}", 400, "nested too deeply"),
     (b'"a string"', 400, "JSON object"),
     (b'{"hook": "patient-view", "hookInstance": "x", "context": "nope"}', 400, "context"),
     (b'{"hook": "order-sign", "hookInstance": "x", "context": {}}', 400, "does not match"),

@@ -22,16 +22,11 @@ class Provenance:
         """The input facts behind these facts, each once, in depth-first order."""
         out: dict[str, None] = {}
         for fact_id in fact_ids:
-            found = self._inputs.get(fact_id)
-            out.update(dict.fromkeys(self._inputs_of(fact_id) if found is None else found))
+            out.update(dict.fromkeys(self.of(fact_id)))
         return list(out)
 
     def of(self, fact_id: str) -> tuple[str, ...]:
         """The input facts behind one fact, each once, in depth-first order (worked out once)."""
-        found = self._inputs.get(fact_id)
-        return self._inputs_of(fact_id) if found is None else found
-
-    def _inputs_of(self, fact_id: str) -> tuple[str, ...]:
         found = self._inputs.get(fact_id)
         if found is not None:
             return found

@@ -62,6 +62,10 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 
 ACTION_TIME_LIMIT_S = 10.0
 """durable-rules drops an action that runs longer than this, without a word."""
+REUSE_LIMIT = 2_000
+"""A run that asserted more facts than this gets its session deleted rather than cleared:
+durable-rules keeps a session's pools at their largest, and one big chart should not keep
+its memory for good."""
 GO_RULE = "twitch-cds-go"
 SINK_RULE = "twitch-cds-sink"
 _ruleset_names = itertools.count(1)
@@ -144,6 +148,8 @@ class RuleEngine:
         self._clock = clock
         self._lock = threading.Lock()
         self._sids = itertools.count(1)
+        self._sid: str | None = None
+        """The session runs reuse (cleared after each), or None when the next needs a new one."""
         self.name = f"twitch_cds_{next(_ruleset_names)}"
         self._actions: dict[str, Action] = {GO_RULE: _nothing, SINK_RULE: _nothing}
         definition: dict[str, Any] = {}
@@ -216,16 +222,17 @@ class RuleEngine:
         self._assert_one(engine_fact)
 
     def run(self, facts: Sequence[dict[str, Any]], parameters: dict[str, float]) -> SessionResult:
-        """Evaluate one patient's facts in a fresh session, and delete the session."""
+        """Evaluate one patient's facts in a clean session, and leave it clean again."""
         with self._lock:
-            sid = str(next(self._sids))
+            sid = self._sid or str(next(self._sids))
             session = SessionResult(sid)
             started = self._clock()
-            went = False
+            went = cleared = False
+            batch: list[dict[str, Any]] = []
             try:
-                batch: list[dict[str, Any]] = [{
+                batch.append({
                     "sid": sid, "id": "parameters", "type": "parameters",
-                    **{name: parameters[name] for name in self._reads.parameters}}]
+                    **{name: parameters[name] for name in self._reads.parameters}})
                 batch.extend({**fact, "sid": sid} for fact in facts)
                 self._assert_batch(batch, session)
                 went = True
@@ -235,11 +242,31 @@ class RuleEngine:
                         f"the rule engine took over {ACTION_TIME_LIMIT_S:.0f} s; durable-rules "
                         "drops actions that slow, so the result is discarded"
                     )
+                cleared = self._clear(sid, batch, session)
                 return session
             finally:
-                if not went:
-                    self._end_safely(sid, session)
-                durable_rules_engine.delete_state(self._handle, sid)
+                if not cleared:
+                    if not went:
+                        self._end_safely(sid, session)
+                    durable_rules_engine.delete_state(self._handle, sid)
+                self._sid = sid if cleared else None
+
+    def _clear(self, sid: str, batch: list[dict[str, Any]], session: SessionResult) -> bool:
+        """Retract every fact of the run (the ``go`` fact first, so no rule can fire), so the
+        session's per-rule memory is reused by the next run rather than freed and allocated
+        again. False when the session should be deleted instead (a large run, or the engine
+        did not answer as expected)."""
+        if len(batch) + len(session._derived_keys) > REUSE_LIMIT:
+            return False
+        retract = [{"sid": sid, "id": "go"}]
+        retract.extend({"sid": sid, "id": fact["id"]} for fact in batch)
+        retract.extend({"sid": sid, "id": fact_id} for fact_id in session._derived_keys.values())
+        code, state = durable_rules_engine.retract_facts(self._handle, _to_json(retract))
+        if code != 0:
+            return False
+        # retracting cannot complete a match (the go fact went first); should an action be
+        # pending all the same, the session is deleted rather than trusted
+        return not durable_rules_engine.start_action_for_state(self._handle, state)
 
     # -- the lean driver over durable-rules' C calls -----------------------------------------
     def _assert_batch(self, batch: list[dict[str, Any]], session: SessionResult) -> None:

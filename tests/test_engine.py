@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import twitch_cds
 from twitch_cds import engine as engine_module
-from twitch_cds.engine import RuleEngine
+from twitch_cds.engine import RuleEngine, durable_rules_engine
 from twitch_cds.errors import EngineError, RulesetError
 from twitch_cds.knowledge.bundle import Knowledge, load_knowledge
 
@@ -45,6 +45,10 @@ def _patient(seed: int) -> tuple[list[dict[str, Any]], str]:
     if rng.random() < 0.3:
         resources.append(condition(f"c{seed}", SCT, "86044005", patient=pid))
     return resources, pid
+
+
+def _raise(*args: Any, **kwargs: Any) -> None:
+    raise RuntimeError("boom")
 
 
 def _signature(result: twitch_cds.EvaluationResult) -> list[tuple[str, str, str]]:
@@ -118,11 +122,7 @@ def test_a_numeric_string_value_is_not_compared_as_a_string() -> None:
 def test_an_exception_inside_an_action_fails_the_call(knowledge: Knowledge,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     engine = RuleEngine(knowledge)
-
-    def broken(*args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("boom")
-
-    monkeypatch.setattr(engine_module, "Conclusion", broken)
+    monkeypatch.setattr(engine_module, "Conclusion", _raise)
     facts = [{"id": "f", "type": "finding", "concept": "twitching", "source": "Observation",
               "severe": False}]
     with pytest.raises(EngineError, match="boom"):
@@ -137,13 +137,82 @@ def test_the_same_resource_twice_is_one_fact() -> None:
     assert kinds(result).count("red-flag") == 1
 
 
-def test_sessions_are_always_deleted(knowledge: Knowledge) -> None:
+def test_sessions_never_pile_up(knowledge: Knowledge) -> None:
     """More evaluations than the engine's 1,024 live sessions."""
     engine = RuleEngine(knowledge)
     facts = [{"id": "f", "type": "finding", "concept": "twitching", "source": "Observation",
               "severe": False}]
     for _ in range(1500):
         assert engine.run(facts, knowledge.parameters.resolve()).conclusions
+
+
+def test_a_run_leaves_its_session_empty_for_the_next(knowledge: Knowledge) -> None:
+    """The session is cleared (every fact retracted) and reused, not deleted and made anew."""
+    engine = RuleEngine(knowledge)
+    facts = [{"id": "f", "type": "finding", "concept": "twitching", "source": "Observation",
+              "severe": False}]
+    first = engine.run(facts, knowledge.parameters.resolve())
+    assert json.loads(durable_rules_engine.get_facts(engine._handle, first.sid)) == []
+    second = engine.run(facts, knowledge.parameters.resolve())
+    assert second.sid == first.sid
+    assert [f.rule_id for f in second.firings] == [f.rule_id for f in first.firings]
+
+
+def test_a_failed_run_deletes_its_session(knowledge: Knowledge,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = RuleEngine(knowledge)
+    facts = [{"id": "f", "type": "finding", "concept": "twitching", "source": "Observation",
+              "severe": False}]
+    kept = engine.run(facts, knowledge.parameters.resolve()).sid
+    monkeypatch.setattr(engine_module, "Conclusion", _raise)
+    with pytest.raises(EngineError):
+        engine.run(facts, knowledge.parameters.resolve())
+    monkeypatch.undo()
+    with pytest.raises(durable_rules_engine.error, match="309"):  # no such session
+        durable_rules_engine.get_facts(engine._handle, kept)
+    again = engine.run(facts, knowledge.parameters.resolve())
+    assert again.sid != kept and again.conclusions
+
+
+def test_a_large_run_deletes_its_session(knowledge: Knowledge,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """durable-rules keeps a session's pools at their largest: a big chart's are freed."""
+    monkeypatch.setattr(engine_module, "REUSE_LIMIT", 2)
+    engine = RuleEngine(knowledge)
+    facts = [{"id": f"f{i}", "type": "finding", "concept": "twitching",
+              "source": "Observation", "severe": False} for i in range(3)]
+    first = engine.run(facts, knowledge.parameters.resolve())
+    with pytest.raises(durable_rules_engine.error, match="309"):
+        durable_rules_engine.get_facts(engine._handle, first.sid)
+    assert engine.run(facts, knowledge.parameters.resolve()).sid != first.sid
+
+
+_EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.json"))
+
+
+def _outcome(data: Any) -> str:
+    try:
+        return twitch_cds.evaluate(data, now=NOW).model_dump_json()
+    except twitch_cds.InputError as exc:
+        return f"raised {exc}"
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.one_of(st.integers(0, 60), st.sampled_from(_EXAMPLES)), min_size=2,
+                max_size=12))
+def test_a_reused_session_answers_as_a_fresh_one(order: list[int | Path]) -> None:
+    """Any sequence of charts through the engine's one session gives each chart the result
+    a fresh session gives it (negation, derived facts and merges included)."""
+    def chart(item: int | Path) -> Any:
+        if isinstance(item, Path):
+            return json.loads(item.read_text(encoding="utf-8"))
+        return _patient(item)[0]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine_module, "REUSE_LIMIT", -1)  # every run in a new session
+        fresh = {str(item): _outcome(chart(item)) for item in set(order)}
+    for item in order:
+        assert _outcome(chart(item)) == fresh[str(item)], item
 
 
 def test_the_loader_refuses_a_ruleset_near_the_engine_wall(tmp_path: Path,

@@ -1,4 +1,4 @@
-"""The durable-rules session wrapper: one isolated session per evaluation, made safe.
+"""The durable-rules session wrapper: one session per engine, emptied after every run, made safe.
 
 durable-rules 2.0.28 has sharp edges (``../shared/reference/durable-rules.md``); each is
 handled here, and ``tests/test_engine.py`` has a test for each:
@@ -14,7 +14,13 @@ handled here, and ``tests/test_engine.py`` has a test for each:
 5. Strings compare as strings: facts carry real floats (the fact models enforce it).
 6. Action exceptions are swallowed into the state: checked after each call; raises.
 7. Duplicate facts raise: every fact and derived fact has a unique id.
-8. 1,024 live sessions at most: one session per call, always deleted, behind a lock.
+8. 1,024 live sessions at most: one session, used by one run at a time (a lock).
+
+A new session costs more than it seems: durable-rules allocates and zeroes index arrays for
+every rule node (over 1 MB for this ruleset), which also evicts what the call had in the
+processor's caches. So a run retracts every fact it asserted (the ``go`` fact first, so no
+rule can complete a match) and the next run reuses the session; a run that fails, or asserted
+more than ``REUSE_LIMIT`` facts, deletes its session instead, and the next gets a new one.
 9. ~510 rules hang the process: the loader refuses more than 450.
 10. Conditions on session state re-fire forever: rules never read ``s``.
 11. An action over 10 s is dropped silently: a run that long is discarded with an error.

@@ -13,13 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import durable_rules_engine
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import twitch_cds
 from twitch_cds import engine as engine_module
-from twitch_cds.engine import RuleEngine, durable_rules_engine
+from twitch_cds.engine import RuleEngine
 from twitch_cds.errors import EngineError, RulesetError
 from twitch_cds.knowledge.bundle import Knowledge, load_knowledge
 

@@ -299,6 +299,18 @@ def test_facts_are_written_as_the_rule_engine_reads_them(value: dict[str, Any],
     assert not re.search(r"(?<![\d.])-?\d+e[+-]", outside_strings)
 
 
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="0123456789e+-.\"x", max_size=30))
+def test_the_quick_exponent_look_finds_what_the_plain_one_finds(text: str) -> None:
+    assert bool(engine_module._EXPONENT.search(text)) == bool(re.search(r"\de[+-]", text))
+
+
+def test_a_text_pydantic_core_will_not_write_is_written_as_the_standard_library_writes_it(
+        ) -> None:
+    value = {"id": "x\ud800", "value": 1e-07}
+    assert engine_module._to_json(value) == '{"id": "x\ud800", "value": 1.0e-07}'
+
+
 @pytest.mark.parametrize("bare", [1e-05, 1e+20])
 def test_the_engine_accepts_a_float_python_writes_without_a_point(knowledge: Knowledge,
                                                                  bare: float) -> None:

@@ -1,6 +1,7 @@
 """Is a change slower? ``evaluate()`` over the parse floor, this tree against another checkout.
 
     python benchmarks/ab.py --base /path/to/other/checkout [--alternations 4]
+    python benchmarks/ab.py --base ... --only relevant-20 --samples 1500 --alternations 8
 
 Each measurement runs in its own process, pinned to one core, alternating base and this tree
 (so load from other jobs falls on both alike). In a process, every sample times the parse
@@ -27,7 +28,7 @@ CASES = (("relevant", 20, 300), ("relevant", 100, 80), ("relevant", 300, 30),
          ("relevant", 1000, 10), ("irrelevant", 500, 30))
 
 
-def measure() -> None:
+def measure(cases: tuple[tuple[str, int, int], ...]) -> None:
     """One process's figures, printed as ``case=ratio`` pairs."""
     sys.path.insert(0, str(HERE))
     import fhir.resources.R4B as fhir_r4b
@@ -38,7 +39,7 @@ def measure() -> None:
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     twitch_cds.configure_validation_cache(0)
     figures = []
-    for kind, size, samples in CASES:
+    for kind, size, samples in cases:
         resources = charts.relevant(size) if kind == "relevant" else charts.mostly_irrelevant(size)
         bundle = charts.bundle(resources)
         ratios = []
@@ -60,11 +61,18 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", type=Path, required=True, help="the other checkout")
     parser.add_argument("--alternations", type=int, default=4)
+    parser.add_argument("--only", choices=[f"{k}-{n}" for k, n, _ in CASES],
+                        help="one chart (a small difference there needs many samples)")
+    parser.add_argument("--samples", type=int, help="samples a process (default: per chart)")
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    cases = tuple((kind, size, args.samples or samples) for kind, size, samples in CASES
+                  if args.only in (None, f"{kind}-{size}"))
     if args.measure:
-        measure()
+        measure(cases)
         return
+    passed = [*(["--only", args.only] if args.only else []),
+              *(["--samples", str(args.samples)] if args.samples else [])]
     trees = {"base": args.base.resolve(), "this": HERE.parent}
     runs: dict[str, list[dict[str, float]]] = {"base": [], "this": []}
     print("load average before: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
@@ -72,12 +80,12 @@ def main() -> None:
         for name, tree in trees.items():
             env = {**os.environ, "PYTHONPATH": str(tree / "src")}
             out = subprocess.run([sys.executable, str(HERE / "ab.py"), "--measure", "--base",
-                                  str(args.base)], cwd=tree, env=env, check=True,
+                                  str(args.base), *passed], cwd=tree, env=env, check=True,
                                  capture_output=True, text=True).stdout.split()
             runs[name].append({k: float(v) for k, v in (pair.split("=") for pair in out)})
     print("load average after: " + " ".join(f"{x:.2f}" for x in os.getloadavg()))
     print(f"{'chart':16} {'base x floor':>24} {'this x floor':>24}")
-    for kind, size, _ in CASES:
+    for kind, size, _ in cases:
         key = f"{kind}-{size}"
         cells = []
         for name in ("base", "this"):

@@ -188,6 +188,25 @@ def test_a_large_run_deletes_its_session(knowledge: Knowledge,
     assert engine.run(facts, knowledge.parameters.resolve()).sid != first.sid
 
 
+def test_a_session_that_cannot_be_cleared_is_deleted_and_the_result_stands(
+        knowledge: Knowledge, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = RuleEngine(knowledge)
+    facts = [{"id": "f", "type": "finding", "concept": "twitching", "source": "Observation",
+              "severe": False}]
+    expected = engine.run(facts, knowledge.parameters.resolve())
+
+    def refused(handle: int, text: str) -> None:
+        raise durable_rules_engine.error("refused")
+
+    monkeypatch.setattr(durable_rules_engine, "retract_facts", refused)
+    result = engine.run(facts, knowledge.parameters.resolve())
+    assert result.firings == expected.firings
+    with pytest.raises(durable_rules_engine.error, match="309"):
+        durable_rules_engine.get_facts(engine._handle, result.sid)
+    monkeypatch.undo()
+    assert engine.run(facts, knowledge.parameters.resolve()).sid != result.sid
+
+
 _EXAMPLES = sorted((Path(__file__).parent.parent / "examples").glob("*.json"))
 
 

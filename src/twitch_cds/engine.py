@@ -274,12 +274,18 @@ class RuleEngine:
         retract = [{"sid": sid, "id": "go"}]
         retract.extend({"sid": sid, "id": fact["id"]} for fact in batch)
         retract.extend({"sid": sid, "id": fact_id} for fact_id in session._derived_keys.values())
-        code, state = durable_rules_engine.retract_facts(self._handle, _to_json(retract))
-        if code != 0:
+        try:
+            code, state = durable_rules_engine.retract_facts(self._handle, _to_json(retract))
+            if code != 0:
+                return False
+            # retracting cannot complete a match (the go fact went first); should an action
+            # be pending all the same, it is abandoned and the session deleted, not trusted
+            if durable_rules_engine.start_action_for_state(self._handle, state):
+                durable_rules_engine.abandon_action(self._handle, state)
+                return False
+        except durable_rules_engine.error:  # the run's result stands; the session goes
             return False
-        # retracting cannot complete a match (the go fact went first); should an action be
-        # pending all the same, the session is deleted rather than trusted
-        return not durable_rules_engine.start_action_for_state(self._handle, state)
+        return True
 
     # -- the lean driver over durable-rules' C calls -----------------------------------------
     def _assert_batch(self, batch: list[dict[str, Any]], session: SessionResult) -> None:

@@ -48,6 +48,11 @@ def _patient(seed: int) -> tuple[list[dict[str, Any]], str]:
     return resources, pid
 
 
+_TWITCHING = {"id": "f", "type": "finding", "concept": "twitching", "source": "Observation",
+              "severe": False}
+"""One twitching finding, as the engine sees it."""
+
+
 def _raise(*args: Any, **kwargs: Any) -> None:
     raise RuntimeError("boom")
 
@@ -124,8 +129,7 @@ def test_an_exception_inside_an_action_fails_the_call(knowledge: Knowledge,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     engine = RuleEngine(knowledge)
     monkeypatch.setattr(engine_module, "Conclusion", _raise)
-    facts = [{"id": "f", "type": "finding", "concept": "twitching", "source": "Observation",
-              "severe": False}]
+    facts = [_TWITCHING]
     with pytest.raises(EngineError, match="boom"):
         engine.run(facts, knowledge.parameters.resolve())
     monkeypatch.undo()
@@ -141,8 +145,7 @@ def test_the_same_resource_twice_is_one_fact() -> None:
 def test_sessions_never_pile_up(knowledge: Knowledge) -> None:
     """More evaluations than the engine's 1,024 live sessions."""
     engine = RuleEngine(knowledge)
-    facts = [{"id": "f", "type": "finding", "concept": "twitching", "source": "Observation",
-              "severe": False}]
+    facts = [_TWITCHING]
     for _ in range(1500):
         assert engine.run(facts, knowledge.parameters.resolve()).conclusions
 
@@ -150,8 +153,7 @@ def test_sessions_never_pile_up(knowledge: Knowledge) -> None:
 def test_a_run_leaves_its_session_empty_for_the_next(knowledge: Knowledge) -> None:
     """The session is cleared (every fact retracted) and reused, not deleted and made anew."""
     engine = RuleEngine(knowledge)
-    facts = [{"id": "f", "type": "finding", "concept": "twitching", "source": "Observation",
-              "severe": False}]
+    facts = [_TWITCHING]
     first = engine.run(facts, knowledge.parameters.resolve())
     assert json.loads(durable_rules_engine.get_facts(engine._handle, first.sid)) == []
     second = engine.run(facts, knowledge.parameters.resolve())
@@ -162,8 +164,7 @@ def test_a_run_leaves_its_session_empty_for_the_next(knowledge: Knowledge) -> No
 def test_a_failed_run_deletes_its_session(knowledge: Knowledge,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     engine = RuleEngine(knowledge)
-    facts = [{"id": "f", "type": "finding", "concept": "twitching", "source": "Observation",
-              "severe": False}]
+    facts = [_TWITCHING]
     kept = engine.run(facts, knowledge.parameters.resolve()).sid
     monkeypatch.setattr(engine_module, "Conclusion", _raise)
     with pytest.raises(EngineError):
@@ -191,8 +192,7 @@ def test_a_large_run_deletes_its_session(knowledge: Knowledge,
 def test_a_session_that_cannot_be_cleared_is_deleted_and_the_result_stands(
         knowledge: Knowledge, monkeypatch: pytest.MonkeyPatch) -> None:
     engine = RuleEngine(knowledge)
-    facts = [{"id": "f", "type": "finding", "concept": "twitching", "source": "Observation",
-              "severe": False}]
+    facts = [_TWITCHING]
     expected = engine.run(facts, knowledge.parameters.resolve())
 
     def refused(handle: int, text: str) -> None:
@@ -255,8 +255,7 @@ def test_no_rule_conditions_on_session_state(knowledge: Knowledge) -> None:
 def test_a_run_longer_than_the_action_limit_is_discarded(knowledge: Knowledge) -> None:
     ticks = iter([0.0, 11.0])
     engine = RuleEngine(knowledge, clock=lambda: next(ticks))
-    facts = [{"id": "f", "type": "finding", "concept": "twitching", "source": "Observation",
-              "severe": False}]
+    facts = [_TWITCHING]
     with pytest.raises(EngineError, match="discarded"):
         engine.run(facts, knowledge.parameters.resolve())
 
@@ -335,6 +334,5 @@ def test_the_engine_accepts_a_float_python_writes_without_a_point(knowledge: Kno
                                                                  bare: float) -> None:
     """A fact holding such a float reaches the rules instead of failing the call (the
     engine's error 204)."""
-    facts = [{"id": "f", "type": "finding", "concept": "twitching", "source": "Observation",
-              "severe": False, "age_days": bare}]
+    facts = [{**_TWITCHING, "age_days": bare}]
     assert RuleEngine(knowledge).run(facts, knowledge.parameters.resolve()).conclusions

@@ -15,15 +15,15 @@ handled here, and ``tests/test_engine.py`` has a test for each:
 6. Action exceptions are swallowed into the state: checked after each call; raises.
 7. Duplicate facts raise: every fact and derived fact has a unique id.
 8. 1,024 live sessions at most: one session, used by one run at a time (a lock).
+9. ~510 rules hang the process: the loader refuses more than 450.
+10. Conditions on session state re-fire forever: rules never read ``s``.
+11. An action over 10 s is dropped silently: a run that long is discarded with an error.
 
 A new session costs more than it seems: durable-rules allocates and zeroes index arrays for
 every rule node (over 1 MB for this ruleset), which also evicts what the call had in the
 processor's caches. So a run retracts every fact it asserted (the ``go`` fact first, so no
 rule can complete a match) and the next run reuses the session; a run that fails, or asserted
 more than ``REUSE_LIMIT`` facts, deletes its session instead, and the next gets a new one.
-9. ~510 rules hang the process: the loader refuses more than 450.
-10. Conditions on session state re-fire forever: rules never read ``s``.
-11. An action over 10 s is dropped silently: a run that long is discarded with an error.
 
 Actions run through a lean driver over the engine's C calls (``_drive``) instead of
 durable's ``Closure``/promise machinery, which costs a JSON round trip of the session state
@@ -241,11 +241,10 @@ class RuleEngine:
             session = SessionResult(sid)
             started = self._clock()
             went = cleared = False
-            batch: list[dict[str, Any]] = []
             try:
-                batch.append({
+                batch: list[dict[str, Any]] = [{
                     "sid": sid, "id": "parameters", "type": "parameters",
-                    **{name: parameters[name] for name in self._reads.parameters}})
+                    **{name: parameters[name] for name in self._reads.parameters}}]
                 batch.extend({**fact, "sid": sid} for fact in facts)
                 self._assert_batch(batch, session)
                 went = True

@@ -20,6 +20,7 @@ against what it costs after validation has evicted them, which a call pays).
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import importlib
 import os
@@ -72,14 +73,15 @@ def sample(resources: list[dict[str, Any]], bundle: dict[str, Any],
     clock = evaluate_module._now(charts.NOW)
     values = knowledge.parameters.resolve({}, None)
     read = timed("read", lambda: read_input(bundle))
-    # a normaliser holds a call's state: the warm-up reads with one of its own
-    spare = Normaliser(knowledge, values, clock, "en") if hot else None
-    spare_screened = screen(read.resources, spare, None) if spare else None
+    warm_normalise = None
+    if hot:  # a normaliser holds a call's state: the warm-up reads with one of its own
+        spare = Normaliser(knowledge, values, clock, "en")
+        spare_validated = screen(read.resources, spare, None).validated
+        warm_normalise = functools.partial(spare.run, spare_validated, None)
     normaliser = Normaliser(knowledge, values, clock, "en")
     screened = timed("screen+validate", lambda: screen(read.resources, normaliser, None))
     normalised = timed("normalise", lambda: normaliser.run(screened.validated, None),
-                       lambda: spare and spare_screened and spare.run(spare_screened.validated,
-                                                                      None))
+                       warm_normalise)
 
     def group() -> Aggregated:
         return aggregate((f.to_engine() for f in normalised.facts), knowledge.reads)
